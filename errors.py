@@ -1,0 +1,42 @@
+"""Typed errors of the project.
+
+Every message says what the user should change. The UI shows them as ``gr.Error``;
+the CLI prints them on one line and exits with status 2.
+"""
+from __future__ import annotations
+
+
+class StructureVideoError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class InvalidVideoError(StructureVideoError):
+    """The structure video is missing, unreadable or unusable for the request."""
+
+
+class TargetError(StructureVideoError):
+    """The target (resolution, frame count, fps, range) cannot be produced."""
+
+
+class OptionError(StructureVideoError):
+    """An option has a value outside its allowed set or range."""
+
+
+class WeightsNotFoundError(StructureVideoError):
+    """Model weights were asked for but none were found locally."""
+
+
+class WeightsError(StructureVideoError):
+    """A weights file exists but cannot be read or does not fit the model."""
+
+
+class OutOfMemoryAfterBackoff(StructureVideoError):
+    """Out of memory even at the smallest batch size (and on the CPU fallback if allowed)."""
+
+
+class CancelledError(StructureVideoError):
+    """The user cancelled the work; nothing partial was kept."""
+
+
+class CacheError(StructureVideoError):
+    """The flow cache cannot be read or written (disk full, permissions, ...)."""
