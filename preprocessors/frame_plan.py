@@ -1,0 +1,175 @@
+"""Frame plans: which source frame feeds each guide frame (pure functions, no I/O).
+
+Two treatments:
+
+* ``adjust`` spreads exactly ``n`` source frames evenly over the whole range, first and last
+  frame included: a longer range is compressed by dropping frames, a shorter one stretched by
+  repeating them. The whole range always fits in the guide.
+* ``clip`` resamples in time from the source fps to the target fps (guide frame ``k`` is the
+  source frame shown at ``k / target_fps`` seconds after the range start) and loops back to the
+  range start when the range is too short.
+
+Flow convention (the one VACE was trained with): guide frame ``k`` shows the motion from
+planned source frame ``k-1`` to ``k``. Guide frame 0, and a frame where a ``clip`` plan loops
+back, takes the motion *into* its source frame from the frame just before it when the source has
+one; otherwise it copies its neighbour (guide frame 1 for frame 0).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from ..errors import OptionError, TargetError
+
+TREATMENTS = ("adjust", "clip")
+RANGE_UNITS = ("frames", "seconds")
+
+#: A flow pair: (source index of the earlier frame, source index of the later frame).
+Pair = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class SourceRange:
+    """An optional part of the source: ``start`` inclusive, ``end`` exclusive, in frames or seconds."""
+
+    start: Optional[float] = None
+    end: Optional[float] = None
+    unit: str = "frames"
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """The source frame of every guide frame, plus the flow pair of every guide frame.
+
+    ``pairs[k]`` is ``None`` when guide frame ``k`` has no pair of its own and copies the flow
+    of ``copy_from[k]`` instead.
+    """
+
+    indices: tuple[int, ...]
+    pairs: tuple[Optional[Pair], ...]
+    copy_from: tuple[Optional[int], ...]
+    first: int
+    stop: int
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def anchor(self) -> Optional[int]:
+        """The source frame just before the plan that guide frame 0 is measured from, if any."""
+        pair = self.pairs[0] if self.pairs else None
+        return pair[0] if pair is not None and pair[0] != self.indices[0] else None
+
+    def decode_order(self) -> tuple[int, ...]:
+        """Source frames in the order flow extraction reads them (both ends of every pair)."""
+        order: list[int] = []
+        for pair in self.pairs:
+            if pair is not None:
+                order.extend(pair)
+        return tuple(order)
+
+
+def resolve_range(frame_count: int, fps: float, source_range: Optional[SourceRange] = None) -> tuple[int, int]:
+    """Turn a user range into ``(first, stop)`` frame indices with ``0 <= first < stop <= frame_count``.
+
+    An end past the video is clamped to its last frame; a start past it is an error.
+    """
+    if frame_count <= 0:
+        raise TargetError("The structure video has no frames: choose another video.")
+    source_range = source_range or SourceRange()
+    if source_range.unit not in RANGE_UNITS:
+        raise OptionError(f"Unknown range unit {source_range.unit!r}: use one of {', '.join(RANGE_UNITS)}.")
+    per_unit = fps if source_range.unit == "seconds" else 1.0
+    for label, value in (("start", source_range.start), ("end", source_range.end)):
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise TargetError(f"Range {label} {value} is negative or not a number: use a value >= 0.")
+    first = 0 if source_range.start is None else int(round(source_range.start * per_unit))
+    stop = frame_count if source_range.end is None else int(round(source_range.end * per_unit))
+    if first >= frame_count:
+        raise TargetError(
+            f"Range start {source_range.start} {source_range.unit} is past the end of the video "
+            f"({frame_count} frames at {fps:g} fps): choose an earlier start.")
+    stop = min(stop, frame_count)
+    if stop <= first:
+        raise TargetError(
+            f"Range end {source_range.end} {source_range.unit} is not after its start "
+            f"{source_range.start}: choose an end after the start.")
+    return first, stop
+
+
+def plan_adjust(count: int, first: int, stop: int) -> list[int]:
+    """``count`` source indices spread evenly over ``[first, stop)``, both ends included."""
+    _check_count(count)
+    span = stop - first
+    if span <= 0:
+        raise TargetError("The source range is empty: widen the range.")
+    if count == 1:
+        return [first]
+    # Integer arithmetic: round(i * (span - 1) / (count - 1)) without float error.
+    denominator = count - 1
+    return [first + (2 * i * (span - 1) + denominator) // (2 * denominator) for i in range(count)]
+
+
+def plan_clip(count: int, source_fps: float, target_fps: float, first: int, stop: int) -> list[int]:
+    """Source indices shown at the target's frame times, looping back to ``first`` when short."""
+    _check_count(count)
+    if not (source_fps > 0 and math.isfinite(source_fps)):
+        raise TargetError(f"Source fps {source_fps} is not positive: the video's fps is unusable.")
+    if not (target_fps > 0 and math.isfinite(target_fps)):
+        raise TargetError(f"Target fps {target_fps} must be a positive number.")
+    span = stop - first
+    if span <= 0:
+        raise TargetError("The source range is empty: widen the range.")
+    ratio = source_fps / target_fps
+    # The tiny epsilon keeps exact ratios exact (30 → 15 fps takes frames 0, 2, 4, ...).
+    return [first + int(math.floor(k * ratio + 1e-6)) % span for k in range(count)]
+
+
+def flow_pairs(indices: Sequence[int]) -> tuple[tuple[Optional[Pair], ...], tuple[Optional[int], ...]]:
+    """Flow pairs for a plan, following the convention in the module docstring.
+
+    Returns ``(pairs, copy_from)``: for every guide frame either a pair or the guide frame
+    whose flow it copies.
+    """
+    count = len(indices)
+    pairs: list[Optional[Pair]] = []
+    for k, current in enumerate(indices):
+        if k > 0 and current >= indices[k - 1]:
+            pairs.append((indices[k - 1], current))
+        elif current > 0:
+            pairs.append((current - 1, current))  # frame 0 or a loop: motion into this frame
+        else:
+            pairs.append(None)
+    if count == 1 and pairs[0] is None:
+        # A single guide frame at the very start: measure the motion out of it instead.
+        pairs[0] = (indices[0], indices[0] + 1)
+    copy_from: list[Optional[int]] = []
+    for k, pair in enumerate(pairs):
+        if pair is not None:
+            copy_from.append(None)
+            continue
+        # Copy the next guide frame that has a pair, else the previous one.
+        nxt = next((j for j in range(k + 1, count) if pairs[j] is not None), None)
+        prev = next((j for j in range(k - 1, -1, -1) if pairs[j] is not None), None)
+        copy_from.append(nxt if nxt is not None else prev)
+    return tuple(pairs), tuple(copy_from)
+
+
+def make_plan(treatment: str, count: int, frame_count: int, source_fps: float, target_fps: float,
+              source_range: Optional[SourceRange] = None) -> FramePlan:
+    """Build the full plan for a request."""
+    if treatment not in TREATMENTS:
+        raise OptionError(f"Unknown treatment {treatment!r}: use one of {', '.join(TREATMENTS)}.")
+    first, stop = resolve_range(frame_count, source_fps, source_range)
+    if treatment == "adjust":
+        indices = plan_adjust(count, first, stop)
+    else:
+        indices = plan_clip(count, source_fps, target_fps, first, stop)
+    pairs, copy_from = flow_pairs(indices)
+    return FramePlan(tuple(indices), pairs, copy_from, first, stop)
+
+
+def _check_count(count: int) -> None:
+    if not isinstance(count, int) or count <= 0:
+        raise TargetError(f"Frame count {count} must be a positive whole number: ask for at least 1 frame.")
