@@ -1,0 +1,8 @@
+"""Orchestration: a guide request → a guide video, using preprocessors/ and memory/."""
+from __future__ import annotations
+
+from .build import PreparedGuide, RunContext, build_guide, iter_guide_frames, prepare
+from .request import GuideRequest, GuideResult
+
+__all__ = ["GuideRequest", "GuideResult", "PreparedGuide", "RunContext", "build_guide", "iter_guide_frames",
+           "prepare"]

@@ -1,0 +1,166 @@
+"""What a guide request asks for, and what it produced.
+
+:class:`GuideRequest` holds one structure video, a target (size, frame count, fps) and options;
+:meth:`GuideRequest.validated` checks every option and returns a normalised copy, raising typed
+errors whose messages say what to change.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from ..errors import OptionError, TargetError
+from ..preprocessors.fit import FIT_MODES, parse_resolution, snap_resolution
+from ..preprocessors.frame_plan import RANGE_UNITS, TREATMENTS, SourceRange
+
+GUIDE_TYPES = ("flow", "canny", "raw")
+BACKENDS = ("auto", "raft", "dis")
+RAFT_MODELS = ("large", "small")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+TEARDOWNS = ("keep", "unload", "release")
+#: ``raft_weights`` value that builds RAFT with random weights (tests and benchmarks only).
+RANDOM_WEIGHTS = "random"
+MAX_FRAMES = 100_000
+MAX_FPS = 240.0
+MAX_ITERATIONS = 100
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class GuideRequest:
+    """One structure video turned into one guide video (see the README for every option)."""
+
+    input: PathLike
+    output: Optional[PathLike] = None
+    resolution: Union[str, tuple[int, int]] = (832, 480)
+    frames: int = 81
+    fps: float = 16.0
+    guide_type: str = "flow"
+    treatment: str = "adjust"
+    fit: str = "crop"
+    start: Optional[float] = None
+    end: Optional[float] = None
+    range_unit: str = "frames"
+    motion_strength: float = 1.0
+    max_motion: Optional[float] = None
+    scale_percentile: float = 99.0
+    backend: str = "auto"
+    raft_model: str = "large"
+    raft_weights: Optional[str] = None
+    iterations: int = 20
+    device: str = "auto"
+    batch_size: Optional[int] = None
+    precision: str = "auto"
+    canny_intensity: float = 1.0
+    teardown: str = "unload"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The requested (width, height) before snapping."""
+        if isinstance(self.resolution, str):
+            return parse_resolution(self.resolution)
+        width, height = self.resolution
+        return int(width), int(height)
+
+    @property
+    def source_range(self) -> SourceRange:
+        """The optional source range as a :class:`SourceRange`."""
+        return SourceRange(self.start, self.end, self.range_unit)
+
+    def validated(self) -> "GuideRequest":
+        """Check every option; return a copy with the resolution snapped to multiples of 16."""
+        _choice("type", self.guide_type, GUIDE_TYPES)
+        _choice("treatment", self.treatment, TREATMENTS)
+        _choice("fit", self.fit, FIT_MODES)
+        _choice("range unit", self.range_unit, RANGE_UNITS)
+        _choice("backend", self.backend, BACKENDS)
+        _choice("RAFT model", self.raft_model, RAFT_MODELS)
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("teardown", self.teardown, TEARDOWNS)
+        width, height = snap_resolution(*self.size)
+        if isinstance(self.frames, bool) or not isinstance(self.frames, int) or not 0 < self.frames <= MAX_FRAMES:
+            raise TargetError(f"Frame count {self.frames!r} must be a whole number from 1 to {MAX_FRAMES}.")
+        _number("fps", self.fps, low=0.0, high=MAX_FPS, exclusive_low=True, error=TargetError)
+        _number("motion strength", self.motion_strength, low=0.0, high=100.0)
+        _number("scale percentile", self.scale_percentile, low=0.0, high=100.0, exclusive_low=True)
+        _number("canny intensity", self.canny_intensity, low=0.0, high=10.0, exclusive_low=True)
+        if self.max_motion is not None:
+            _number("max motion", self.max_motion, low=0.0, high=1e5, exclusive_low=True)
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) \
+                or not 1 <= self.iterations <= MAX_ITERATIONS:
+            raise OptionError(f"Iterations {self.iterations!r} must be a whole number from 1 to {MAX_ITERATIONS}.")
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+                                            or self.batch_size < 1):
+            raise OptionError(f"Batch size {self.batch_size!r} must be a whole number of at least 1 (or unset).")
+        _device_text(self.device)
+        return replace(self, resolution=(width, height), fps=float(self.fps))
+
+
+@dataclass
+class GuideResult:
+    """What :func:`build_guide` produced, with the facts a user needs to trust it."""
+
+    output: Optional[Path]
+    frames: int
+    width: int
+    height: int
+    fps: float
+    guide_type: str
+    requested_size: tuple[int, int]
+    backend: str = "none"
+    backend_reason: str = ""
+    weights: str = ""
+    device: str = "cpu"
+    batch_size: int = 0
+    flow_scale: Optional[float] = None
+    cache_hit: Optional[bool] = None
+    timings: dict[str, float] = field(default_factory=dict)
+    peak_device_bytes: int = 0
+    peak_rss_bytes: int = 0
+    source: dict[str, Any] = field(default_factory=dict)
+    timeline: Any = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def snapped(self) -> bool:
+        """Whether the target size was snapped down to multiples of 16."""
+        return self.requested_size != (self.width, self.height)
+
+    def summary(self) -> str:
+        """One line for the CLI and logs."""
+        parts = [f"{self.frames} frames {self.width}x{self.height} @ {self.fps:g} fps, type {self.guide_type}"]
+        if self.snapped:
+            parts.append(f"snapped from {self.requested_size[0]}x{self.requested_size[1]}")
+        if self.guide_type == "flow":
+            parts.append(f"backend {self.backend} on {self.device}")
+            if self.cache_hit is not None:
+                parts.append("flows from cache" if self.cache_hit else "flows computed")
+        parts.append(f"{self.timings.get('total', 0.0):.1f}s")
+        if self.peak_device_bytes:
+            parts.append(f"peak GPU {self.peak_device_bytes / 2**20:.0f} MiB")
+        where = f" -> {self.output}" if self.output is not None else ""
+        return "Guide: " + ", ".join(parts) + where
+
+
+def _choice(label: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise OptionError(f"Unknown {label} {value!r}: use one of {', '.join(allowed)}.")
+
+
+def _number(label: str, value: Any, *, low: float, high: float, exclusive_low: bool = False,
+            error: type[Exception] = OptionError) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if exclusive_low else value >= low) and value <= high
+    if not ok:
+        bound = ">" if exclusive_low else ">="
+        raise error(f"The {label} {value!r} is out of range: use a number {bound} {low:g} and <= {high:g}.")
+
+
+def _device_text(device: str) -> None:
+    if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda") or
+                                           (device.startswith("cuda:") and device[5:].isdigit())):
+        raise OptionError(f"Unknown device {device!r}: use auto, cpu, cuda or cuda:N.")
