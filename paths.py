@@ -1,0 +1,24 @@
+"""Where the project keeps its files outside the repository (no third-party imports)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+APP_DIR_NAME = "wan2gp-structure-video"
+HOME_ENV = "WAN2GP_STRUCTURE_VIDEO_HOME"
+
+
+def user_data_dir() -> Path:
+    """The project's own folder: ``$WAN2GP_STRUCTURE_VIDEO_HOME``, else the user cache directory.
+
+    Linux/macOS: ``$XDG_CACHE_HOME`` or ``~/.cache``; Windows: ``%LOCALAPPDATA%``.
+    """
+    override = os.environ.get(HOME_ENV)
+    if override:
+        return Path(override).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / APP_DIR_NAME
