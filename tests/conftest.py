@@ -25,3 +25,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
+    """Keep caches, batch history and other user files of the tests out of the real home."""
+    home = tmp_path_factory.mktemp("sv-home")
+    previous = os.environ.get("WAN2GP_STRUCTURE_VIDEO_HOME")
+    os.environ["WAN2GP_STRUCTURE_VIDEO_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("WAN2GP_STRUCTURE_VIDEO_HOME", None)
+    else:
+        os.environ["WAN2GP_STRUCTURE_VIDEO_HOME"] = previous
