@@ -7,14 +7,16 @@ memory-mapped flow file (annotator loaded through the pool, under the GPU lock, 
 from __future__ import annotations
 
 import gc
+import contextlib
 import logging
+import os
 import shutil
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator, Optional
+from typing import Any, Callable, ContextManager, Iterator, Optional
 
 import numpy as np
 import torch
@@ -23,6 +25,7 @@ from ..errors import InvalidVideoError, OptionError
 from ..memory import (AnnotatorPool, BatchSizeHistory, MemoryMonitor, PressurePolicy, Timeline,
                       get_default_pool)
 from ..preprocessors.fit import FrameFitter
+from ..preprocessors.flow_cache import FlowCache, make_key
 from ..preprocessors.flow_dis import DisFlowBackend
 from ..preprocessors.flow_raft import RaftFlowBackend, estimate_bytes_per_pair
 from ..preprocessors.flow_store import FLOW_DTYPE, FlowStoreWriter, open_flow_rows
@@ -30,7 +33,8 @@ from ..preprocessors.frame_plan import FramePlan, make_plan
 from ..preprocessors.video_io import GuideVideoWriter, VideoInfo, probe_video
 from ..progress import Progress, ensure_progress
 from .backend_choice import BackendChoice, WeightsLocator, choose_backend, register_raft, resolve_device
-from .flow_extraction import FlowLayout, extract_flows, iter_job_frames, plan_flow_layout, stack_and_compute
+from .flow_extraction import (FlowLayout, extract_flows, iter_job_frames, plan_flow_layout,
+                              restrict_layout, stack_and_compute)
 from .guide_render import flow_histogram, guide_scale, iter_flow_guide, iter_image_guide
 from .request import GuideRequest, GuideResult
 
@@ -41,6 +45,8 @@ _PROCESS_GPU_LOCK = threading.RLock()
 CPU_RAFT_BATCH = 2
 DIS_BATCH = 8
 MAX_AUTO_BATCH = 16
+#: Bump when the rendering of flows changes, so cached rendered guides are not reused.
+RENDER_VERSION = 1
 
 
 @dataclass
@@ -55,6 +61,8 @@ class RunContext:
     history: Optional[BatchSizeHistory] = None
     pressure: Optional[PressurePolicy] = None
     work_dir: Optional[Path] = None
+    cache: Optional[FlowCache] = None
+    use_cache: bool = True
 
     def resolved(self) -> "RunContext":
         """A copy with defaults filled in."""
@@ -67,6 +75,8 @@ class RunContext:
             history=self.history,
             pressure=self.pressure or PressurePolicy(),
             work_dir=self.work_dir,
+            cache=(self.cache or FlowCache()) if self.use_cache else None,
+            use_cache=self.use_cache,
         )
 
 
@@ -80,10 +90,26 @@ class PreparedGuide:
     fitter: FrameFitter
     result: GuideResult
     started: float = field(default_factory=time.perf_counter)
+    choice: Optional[BackendChoice] = None
 
     @property
     def size(self) -> tuple[int, int]:
         return self.result.width, self.result.height
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """Guide frames ``[lo, hi)`` of the timeline that come out."""
+        lo = self.request.window_start
+        return lo, lo + self.request.output_frames
+
+
+@dataclass
+class FlowSet:
+    """Stored flows (mapped read-only) and the row of every guide frame of the timeline."""
+
+    rows: np.ndarray
+    frame_rows: tuple[int, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def prepare(request: GuideRequest) -> PreparedGuide:
@@ -100,7 +126,7 @@ def prepare(request: GuideRequest) -> PreparedGuide:
     plan = make_plan(request.treatment, request.frames, info.frame_count, info.fps, request.fps,
                      request.source_range)
     fitter = FrameFitter(info.width, info.height, width, height, request.fit)
-    result = GuideResult(output=None, frames=request.frames, width=width, height=height, fps=request.fps,
+    result = GuideResult(output=None, frames=request.output_frames, width=width, height=height, fps=request.fps,
                          guide_type=request.guide_type, requested_size=requested,
                          source={"path": info.path, "width": info.width, "height": info.height, "fps": info.fps,
                                  "frame_count": info.frame_count, "duration": info.duration,
@@ -116,30 +142,88 @@ def iter_guide_frames(request: GuideRequest, context: Optional[RunContext] = Non
                       prepared: Optional[PreparedGuide] = None) -> Iterator[np.ndarray]:
     """Yield the guide's frames as (H, W, 3) uint8 RGB arrays, one at a time.
 
-    For a flow guide the flows are extracted (and the annotator torn down) before the first frame
-    is yielded; the temporary flow file is removed when the iterator ends or is closed.
+    For a flow guide the flows are extracted (or read from the cache, and the annotator torn down)
+    before the first frame is yielded; temporary files go when the iterator ends or is closed.
     """
     ctx = (context or RunContext()).resolved()
     prepared = prepared or prepare(request)
     req, result = prepared.request, prepared.result
+    lo, hi = prepared.window
     if req.guide_type != "flow":
         result.backend, result.device = "none", "cpu"
-        yield from iter_image_guide(str(req.input), prepared.info, prepared.plan.indices, prepared.fitter,
+        yield from iter_image_guide(str(req.input), prepared.info, prepared.plan.indices[lo:hi], prepared.fitter,
                                     req.guide_type, req.canny_intensity)
         return
-    choice = choose_backend(req, ctx.weights_locator)
-    result.backend, result.backend_reason, result.weights = choice.name, choice.reason, choice.weights_label
-    layout = plan_flow_layout(prepared.plan)
     width, height = prepared.size
-    work_dir = Path(tempfile.mkdtemp(prefix="sv-flows-", dir=ctx.work_dir))
-    rows: Optional[np.ndarray] = None
-    try:
-        rows = _extract(prepared, choice, layout, work_dir, ctx)
+    with open_flows(prepared, ctx) as flows:
+        frame_rows = flows.frame_rows[lo:hi]
         ctx.progress.update("scale", 0, 1, "measuring motion over the whole clip")
-        histogram = flow_histogram(rows, layout.frame_rows, height, width)
-        scale = guide_scale(histogram, req.scale_percentile, req.max_motion)
+        scale = guide_scale(flow_histogram(flows.rows, frame_rows, height, width), req.scale_percentile,
+                            req.max_motion)
         result.flow_scale = scale
-        yield from iter_flow_guide(rows, layout.frame_rows, height, width, scale, req.motion_strength)
+        yield from iter_flow_guide(flows.rows, frame_rows, height, width, scale, req.motion_strength)
+
+
+def backend_for(prepared: PreparedGuide, ctx: RunContext) -> BackendChoice:
+    """The flow backend of a prepared request (chosen once, recorded in its result)."""
+    if prepared.choice is None:
+        choice = choose_backend(prepared.request, ctx.weights_locator)
+        result = prepared.result
+        result.backend, result.backend_reason, result.weights = choice.name, choice.reason, choice.weights_label
+        prepared.choice = choice
+    return prepared.choice
+
+
+def flow_key_params(prepared: PreparedGuide, choice: BackendChoice, cache: FlowCache) -> dict[str, Any]:
+    """Everything that changes the flows of the whole timeline — and nothing that only changes rendering."""
+    req, info, plan = prepared.request, prepared.info, prepared.plan
+    if choice.kind == "raft":
+        device = resolve_device(req.device)
+        precision = req.precision if device.type == "cuda" and req.precision != "auto" else \
+            ("fp16" if device.type == "cuda" else "fp32")
+        compute = {"device": device.type, "precision": precision, "iterations": req.iterations}
+    else:
+        compute = {"device": "cpu", "precision": "fp32"}
+    return {
+        "kind": "flow",
+        "content": cache.content_hash(info.path),
+        "source": {"frame_count": info.frame_count, "fps": round(info.fps, 6), "rotation": info.rotation,
+                   "size": [info.width, info.height]},
+        "plan": {"treatment": req.treatment, "frames": req.frames, "fps": req.fps, "first": plan.first,
+                 "stop": plan.stop},
+        "fit": req.fit,
+        "size": list(prepared.size),
+        "backend": choice.identity(),
+        "compute": compute,
+    }
+
+
+@contextlib.contextmanager
+def open_flows(prepared: PreparedGuide, ctx: RunContext) -> Iterator[FlowSet]:
+    """The flows of the request: from the cache (computing the whole timeline once) or, without a
+    cache, computed for the request's window only into a temporary folder."""
+    choice = backend_for(prepared, ctx)
+    result = prepared.result
+    layout = plan_flow_layout(prepared.plan)
+    if ctx.cache is not None:
+        params = flow_key_params(prepared, choice, ctx.cache)
+        key = make_key(params)
+        started = time.perf_counter()
+        entry, hit = ctx.cache.get_or_create(key, lambda folder: _produce(prepared, choice, layout, folder, ctx),
+                                             params)
+        result.cache_hit, result.cache_key = hit, key
+        if hit:
+            result.timings["cache_read"] = time.perf_counter() - started
+            result.device = "cache"
+        with ctx.cache.use(entry):
+            yield FlowSet(entry.rows(), tuple(entry.manifest["frame_rows"]), entry.manifest)
+        return
+    window_layout = restrict_layout(layout, *prepared.window)
+    work_dir = Path(tempfile.mkdtemp(prefix="sv-flows-", dir=ctx.work_dir))
+    try:
+        meta = _produce(prepared, choice, window_layout, work_dir, ctx)
+        rows = open_flow_rows(work_dir / "flows.npy")
+        yield FlowSet(rows, window_layout.frame_rows, meta)
     finally:
         rows = None
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -162,24 +246,16 @@ def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> 
         raise OptionError("The output path is the input video: choose another output path.")
     output.parent.mkdir(parents=True, exist_ok=True)
     req, result = prepared.request, prepared.result
-    width, height = prepared.size
-    frames = iter_guide_frames(req, ctx, prepared)
-    written = 0
-    try:
-        with GuideVideoWriter(output, width, height, req.fps) as writer:
-            encode_started: Optional[float] = None
-            for frame in frames:
-                if encode_started is None:
-                    encode_started = time.perf_counter()
-                writer.write(frame)
-                written += 1
-                ctx.progress.update("encode", written, req.frames, f"writing guide frame {written}/{req.frames}")
-    finally:
-        frames.close()
-    if written != req.frames:
-        raise RuntimeError(f"produced {written} guide frames instead of {req.frames}")
-    if encode_started is not None:
-        result.timings["render_encode"] = time.perf_counter() - encode_started
+    render_key = _render_key(prepared, ctx)
+    cached = ctx.cache.lookup_render(render_key) if render_key is not None and ctx.cache is not None else None
+    if cached is not None:
+        _copy_atomically(cached, output)
+        result.cache_hit, result.render_cached = True, True
+    else:
+        _write_guide(prepared, ctx, output)
+        if render_key is not None and ctx.cache is not None:
+            with contextlib.suppress(Exception):  # a render that cannot be cached is still a good result
+                ctx.cache.store_render(render_key, output)
     result.output = output
     result.timings["total"] = time.perf_counter() - prepared.started
     result.timeline = ctx.timeline
@@ -188,30 +264,76 @@ def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> 
     return result
 
 
-def _extract(prepared: PreparedGuide, choice: BackendChoice, layout: FlowLayout, work_dir: Path,
-             ctx: RunContext) -> np.ndarray:
-    """Compute every distinct pair into ``work_dir/flows.npy`` and map it read-only."""
+def _write_guide(prepared: PreparedGuide, ctx: RunContext, output: Path) -> None:
+    req, result = prepared.request, prepared.result
+    width, height = prepared.size
+    total = req.output_frames
+    frames = iter_guide_frames(req, ctx, prepared)
+    written = 0
+    encode_started: Optional[float] = None
+    try:
+        with GuideVideoWriter(output, width, height, req.fps) as writer:
+            for frame in frames:
+                if encode_started is None:
+                    encode_started = time.perf_counter()
+                writer.write(frame)
+                written += 1
+                ctx.progress.update("encode", written, total, f"writing guide frame {written}/{total}")
+            if written != total:
+                raise RuntimeError(f"produced {written} guide frames instead of {total}")
+    finally:
+        frames.close()
+    if encode_started is not None:
+        result.timings["render_encode"] = time.perf_counter() - encode_started
+
+
+def _render_key(prepared: PreparedGuide, ctx: RunContext) -> Optional[str]:
+    """Key of the rendered flow guide (flow key + every rendering parameter), or None when not cached."""
+    req = prepared.request
+    if ctx.cache is None or req.guide_type != "flow":
+        return None
+    choice = backend_for(prepared, ctx)
+    flow_key = make_key(flow_key_params(prepared, choice, ctx.cache))
+    return make_key({"kind": "render", "version": RENDER_VERSION, "flow": flow_key, "window": list(prepared.window),
+                     "strength": req.motion_strength, "percentile": req.scale_percentile,
+                     "max_motion": req.max_motion, "fps": req.fps})
+
+
+def _copy_atomically(source: Path, output: Path) -> None:
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.partial.mp4")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, output)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _produce(prepared: PreparedGuide, choice: BackendChoice, layout: FlowLayout, folder: Path,
+             ctx: RunContext) -> dict[str, Any]:
+    """Compute every job of ``layout`` into ``folder/flows.npy``; return the manifest fields."""
     req, result = prepared.request, prepared.result
     width, height = prepared.size
     started = time.perf_counter()
-    if layout.rows == 0:  # every guide frame is zero motion (e.g. a one-frame range)
-        result.device = "cpu"
-        return np.zeros((0, height, width, 2), dtype=FLOW_DTYPE)
-    path = work_dir / "flows.npy"
-    writer = FlowStoreWriter(path, layout.rows, height, width)
+    writer = FlowStoreWriter(folder / "flows.npy", layout.rows, height, width)
     try:
-        pairs = iter_job_frames(str(req.input), prepared.info, layout.jobs, prepared.fitter)
-        if choice.kind == "dis":
+        if layout.rows == 0:  # every guide frame is zero motion (e.g. a one-frame range)
+            result.device = "cpu"
+        elif choice.kind == "dis":
+            pairs = iter_job_frames(str(req.input), prepared.info, layout.jobs, prepared.fitter)
             result.device, result.batch_size = "cpu", req.batch_size or DIS_BATCH
             extract_flows(pairs, layout.rows, writer, stack_and_compute(DisFlowBackend().compute),
                           batch_size=result.batch_size, progress=ctx.progress,
                           on_batch=lambda done, size: ctx.timeline.record(f"batch {done}/{layout.rows}"))
         else:
+            pairs = iter_job_frames(str(req.input), prepared.info, layout.jobs, prepared.fitter)
             _extract_with_raft(prepared, choice, pairs, layout.rows, writer, ctx)
     finally:
-        writer.close(sync=False)
+        writer.close()
     result.timings["flow"] = time.perf_counter() - started
-    return open_flow_rows(path)
+    return {"shape": [layout.rows, height, width, 2], "jobs": [list(job) for job in layout.jobs],
+            "frame_rows": list(layout.frame_rows), "backend": choice.name, "backend_reason": choice.reason}
 
 
 def _extract_with_raft(prepared: PreparedGuide, choice: BackendChoice, pairs: Iterator, total: int,

@@ -63,6 +63,15 @@ def plan_flow_layout(plan: FramePlan) -> FlowLayout:
     return FlowLayout(tuple(jobs), tuple(ZERO_ROW if r is None else r for r in rows))
 
 
+def restrict_layout(layout: FlowLayout, lo: int, hi: int) -> FlowLayout:
+    """Only the jobs that guide frames ``[lo, hi)`` need; frames outside the window get no row."""
+    used = sorted({row for row in layout.frame_rows[lo:hi] if row != ZERO_ROW})
+    renumber = {old: new for new, old in enumerate(used)}
+    rows = tuple(renumber[row] if lo <= k < hi and row != ZERO_ROW else ZERO_ROW
+                 for k, row in enumerate(layout.frame_rows))
+    return FlowLayout(tuple(layout.jobs[old] for old in used), rows)
+
+
 def iter_job_frames(path: str, info: VideoInfo, jobs: Sequence[Pair], fitter: FrameFitter) -> Iterator[FramePair]:
     """Fitted (first, second) frames for every job, decoding each needed source frame once in a row."""
     needed: list[int] = []

@@ -57,6 +57,13 @@ class GuideRequest:
     precision: str = "auto"
     canny_intensity: float = 1.0
     teardown: str = "unload"
+    window_start: int = 0
+    window_frames: Optional[int] = None
+
+    @property
+    def output_frames(self) -> int:
+        """How many guide frames come out: the window of the timeline, or all of it."""
+        return self.window_frames if self.window_frames is not None else self.frames - self.window_start
 
     @property
     def size(self) -> tuple[int, int]:
@@ -97,6 +104,12 @@ class GuideRequest:
                                             or self.batch_size < 1):
             raise OptionError(f"Batch size {self.batch_size!r} must be a whole number of at least 1 (or unset).")
         _device_text(self.device)
+        window_frames = self.frames - self.window_start if self.window_frames is None else self.window_frames
+        if isinstance(self.window_start, bool) or not isinstance(self.window_start, int) or self.window_start < 0 \
+                or not isinstance(window_frames, int) or window_frames < 1 \
+                or self.window_start + window_frames > self.frames:
+            raise TargetError(f"Window {self.window_start}+{self.window_frames} lies outside the {self.frames}-frame "
+                              "timeline: use 0 <= window_start and window_start + window_frames <= frames.")
         return replace(self, resolution=(width, height), fps=float(self.fps))
 
 
@@ -118,6 +131,8 @@ class GuideResult:
     batch_size: int = 0
     flow_scale: Optional[float] = None
     cache_hit: Optional[bool] = None
+    cache_key: Optional[str] = None
+    render_cached: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     peak_device_bytes: int = 0
     peak_rss_bytes: int = 0
@@ -137,7 +152,9 @@ class GuideResult:
             parts.append(f"snapped from {self.requested_size[0]}x{self.requested_size[1]}")
         if self.guide_type == "flow":
             parts.append(f"backend {self.backend} on {self.device}")
-            if self.cache_hit is not None:
+            if self.render_cached:
+                parts.append("guide from cache")
+            elif self.cache_hit is not None:
                 parts.append("flows from cache" if self.cache_hit else "flows computed")
         parts.append(f"{self.timings.get('total', 0.0):.1f}s")
         if self.peak_device_bytes:
