@@ -1,0 +1,129 @@
+"""RAFT optical flow (torchvision's implementation) on batches of frame pairs.
+
+Only the batch being computed lives on the device: frames go up as uint8, are normalised and
+padded there, and every device tensor is released before :meth:`RaftFlowBackend.compute` returns.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from typing import Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import OptionError
+from .flow_base import check_pair_batch
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+#: torchvision's RAFT needs sides divisible by 8 and refuses anything under 128.
+SIZE_MULTIPLE = 8
+MIN_SIDE = 128
+ESTIMATE_MARGIN = 1.2
+
+
+def padded_size(height: int, width: int) -> tuple[int, int]:
+    """The size RAFT actually runs at: each side rounded up to a multiple of 8, at least 128."""
+    def side(n: int) -> int:
+        return max(MIN_SIDE, -(-n // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+    return side(height), side(width)
+
+
+def padding_for(height: int, width: int) -> tuple[int, int, int, int]:
+    """``(left, right, top, bottom)`` replicate padding, split evenly, that reaches :func:`padded_size`."""
+    ph, pw = padded_size(height, width)
+    top, left = (ph - height) // 2, (pw - width) // 2
+    return left, pw - width - left, top, ph - height - top
+
+
+def estimate_bytes_per_pair(height: int, width: int, *, iterations: int = 20, bytes_per_value: int = 4) -> int:
+    """Peak working memory of one frame pair in torchvision's RAFT, in bytes, at the padded size.
+
+    The all-pairs correlation volume V holds (⌈H/8⌉·⌈W/8⌉)² values. torchvision briefly holds it
+    twice while building it (the product and its scaled copy), then keeps it with its pooled
+    pyramid (4/3 V) through the update loop, where the other activations are about 520 B per
+    full-resolution pixel plus the 8 B full-size flow it keeps for every iteration. The peak is the
+    larger of the two phases, plus a 20 % margin (allocator slack, workspaces). Calibrated against
+    the CPU peak memory of raft_large from 448×256 to 1920×1080, which it bounds; fp32 values
+    (``bytes_per_value=4``), so fp16 autocast stays below it. RAFT-small needs less.
+    """
+    ph, pw = padded_size(int(height), int(width))
+    pixels = ph * pw
+    cells = math.ceil(ph / 8) * math.ceil(pw / 8)
+    volume = cells * cells * bytes_per_value
+    scale = bytes_per_value / 4
+    build = 2 * volume + 100 * pixels * scale
+    loop = volume * 4 / 3 + (520 + 8 * max(1, int(iterations))) * pixels * scale
+    return int(ESTIMATE_MARGIN * max(build, loop))
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; None means plain fp32."""
+    if device.type != "cuda" or precision == "fp32":
+        if precision in ("fp16", "bf16") and device.type != "cuda":
+            logger.debug("RAFT on %s runs in fp32 (%s asked; reduced precision is for CUDA)", device, precision)
+        return None
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+class RaftFlowBackend:
+    """Dense flow with a loaded torchvision RAFT model that already sits on ``device``."""
+
+    def __init__(self, model: torch.nn.Module, device: Union[str, torch.device] = "cpu", *,
+                 iterations: int = 20, precision: str = "auto", name: str = "raft-large") -> None:
+        if precision not in PRECISIONS:
+            raise OptionError(f"Precision {precision!r} is unknown: use one of {', '.join(PRECISIONS)}.")
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+            raise OptionError(f"RAFT iterations {iterations!r} must be a whole number of at least 1.")
+        self.model = model
+        self._device = torch.device(device)
+        self.device = str(self._device)
+        self.iterations = iterations
+        self.precision = precision
+        self.name = name
+        self._autocast = _autocast_dtype(precision, self._device)
+
+    estimate_bytes_per_pair = staticmethod(estimate_bytes_per_pair)
+
+    def _to_model_input(self, frames: np.ndarray, pad: tuple[int, int, int, int]) -> torch.Tensor:
+        """uint8 (B, H, W, 3) → padded float (B, 3, H', W') in [-1, 1], on the device."""
+        tensor = torch.from_numpy(np.ascontiguousarray(frames)).to(self._device)
+        tensor = tensor.permute(0, 3, 1, 2).float()
+        # torchvision's RAFT expects [-1, 1] (its weights' transforms: x/255, then (x - 0.5) / 0.5).
+        # princeton-vl RAFT takes 0..255 and maps it inside forward() with 2 * (x / 255) - 1, the
+        # same [-1, 1]; its converted weights therefore expect exactly this input too.
+        tensor = tensor.div_(255.0).sub_(0.5).div_(0.5)
+        if any(pad):
+            tensor = F.pad(tensor, pad, mode="replicate")
+        return tensor
+
+    def compute(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Flow first → second for a batch: (B, H, W, 3) uint8 each → (B, H, W, 2) float32 pixels."""
+        _, height, width = check_pair_batch(first, second)
+        left, right, top, bottom = pad = padding_for(height, width)
+        autocast = (torch.autocast(device_type=self._device.type, dtype=self._autocast)
+                    if self._autocast is not None else contextlib.nullcontext())
+        try:
+            with torch.inference_mode():
+                image1 = self._to_model_input(first, pad)
+                image2 = self._to_model_input(second, pad)
+                with autocast:
+                    predictions = self.model(image1, image2, num_flow_updates=self.iterations)
+                flow = predictions[-1]
+                del predictions, image1, image2
+                flow = flow[:, :, top:top + height, left:left + width].float().permute(0, 2, 3, 1)
+                result = flow.to("cpu").contiguous().numpy().copy()  # owns its memory, no view of a batch
+                del flow
+        finally:
+            self._drop_correlation_pyramid()
+        return result
+
+    def _drop_correlation_pyramid(self) -> None:
+        """torchvision's CorrBlock keeps the last pyramid (4/3 of the volume) as an attribute: free it."""
+        corr_block = getattr(self.model, "corr_block", None)
+        if corr_block is not None and hasattr(corr_block, "corr_pyramid"):
+            corr_block.corr_pyramid = []

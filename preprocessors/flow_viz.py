@@ -1,0 +1,186 @@
+"""Flow → colour: the Middlebury colour wheel with one scale for the whole clip.
+
+Hue is the direction of motion, saturation its size relative to ``scale``; zero motion is white.
+Using one clip-wide scale (a high percentile of the magnitudes, from a :class:`MagnitudeHistogram`)
+keeps colours steady from frame to frame and lets ``strength`` change the picture — normalising
+each frame by its own maximum does neither.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Optional
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: Ramps of the Middlebury wheel: (length, channel held at 255, channel that changes, rising?).
+#: Red→Yellow, Yellow→Green, Green→Cyan, Cyan→Blue, Blue→Magenta, Magenta→Red.
+_RAMPS = ((15, 0, 1, True), (6, 1, 0, False), (4, 1, 2, True),
+          (11, 2, 1, False), (13, 2, 0, True), (6, 0, 2, False))
+#: The floor of :func:`clip_scale` in pixels: a clip whose motion stays below it (sensor or
+#: compression noise on a still shot) is drawn pale instead of having its noise blown up to full colour.
+MIN_SCALE = 0.5
+
+
+def colour_wheel() -> np.ndarray:
+    """The 55 Middlebury wheel colours as a (55, 3) float32 array of 0..255 RGB values."""
+    rows = []
+    for length, held, moving, rising in _RAMPS:
+        steps = np.floor(255.0 * np.arange(length) / length)
+        ramp = np.zeros((length, 3), dtype=np.float32)
+        ramp[:, held] = 255.0
+        ramp[:, moving] = steps if rising else 255.0 - steps
+        rows.append(ramp)
+    return np.concatenate(rows)
+
+
+_WHEEL = colour_wheel() / 255.0
+
+
+def flow_to_rgb(flow: np.ndarray, scale: float, strength: float = 1.0) -> np.ndarray:
+    """Colour one (H, W, 2) flow in pixels as (H, W, 3) uint8 RGB.
+
+    The radius on the wheel is ``strength * |flow| / scale``. A radius above 1 is clipped to the
+    wheel's rim (full colour, same hue) rather than darkened: the guide then only ever holds the
+    colours VACE was trained on. With ``scale`` = the frame's own maximum and ``strength`` 1 this
+    matches ``torchvision.utils.flow_to_image`` within one level. Non-finite flow counts as still.
+    """
+    flow = np.asarray(flow)
+    if flow.ndim != 3 or flow.shape[-1] != 2:
+        raise ValueError(f"flow must have shape (H, W, 2), got {flow.shape}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number of pixels, got {scale!r}")
+    if not (math.isfinite(strength) and strength >= 0):
+        raise ValueError(f"strength must be zero or positive, got {strength!r}")
+    u = np.nan_to_num(flow[..., 0].astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    v = np.nan_to_num(flow[..., 1].astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    radius = np.minimum(np.hypot(u, v) * np.float32(strength / scale), np.float32(1.0))
+    # Angle of the motion, 0..1 around the wheel, starting at motion towards -x (pure red is +x).
+    position = (np.arctan2(-v, -u) / np.float32(np.pi) + np.float32(1.0)) * np.float32(0.5 * (len(_WHEEL) - 1))
+    del u, v
+    k0 = np.floor(position).astype(np.int64)
+    fraction = position - k0
+    k1 = k0 + 1
+    k1[k1 == len(_WHEEL)] = 0
+    image = np.empty(flow.shape[:2] + (3,), dtype=np.uint8)
+    for channel in range(3):
+        ramp = _WHEEL[:, channel]
+        colour = (1.0 - fraction) * ramp[k0] + fraction * ramp[k1]
+        colour = 1.0 - radius * (1.0 - colour)
+        image[..., channel] = np.floor(255.0 * colour).clip(0, 255).astype(np.uint8)
+    return image
+
+
+class MagnitudeHistogram:
+    """Flow magnitudes of a whole clip in constant memory: log-spaced bins plus the exact maximum.
+
+    Bins span ``lo``..``hi`` pixels (below ``lo`` and above ``hi`` each get one more bin); with the
+    defaults a bin is 0.8 % wide, so a percentile lands within about 1 % of the exact value.
+    """
+
+    VERSION = 1
+
+    def __init__(self, lo: float = 1e-3, hi: float = 1e4, bins: int = 2048) -> None:
+        if not (0 < lo < hi) or bins < 1:
+            raise ValueError(f"need 0 < lo < hi and bins >= 1, got lo={lo}, hi={hi}, bins={bins}")
+        self.lo, self.hi, self.bins = float(lo), float(hi), int(bins)
+        self._log_lo = math.log(self.lo)
+        self._log_span = math.log(self.hi) - self._log_lo
+        self.counts = np.zeros(self.bins + 2, dtype=np.int64)  # [below lo, bins..., above hi]
+        self.max = 0.0
+        self.count = 0
+
+    def _edge(self, index: int) -> float:
+        """Lower edge of log bin ``index`` (0..bins); bin i covers [edge(i), edge(i+1))."""
+        return math.exp(self._log_lo + self._log_span * index / self.bins)
+
+    def add(self, flow: np.ndarray) -> None:
+        """Count the magnitudes of a (..., 2) flow array; non-finite values are skipped."""
+        flow = np.asarray(flow)
+        if flow.shape[-1] != 2:
+            raise ValueError(f"flow must end with 2 components, got shape {flow.shape}")
+        magnitude = np.hypot(flow[..., 0].astype(np.float64), flow[..., 1].astype(np.float64)).ravel()
+        magnitude = magnitude[np.isfinite(magnitude)]
+        if magnitude.size == 0:
+            return
+        index = np.empty(magnitude.shape, dtype=np.int64)
+        below, above = magnitude < self.lo, magnitude >= self.hi
+        inside = ~(below | above)
+        position = (np.log(magnitude[inside]) - self._log_lo) * (self.bins / self._log_span)
+        index[inside] = np.clip(position.astype(np.int64), 0, self.bins - 1) + 1
+        index[below], index[above] = 0, self.bins + 1
+        self.counts += np.bincount(index, minlength=self.bins + 2)
+        self.count += int(magnitude.size)
+        self.max = max(self.max, float(magnitude.max()))
+
+    def merge(self, other: "MagnitudeHistogram") -> None:
+        """Add another histogram with the same bins (e.g. a cached segment's) into this one."""
+        if (other.lo, other.hi, other.bins) != (self.lo, self.hi, self.bins):
+            raise ValueError("histograms with different bins cannot be merged")
+        self.counts += other.counts
+        self.count += other.count
+        self.max = max(self.max, other.max)
+
+    def percentile(self, q: float) -> float:
+        """Approximate ``numpy.percentile(magnitudes, q)``; 0 when nothing was added."""
+        if not 0.0 <= q <= 100.0:
+            raise ValueError(f"percentile must be within 0..100, got {q}")
+        if self.count == 0:
+            return 0.0
+        if q >= 100.0:
+            return self.max
+        rank = q / 100.0 * (self.count - 1)  # numpy's linear-interpolation rank
+        cumulative = np.cumsum(self.counts)
+        slot = int(np.searchsorted(cumulative, rank, side="right"))
+        before = int(cumulative[slot - 1]) if slot > 0 else 0
+        inside = (rank - before + 0.5) / int(self.counts[slot])  # position within the slot, 0..1
+        if slot == 0:
+            value = inside * min(self.lo, self.max)
+        elif slot == self.bins + 1:
+            value = self.hi + inside * (self.max - self.hi)
+        else:
+            low, high = self._edge(slot - 1), self._edge(slot)
+            value = math.exp(math.log(low) + inside * (math.log(high) - math.log(low)))
+        return float(min(value, self.max))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe description (only the non-empty bins are listed)."""
+        nonzero = np.flatnonzero(self.counts)
+        return {"version": self.VERSION, "lo": self.lo, "hi": self.hi, "bins": self.bins,
+                "max": self.max, "count": self.count,
+                "counts": [[int(i), int(self.counts[i])] for i in nonzero]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MagnitudeHistogram":
+        """Rebuild a histogram written by :meth:`to_dict` (``ValueError`` if it is not one)."""
+        try:
+            if int(data["version"]) != cls.VERSION:
+                raise ValueError(f"unsupported histogram version {data['version']!r}")
+            histogram = cls(float(data["lo"]), float(data["hi"]), int(data["bins"]))
+            for index, amount in data["counts"]:
+                histogram.counts[int(index)] = int(amount)
+            histogram.max, histogram.count = float(data["max"]), int(data["count"])
+        except (KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"not a magnitude histogram: {exc}") from exc
+        if int(histogram.counts.sum()) != histogram.count or (histogram.counts < 0).any():
+            raise ValueError("magnitude histogram counts do not add up")
+        return histogram
+
+    def __repr__(self) -> str:
+        return f"MagnitudeHistogram(count={self.count}, max={self.max:.4g})"
+
+
+def clip_scale(hist: MagnitudeHistogram, percentile: float = 99.0, max_motion: Optional[float] = None,
+               *, min_scale: float = MIN_SCALE) -> float:
+    """The magnitude (pixels) drawn at the wheel's rim for the whole clip.
+
+    A user-given ``max_motion`` wins; otherwise the ``percentile`` of the clip's magnitudes.
+    Never below ``min_scale``, so a still or nearly still clip stays (almost) white.
+    """
+    if max_motion is not None:
+        if not (math.isfinite(max_motion) and max_motion > 0):
+            raise ValueError(f"max_motion must be a positive number of pixels, got {max_motion!r}")
+        return float(max_motion)
+    return float(max(hist.percentile(percentile), min_scale))

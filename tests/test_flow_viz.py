@@ -1,0 +1,194 @@
+"""Flow visualisation: Middlebury wheel, torchvision oracle, clip-wide scale, magnitude histogram."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torchvision.utils import flow_to_image
+
+from wan2gp_structure_video.preprocessors.flow_viz import (
+    MIN_SCALE, MagnitudeHistogram, clip_scale, colour_wheel, flow_to_rgb)
+
+
+def _oracle(flow: np.ndarray) -> np.ndarray:
+    """torchvision's colouring (normalised by this frame's own maximum), as (H, W, 3) uint8."""
+    return flow_to_image(torch.from_numpy(flow).permute(2, 0, 1)).permute(1, 2, 0).numpy()
+
+
+def _oracle_difference(flow: np.ndarray) -> int:
+    """Largest level difference between ours (scale = frame max) and torchvision's flow_to_image.
+
+    At the frame's fastest pixels float rounding can make torchvision's ``floor(255 * col)`` −1,
+    which its uint8 output wraps round to 255; there its level is counted as the −1 it computed.
+    """
+    ours = flow_to_rgb(flow, _frame_max(flow)).astype(int)
+    theirs = _oracle(flow).astype(int)
+    magnitude = np.sqrt((flow.astype(np.float32) ** 2).sum(-1))
+    at_rim = (magnitude >= magnitude.max() * (1 - 1e-5))[..., None]
+    theirs[(theirs == 255) & (ours == 0) & at_rim] = -1
+    return int(np.abs(ours - theirs).max())
+
+
+def _frame_max(flow: np.ndarray) -> float:
+    return float(np.sqrt((flow.astype(np.float32) ** 2).sum(-1)).max())
+
+
+def _structured_flows() -> list[np.ndarray]:
+    ys, xs = np.mgrid[-40:40, -60:60].astype(np.float32)
+    rotation = np.stack([-ys, xs], -1) * 0.1
+    zoom = np.stack([xs, ys], -1) * 0.05
+    translation = np.broadcast_to(np.array([3.0, -1.5], np.float32), ys.shape + (2,)).copy()
+    translation[:20, :30] = 0.0  # a still region next to a moving one
+    sweep = np.stack([np.cos(xs / 9.0), np.sin(ys / 7.0)], -1) * 12.0
+    return [rotation, zoom, translation, sweep.astype(np.float32)]
+
+
+def test_colour_wheel_facts() -> None:
+    wheel = colour_wheel()
+    assert wheel.shape == (55, 3)
+    assert wheel.min() >= 0 and wheel.max() <= 255
+    np.testing.assert_array_equal(wheel[0], [255, 0, 0])       # red
+    np.testing.assert_array_equal(wheel[15], [255, 255, 0])    # yellow after RY 15
+    np.testing.assert_array_equal(wheel[21], [0, 255, 0])      # green after YG 6
+    np.testing.assert_array_equal(wheel[25], [0, 255, 255])    # cyan after GC 4
+    np.testing.assert_array_equal(wheel[36], [0, 0, 255])      # blue after CB 11
+    np.testing.assert_array_equal(wheel[49], [255, 0, 255])    # magenta after BM 13
+    assert (wheel.max(axis=1) == 255).all()                    # every wheel colour is fully bright
+
+
+def test_matches_torchvision_on_structured_flows() -> None:
+    for flow in _structured_flows():
+        assert _oracle_difference(flow) <= 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), magnitude=st.floats(1e-2, 200.0),
+       height=st.integers(1, 24), width=st.integers(1, 24))
+def test_matches_torchvision_on_random_flows(seed: int, magnitude: float, height: int, width: int) -> None:
+    flow = (np.random.default_rng(seed).standard_normal((height, width, 2)) * magnitude).astype(np.float32)
+    assert _oracle_difference(flow) <= 1
+
+
+def test_zero_motion_is_white() -> None:
+    still = np.zeros((9, 13, 2), np.float32)
+    assert (flow_to_rgb(still, 1.0) == 255).all()
+    assert (flow_to_rgb(still, 1e-9, strength=50.0) == 255).all()
+    moving = np.full((4, 4, 2), 2.0, np.float32)
+    assert (flow_to_rgb(moving, 1.0, strength=0.0) == 255).all()
+
+
+def test_strength_changes_the_guide_and_is_deterministic() -> None:
+    flow = _structured_flows()[3]
+    scale = 12.0 * 2
+    weak, strong = flow_to_rgb(flow, scale, 0.5), flow_to_rgb(flow, scale, 2.0)
+    assert not np.array_equal(weak, strong)
+    assert np.array_equal(strong, flow_to_rgb(flow.copy(), scale, 2.0))
+    # more strength → further from white (smaller channel sum) wherever it moves
+    moving = np.hypot(flow[..., 0], flow[..., 1]) > 0.5
+    assert (strong.astype(int).sum(-1)[moving] <= weak.astype(int).sum(-1)[moving]).all()
+
+
+def test_radius_beyond_one_is_clipped_to_the_rim() -> None:
+    flow = np.zeros((1, 2, 2), np.float32)
+    flow[0, 0] = [1.0, 0.0]
+    flow[0, 1] = [5.0, 0.0]
+    image = flow_to_rgb(flow, scale=1.0)
+    assert np.array_equal(image[0, 0], image[0, 1])  # same hue, full colour, not darkened
+    assert image.dtype == np.uint8 and image.shape == (1, 2, 3)
+
+
+def test_nan_is_still_and_bad_arguments() -> None:
+    flow = np.full((2, 2, 2), np.nan, np.float32)
+    assert (flow_to_rgb(flow, 1.0) == 255).all()
+    with pytest.raises(ValueError):
+        flow_to_rgb(np.zeros((2, 2, 3)), 1.0)
+    with pytest.raises(ValueError):
+        flow_to_rgb(np.zeros((2, 2, 2)), 0.0)
+    with pytest.raises(ValueError):
+        flow_to_rgb(np.zeros((2, 2, 2)), 1.0, strength=-1.0)
+
+
+@pytest.mark.parametrize("distribution", ["lognormal", "uniform", "mixed"])
+def test_histogram_percentiles_match_numpy(distribution: str) -> None:
+    rng = np.random.default_rng(7)
+    histogram = MagnitudeHistogram()
+    magnitudes = []
+    for _ in range(6):  # several frames, like a clip
+        if distribution == "lognormal":
+            flow = rng.lognormal(0.0, 1.2, (60, 80, 2))
+        elif distribution == "uniform":
+            flow = rng.uniform(-20, 20, (60, 80, 2))
+        else:
+            flow = rng.standard_normal((60, 80, 2)) * 4
+            flow[:30] = 0.0  # half of every frame still
+        flow = flow.astype(np.float32)
+        histogram.add(flow)
+        magnitudes.append(np.hypot(flow[..., 0].astype(np.float64), flow[..., 1].astype(np.float64)).ravel())
+    exact = np.concatenate(magnitudes)
+    assert histogram.count == exact.size
+    assert histogram.max == pytest.approx(exact.max(), rel=1e-12)
+    for q in (1, 10, 50, 90, 95, 99, 99.9):
+        expected = np.percentile(exact, q)
+        # 1 % relative; 0.02 px absolute where numpy interpolates across the jump from the
+        # still half (exact zeros) to the smallest motion, which bins cannot resolve.
+        assert histogram.percentile(q) == pytest.approx(expected, rel=0.01, abs=0.02), q
+    assert histogram.percentile(100) == histogram.max
+
+
+def test_histogram_is_constant_size_and_round_trips() -> None:
+    rng = np.random.default_rng(1)
+    histogram = MagnitudeHistogram()
+    histogram.add(rng.standard_normal((50, 50, 2)))
+    size = histogram.counts.nbytes
+    for _ in range(20):
+        histogram.add(rng.standard_normal((50, 50, 2)) * 100)
+    assert histogram.counts.nbytes == size
+    text = json.dumps(histogram.to_dict())
+    copy = MagnitudeHistogram.from_dict(json.loads(text))
+    assert copy.count == histogram.count and copy.max == histogram.max
+    assert np.array_equal(copy.counts, histogram.counts)
+    assert copy.percentile(99) == histogram.percentile(99)
+    with pytest.raises(ValueError):
+        MagnitudeHistogram.from_dict({"version": 1})
+
+
+def test_histogram_merge_equals_adding_everything() -> None:
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((20, 20, 2)) * 3, rng.standard_normal((20, 20, 2)) * 30
+    whole, left, right = MagnitudeHistogram(), MagnitudeHistogram(), MagnitudeHistogram()
+    whole.add(a)
+    whole.add(b)
+    left.add(a)
+    right.add(b)
+    left.merge(right)
+    assert np.array_equal(left.counts, whole.counts) and left.max == whole.max and left.count == whole.count
+
+
+def test_histogram_edges() -> None:
+    empty = MagnitudeHistogram()
+    assert empty.percentile(99) == 0.0 and empty.count == 0
+    histogram = MagnitudeHistogram()
+    histogram.add(np.array([[np.inf, 0.0], [3.0, 4.0], [1e6, 0.0]]))
+    assert histogram.count == 2 and histogram.max == 1e6
+    assert histogram.percentile(0) == pytest.approx(5.0, rel=0.01)
+    with pytest.raises(ValueError):
+        histogram.percentile(101)
+
+
+def test_clip_scale() -> None:
+    histogram = MagnitudeHistogram()
+    histogram.add(np.stack([np.linspace(0, 10, 1001), np.zeros(1001)], -1))
+    assert clip_scale(histogram) == pytest.approx(9.9, rel=0.01)
+    assert clip_scale(histogram, percentile=50) == pytest.approx(5.0, rel=0.01)
+    assert clip_scale(histogram, max_motion=3.0) == 3.0          # the user's maximum wins
+    still = MagnitudeHistogram()
+    still.add(np.zeros((8, 8, 2)))
+    assert clip_scale(still) == MIN_SCALE                         # a still clip stays white
+    assert (flow_to_rgb(np.zeros((8, 8, 2)), clip_scale(still)) == 255).all()
+    assert clip_scale(still, min_scale=1e-6) == 1e-6
+    with pytest.raises(ValueError):
+        clip_scale(histogram, max_motion=0.0)
