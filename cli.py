@@ -74,6 +74,17 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
                       help="RAFT precision: auto = fp16 autocast on CUDA, fp32 on the CPU")
     flow.add_argument("--teardown", default="unload", choices=TEARDOWNS,
                       help="after extraction: unload (weights to RAM), release (destroy) or keep on the GPU")
+    cache = parser.add_argument_group("flow cache")
+    _add_cache_location(cache)
+    cache.add_argument("--no-cache", action="store_true",
+                       help="neither read nor write the flow cache (flows are computed in a temporary folder)")
+
+
+def _add_cache_location(group) -> None:
+    group.add_argument("--cache-dir", metavar="DIR",
+                       help="flow cache folder (default: the user cache folder, e.g. ~/.cache/wan2gp-structure-video)")
+    group.add_argument("--cache-max-gb", type=float, default=10.0,
+                       help="size limit of the cache; least recently used entries go first (default 10)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     guide = commands.add_parser("guide", help="make guide video(s)",
                                 description="Make a VACE guide video from structure video(s).")
     _add_guide_options(guide)
+    cache = commands.add_parser("cache", help="inspect or trim the flow cache",
+                                description="Inspect or trim the flow cache.")
+    cache.add_argument("action", choices=("stats", "prune", "clear"),
+                       help="stats: entries and size; prune: evict least recently used entries down to "
+                            "--cache-max-gb; clear: remove every entry not in use")
+    _add_cache_location(cache)
     sample = commands.add_parser("sample", help="write the generated sample video",
                                  description="Write the deterministic sample structure video (no download).")
     sample.add_argument("out", metavar="OUT.mp4")
@@ -171,6 +188,7 @@ def run_guide(args: argparse.Namespace) -> int:
             raise StructureVideoError(f"{len(paths)} inputs: use --out-dir DIR instead of --out.")
         if not many and not args.out and not args.out_dir:
             raise StructureVideoError("No output: add --out OUT.mp4 (or --out-dir DIR).")
+        cache = None if args.no_cache else _open_cache(args)
         pool = get_default_pool()
         failures: list[tuple[Path, str]] = []
         try:
@@ -190,7 +208,8 @@ def run_guide(args: argparse.Namespace) -> int:
                     teardown="keep" if many else args.teardown)  # load once for a batch of inputs
                 progress, close_bars = _tqdm_progress(args.quiet)
                 try:
-                    result = build_guide(request, RunContext(progress=progress))
+                    result = build_guide(request, RunContext(progress=progress, cache=cache,
+                                                             use_cache=cache is not None))
                 except StructureVideoError as exc:
                     close_bars()
                     if not many:
@@ -221,6 +240,27 @@ def run_guide(args: argparse.Namespace) -> int:
             temp_dir.cleanup()
 
 
+def _open_cache(args: argparse.Namespace):
+    from .preprocessors.flow_cache import FlowCache
+
+    if not args.cache_max_gb > 0:
+        raise StructureVideoError(f"--cache-max-gb {args.cache_max_gb} must be positive.")
+    return FlowCache(args.cache_dir, max_bytes=int(args.cache_max_gb * 2**30))
+
+
+def run_cache(args: argparse.Namespace) -> int:
+    """The ``cache`` command."""
+    cache = _open_cache(args)
+    if args.action == "prune":
+        removed, freed = cache.prune()
+        print(f"Pruned {removed} items, freed {freed / 2**20:.1f} MiB.")
+    elif args.action == "clear":
+        removed, freed = cache.clear()
+        print(f"Cleared {removed} items, freed {freed / 2**20:.1f} MiB.")
+    print(f"Cache: {cache.stats()}")
+    return EXIT_OK
+
+
 def run_sample(args: argparse.Namespace) -> int:
     """The ``sample`` command."""
     from .preprocessors.fit import parse_resolution
@@ -232,7 +272,8 @@ def run_sample(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"guide": run_guide, "sample": run_sample}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"guide": run_guide, "cache": run_cache,
+                                                            "sample": run_sample}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,0 +1,170 @@
+"""Several guides from one extraction: segments of one timeline, and composites of several sources.
+
+* :func:`build_segment_guides` — one structure video, a list of segment windows of one guide
+  timeline (Wan2GP's sliding windows, travel segments): the flows of the whole timeline are
+  extracted once (through the flow cache; a per-run cache when none is configured) and every
+  segment is rendered from its slice, with one scale for the whole timeline so colours match
+  across segment boundaries.
+* :func:`build_composite_guide` — several structure videos mapped onto ranges of one timeline,
+  each with its own treatment and strength; frames no source covers are neutral (white, the
+  zero-motion colour, for flow; black for canny and raw).
+"""
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+
+from ..errors import OptionError, TargetError
+from ..preprocessors.flow_cache import FlowCache
+from ..preprocessors.segments import SegmentWindow
+from ..preprocessors.video_io import GuideVideoWriter
+from .build import RunContext, build_guide, iter_guide_frames, open_flows, prepare
+from .guide_render import flow_histogram, guide_scale
+from .request import GuideRequest, GuideResult
+
+NEUTRAL_VALUE = {"flow": 255, "canny": 0, "raw": 0}
+
+
+@dataclass
+class SegmentRun:
+    """What :func:`build_segment_guides` produced."""
+
+    segments: list[GuideResult]
+    timeline_scale: Optional[float]
+    extraction_seconds: float
+    extraction_cached: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _with_cache(context: Optional[RunContext]) -> Iterator[RunContext]:
+    """The context, resolved, with a per-run cache when caching is switched off."""
+    ctx = (context or RunContext()).resolved()
+    if ctx.cache is not None:
+        yield ctx
+        return
+    with tempfile.TemporaryDirectory(prefix="sv-run-cache-", dir=ctx.work_dir) as folder:
+        yield replace(ctx, cache=FlowCache(folder), use_cache=True)
+
+
+def build_segment_guides(request: GuideRequest, windows: Sequence[SegmentWindow], out_dir: str | Path,
+                         context: Optional[RunContext] = None, consistent_scale: bool = True) -> SegmentRun:
+    """Extract once for the whole timeline (``request.frames``), then write one guide per window.
+
+    Each segment equals a direct extraction of that window (``window_start``/``window_frames``)
+    given the same ``max_motion``; with ``consistent_scale`` that is the timeline's scale.
+    """
+    if not windows:
+        raise OptionError("No segment windows given: pass at least one (start, length).")
+    request = replace(request, window_start=0, window_frames=None)
+    for window in windows:
+        window.check(request.frames)
+    out_dir = Path(out_dir)
+    stem = Path(str(request.input)).stem
+    started = time.perf_counter()
+    with _with_cache(context) as ctx:
+        max_motion = request.max_motion
+        extraction_cached = True
+        extraction_started = time.perf_counter()
+        if request.guide_type == "flow":
+            prepared = prepare(request)
+            with open_flows(prepared, ctx) as flows:
+                extraction_cached = bool(prepared.result.cache_hit)
+                if consistent_scale and max_motion is None:
+                    width, height = prepared.size
+                    max_motion = guide_scale(flow_histogram(flows.rows, flows.frame_rows, height, width),
+                                             request.scale_percentile, None)
+        extraction = time.perf_counter() - extraction_started
+        results = []
+        for number, window in enumerate(windows, 1):
+            segment = replace(request, output=out_dir / f"{stem}_segment{number:02d}.mp4",
+                              window_start=window.start, window_frames=window.length, max_motion=max_motion)
+            results.append(build_guide(segment, ctx))
+    return SegmentRun(results, max_motion if request.guide_type == "flow" else None, extraction, extraction_cached,
+                      {"total": time.perf_counter() - started})
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One structure video placed on guide frames ``[start, start + length)`` of a composite timeline."""
+
+    input: str | Path
+    start: int
+    length: int
+    treatment: str = "adjust"
+    motion_strength: float = 1.0
+    source_start: Optional[float] = None
+    source_end: Optional[float] = None
+    range_unit: str = "frames"
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.length
+
+
+def _check_placements(placements: Sequence[Placement], frames: int) -> list[Placement]:
+    ordered = sorted(placements, key=lambda p: p.start)
+    for placement in ordered:
+        if placement.start < 0 or placement.length <= 0 or placement.stop > frames:
+            raise TargetError(f"Placement of {Path(str(placement.input)).name} at {placement.start}..{placement.stop} "
+                              f"lies outside the {frames}-frame timeline.")
+    for before, after in zip(ordered, ordered[1:]):
+        if after.start < before.stop:
+            raise TargetError(f"Placements of {Path(str(before.input)).name} and {Path(str(after.input)).name} "
+                              f"overlap at frame {after.start}: give each frame to one structure video.")
+    return ordered
+
+
+def build_composite_guide(output: str | Path, frames: int, placements: Sequence[Placement], *,
+                          resolution: Any = (832, 480), fps: float = 16.0, guide_type: str = "flow",
+                          context: Optional[RunContext] = None, **options: Any) -> GuideResult:
+    """One guide of ``frames`` frames from several structure videos; ``options`` are further
+    :class:`GuideRequest` fields shared by every source (backend, fit, iterations, ...)."""
+    if not placements:
+        raise OptionError("No placements given: place at least one structure video on the timeline.")
+    started = time.perf_counter()
+    base = GuideRequest(input=placements[0].input, output=output, resolution=resolution, frames=frames, fps=fps,
+                        guide_type=guide_type, **options).validated()
+    ordered = _check_placements(placements, frames)
+    width, height = base.resolution  # type: ignore[misc]
+    neutral = np.full((height, width, 3), NEUTRAL_VALUE[guide_type], dtype=np.uint8)
+    output = Path(output).expanduser().resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    parts: list[GuideResult] = []
+    with _with_cache(context) as ctx:
+        with GuideVideoWriter(output, width, height, fps) as writer:
+            cursor = 0
+            for placement in ordered:
+                for _ in range(cursor, placement.start):
+                    writer.write(neutral)
+                request = replace(base, input=placement.input, output=None, frames=placement.length,
+                                  treatment=placement.treatment, motion_strength=placement.motion_strength,
+                                  start=placement.source_start, end=placement.source_end,
+                                  range_unit=placement.range_unit)
+                prepared = prepare(request)
+                frames_iter = iter_guide_frames(request, ctx, prepared)
+                try:
+                    for frame in frames_iter:
+                        writer.write(frame)
+                finally:
+                    frames_iter.close()
+                parts.append(prepared.result)
+                cursor = placement.stop
+            for _ in range(cursor, frames):
+                writer.write(neutral)
+    first = parts[0]
+    result = GuideResult(output=output, frames=frames, width=width, height=height, fps=fps, guide_type=guide_type,
+                         requested_size=base.size, backend=first.backend, backend_reason=first.backend_reason,
+                         weights=first.weights, device=first.device,
+                         cache_hit=all(bool(p.cache_hit) for p in parts) if guide_type == "flow" else None,
+                         source={"placements": [{"input": str(p.input), "start": p.start, "length": p.length}
+                                                for p in ordered]},
+                         timeline=ctx.timeline)
+    result.timings["total"] = time.perf_counter() - started
+    return result
