@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidVideoError, OptionError
-from ..memory import (AnnotatorPool, BatchSizeHistory, MemoryMonitor, PressurePolicy, Timeline,
+from ..memory import (PROCESS_GPU_LOCK, AnnotatorPool, BatchSizeHistory, MemoryMonitor, PressurePolicy, Timeline,
                       get_default_pool)
 from ..preprocessors.fit import FrameFitter
 from ..preprocessors.flow_cache import FlowCache, make_key
@@ -41,7 +41,7 @@ from .request import GuideRequest, GuideResult
 logger = logging.getLogger(__name__)
 
 #: Serialises annotator work on the GPU when the host provides no lock of its own.
-_PROCESS_GPU_LOCK = threading.RLock()
+_PROCESS_GPU_LOCK = PROCESS_GPU_LOCK
 CPU_RAFT_BATCH = 2
 DIS_BATCH = 8
 MAX_AUTO_BATCH = 16

@@ -1,0 +1,130 @@
+"""Snapshots of device memory and process RSS, and before/after cleanup reports.
+
+Free memory counts PyTorch's cached-but-unused blocks as free (they are ours to reuse) and respects a
+per-process memory fraction set with ``torch.cuda.set_per_process_memory_fraction``.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Optional, Union
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+GIB = 1024 ** 3
+
+
+def process_rss() -> int:
+    """Resident set size of this process in bytes (0 when it cannot be read)."""
+    try:
+        import psutil
+        return int(psutil.Process(os.getpid()).memory_info().rss)
+    except Exception:  # pragma: no cover - psutil is a dependency; this is a last resort
+        try:
+            with open("/proc/self/statm", encoding="ascii") as handle:
+                return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return 0
+
+
+@dataclass(frozen=True)
+class MemorySnapshot:
+    """Memory figures at one moment, in bytes (device figures are 0 on the CPU)."""
+
+    time: float
+    device: str
+    allocated: int
+    reserved: int
+    free: int
+    total: int
+    peak: int
+    rss: int
+
+    @property
+    def used_fraction(self) -> float:
+        """Allocated share of the usable device memory (0 on the CPU)."""
+        return self.allocated / self.total if self.total else 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _cuda_fraction(index: int) -> float:
+    """The per-process memory fraction set for this device (1.0 when none is set)."""
+    try:
+        getter = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+        if getter is not None:
+            return float(getter(index))
+    except Exception:
+        pass
+    return 1.0
+
+
+class MemoryMonitor:
+    """Reads memory figures for one device (``"cpu"``, ``"cuda"``, ``"cuda:1"``)."""
+
+    def __init__(self, device: Union[str, torch.device] = "cpu") -> None:
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.type == "cuda" and torch.cuda.is_available()
+
+    def snapshot(self) -> MemorySnapshot:
+        """Current figures. On CUDA, ``total`` is the usable memory (fraction applied) and ``free`` is
+        what this process could still allocate: driver-free memory plus PyTorch's cached-but-free blocks,
+        capped by the fraction."""
+        now = time.time()
+        rss = process_rss()
+        if not self.on_cuda:
+            return MemorySnapshot(now, str(self.device), 0, 0, 0, 0, 0, rss)
+        index = self.device.index or 0
+        allocated = int(torch.cuda.memory_allocated(index))
+        reserved = int(torch.cuda.memory_reserved(index))
+        peak = int(torch.cuda.max_memory_allocated(index))
+        driver_free, device_total = torch.cuda.mem_get_info(index)
+        usable = int(device_total * min(1.0, max(0.0, _cuda_fraction(index))))
+        free = min(int(driver_free) + (reserved - allocated), max(0, usable - allocated))
+        return MemorySnapshot(now, str(self.device), allocated, reserved, max(0, free), usable, peak, rss)
+
+
+def format_bytes(count: float) -> str:
+    """``2.34 GB`` style (GiB based, two decimals)."""
+    return f"{count / GIB:.2f} GB"
+
+
+def format_cleanup_report(before: MemorySnapshot, after: MemorySnapshot, action: str = "") -> str:
+    """``Before: 2.34 GB allocated, 2.56 GB reserved. After: 0.12 GB allocated, 1.45 GB reserved.``"""
+    prefix = f"{action}: " if action else ""
+    if before.total == 0 and after.total == 0:
+        return (f"{prefix}Before: {format_bytes(before.rss)} RSS. After: {format_bytes(after.rss)} RSS.")
+    return (f"{prefix}Before: {format_bytes(before.allocated)} allocated, {format_bytes(before.reserved)} reserved. "
+            f"After: {format_bytes(after.allocated)} allocated, {format_bytes(after.reserved)} reserved.")
+
+
+def empty_device_cache(collect: bool = True) -> None:
+    """Give PyTorch's cached device blocks back (after an optional ``gc.collect()``)."""
+    if collect:
+        gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+        try:
+            torch.cuda.ipc_collect()
+        except Exception:  # not available on every platform
+            pass
+
+
+def report_cleanup(monitor: Optional[MemoryMonitor], action: str, before: Optional[MemorySnapshot]) -> Optional[str]:
+    """Log (and return) the before/after report of a cleanup that started at ``before``."""
+    if monitor is None or before is None:
+        return None
+    text = format_cleanup_report(before, monitor.snapshot(), action)
+    logger.info(text)
+    return text
