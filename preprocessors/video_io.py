@@ -1,0 +1,323 @@
+"""Streaming video I/O with PyAV: probe, decode one frame at a time, encode H.264 guide videos.
+
+Nothing here holds more than one decoded frame. Frames are RGB ``uint8`` (H, W, 3) in display
+orientation (rotation metadata applied). Guide videos are H.264 yuv420p (browsers and Wan2GP play
+them), written to a temporary name and renamed when complete.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Sequence, Union
+
+import av
+import numpy as np
+
+from ..errors import InvalidVideoError
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+MAX_PIXELS = 7680 * 4320
+MIN_SIDE = 2
+MAX_FPS = 1000.0
+FALLBACK_FPS = 24.0
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+_IMAGE_CODECS = {"png", "mjpeg", "bmp", "gif", "webp", "tiff", "jpeg2000", "apng"}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a structure video holds; ``width``/``height`` are the display size (rotation applied)."""
+
+    path: str
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+    duration: float
+    rotation: int
+    codec: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+
+def _check_path(path: PathLike) -> Path:
+    text = os.fspath(path)
+    if _URL.match(text):
+        raise InvalidVideoError(f"{text} is a URL: download the video first and pass the local file.")
+    file = Path(text).expanduser()
+    if not file.exists():
+        raise InvalidVideoError(f"{file} does not exist: check the path of the structure video.")
+    if file.is_dir():
+        raise InvalidVideoError(f"{file} is a folder: pass a video file (e.g. .mp4, .mov, .webm).")
+    if file.stat().st_size == 0:
+        raise InvalidVideoError(f"{file.name} is empty (0 bytes): pass a complete video file.")
+    return file
+
+
+def _open(file: Path) -> "av.container.InputContainer":
+    try:
+        return av.open(str(file), mode="r", metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as error:
+        raise InvalidVideoError(f"{file.name} is not a readable video ({type(error).__name__}): "
+                                "pass an MP4, MOV, MKV or WebM video.") from None
+
+
+def _rotation_from(value: object) -> int:
+    """Clockwise rotation to apply for display, normalised to 0/90/180/270."""
+    try:
+        degrees = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+    if not math.isfinite(degrees):
+        return 0
+    return int(round(degrees / 90.0)) * 90 % 360
+
+
+def _stream_rotation(stream: "av.video.stream.VideoStream", first_frame: Optional["av.VideoFrame"]) -> int:
+    rotate = stream.metadata.get("rotate") if stream.metadata else None
+    if rotate is not None:
+        return _rotation_from(rotate)
+    # PyAV reports the display matrix as counter-clockwise degrees; the display needs the inverse.
+    frame_rotation = getattr(first_frame, "rotation", None) if first_frame is not None else None
+    if frame_rotation:
+        return _rotation_from(-float(frame_rotation))
+    return 0
+
+
+def _rate(value: object) -> float:
+    try:
+        rate = float(value) if value is not None else 0.0  # type: ignore[arg-type]
+    except (TypeError, ValueError, ZeroDivisionError):
+        return 0.0
+    return rate if math.isfinite(rate) and 0.0 < rate <= MAX_FPS else 0.0
+
+
+def probe_video(path: PathLike) -> VideoInfo:
+    """Read size, fps, frame count, duration, rotation and codec; raises :class:`InvalidVideoError`.
+
+    The frame count comes from counting the stream's packets (fast, no decoding), not the container's
+    header, which is often missing or wrong. One frame is decoded to prove the stream is readable.
+    """
+    file = _check_path(path)
+    container = _open(file)
+    try:
+        if not container.streams.video:
+            kind = "an audio file" if container.streams.audio else "not a video"
+            raise InvalidVideoError(f"{file.name} has no video stream ({kind}): pass a video file.")
+        stream = container.streams.video[0]
+        codec = stream.codec_context.name if stream.codec_context is not None else "unknown"
+        width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+        if codec in _IMAGE_CODECS and (stream.frames or 0) <= 1 and file.suffix.lower() in (
+                ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"):
+            raise InvalidVideoError(f"{file.name} is an image, not a video: pass a video file "
+                                    "(or make a video from your images first).")
+        _check_size(file, width, height)
+        first = None
+        try:
+            for frame in container.decode(stream):
+                first = frame
+                break
+        except (av.error.FFmpegError, ValueError) as error:
+            raise InvalidVideoError(f"{file.name}: its video stream cannot be decoded ({error.__class__.__name__}); "
+                                    "re-encode it (e.g. to H.264 MP4).") from None
+        if first is None:
+            raise InvalidVideoError(f"{file.name} holds no decodable video frame: pass a complete video file.")
+        width, height = int(first.width), int(first.height)
+        _check_size(file, width, height)
+        rotation = _stream_rotation(stream, first)
+        time_base = stream.time_base
+        header_fps = _rate(stream.average_rate) or _rate(stream.guessed_rate) or _rate(stream.base_rate)
+        del first
+    finally:
+        container.close()
+    count, first_pts, last_pts = _count_packets(file)
+    if count == 0:
+        raise InvalidVideoError(f"{file.name} holds no video frames: pass a complete video file.")
+    fps = header_fps
+    span = float((last_pts - first_pts) * time_base) if time_base and last_pts is not None and first_pts is not None else 0.0
+    if not fps:
+        fps = _rate((count - 1) / span) if span > 0 and count > 1 else 0.0
+        if not fps:
+            fps = FALLBACK_FPS
+            logger.warning("%s has no usable frame rate; assuming %g fps.", file.name, FALLBACK_FPS)
+    duration = count / fps
+    if rotation in (90, 270):
+        width, height = height, width
+    return VideoInfo(str(file.resolve()), width, height, float(fps), count, duration, rotation, codec)
+
+
+def _check_size(file: Path, width: int, height: int) -> None:
+    if width and height and (width < MIN_SIDE or height < MIN_SIDE):
+        raise InvalidVideoError(f"{file.name} is {width}x{height}: frames must be at least {MIN_SIDE}x{MIN_SIDE} pixels.")
+    if width * height > MAX_PIXELS:
+        raise InvalidVideoError(f"{file.name} is {width}x{height}, larger than 8K (7680x4320): "
+                                "re-encode it at a smaller size.")
+
+
+def _count_packets(file: Path) -> tuple[int, Optional[int], Optional[int]]:
+    """Video packets with data (one per frame for video codecs), and the smallest/largest pts."""
+    container = _open(file)
+    count, low, high = 0, None, None
+    try:
+        stream = container.streams.video[0]
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue
+                count += 1
+                if packet.pts is not None:
+                    low = packet.pts if low is None else min(low, packet.pts)
+                    high = packet.pts if high is None else max(high, packet.pts)
+        except (av.error.FFmpegError, ValueError) as error:  # a truncated file: count what is there
+            logger.warning("%s is damaged after %d frames (%s).", file.name, count, error.__class__.__name__)
+    finally:
+        container.close()
+    return count, low, high
+
+
+def _to_rgb(frame: "av.VideoFrame", rotation: int) -> np.ndarray:
+    rgb = frame.to_ndarray(format="rgb24")
+    if rotation:
+        rgb = np.rot90(rgb, k=-(rotation // 90))  # clockwise
+    return np.ascontiguousarray(rgb)
+
+
+def _decode(file: Path, rotation: int) -> Iterator[np.ndarray]:
+    container = _open(file)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                yield _to_rgb(frame, rotation)
+        except (av.error.FFmpegError, ValueError) as error:
+            logger.warning("%s: decoding stopped early (%s).", file.name, error.__class__.__name__)
+    finally:
+        container.close()
+
+
+def iter_frames(path: PathLike, info: Optional[VideoInfo] = None) -> Iterator[np.ndarray]:
+    """Every decodable frame, one at a time, as RGB uint8 in display orientation."""
+    info = info or probe_video(path)
+    yield from _decode(Path(info.path), info.rotation)
+
+
+def iter_planned_frames(path: PathLike, indices: Sequence[int], info: VideoInfo) -> Iterator[np.ndarray]:
+    """One frame per entry of ``indices`` (repeats yield the same array; a backwards jump restarts decoding).
+
+    If the stream ends before an index (a damaged file), the last decoded frame is repeated and a
+    warning is logged once. Frames are shared between repeats: treat them as read-only.
+    """
+    file = Path(info.path if info is not None else os.fspath(path))
+    decoder: Optional[Iterator[np.ndarray]] = None
+    position = -1
+    current: Optional[np.ndarray] = None
+    warned = False
+    try:
+        for index in indices:
+            if index < 0:
+                raise ValueError(f"frame index {index} is negative")
+            if decoder is None or index < position:
+                if decoder is not None:
+                    decoder.close()
+                decoder, position, current = _decode(file, info.rotation), -1, None
+            while position < index:
+                frame = next(decoder, None)
+                if frame is None:
+                    break
+                current, position = frame, position + 1
+            if current is None:
+                raise InvalidVideoError(f"{file.name} holds no decodable video frame: pass a complete video file.")
+            if position < index and not warned:
+                logger.warning("%s ends at frame %d (asked for %d); repeating its last frame.", file.name,
+                               position, index)
+                warned = True
+            yield current
+    finally:
+        if decoder is not None:
+            decoder.close()
+
+
+class GuideVideoWriter:
+    """H.264 yuv420p encoder; the file appears at ``path`` only when the ``with`` block succeeds."""
+
+    def __init__(self, path: PathLike, width: int, height: int, fps: float, crf: int = 17,
+                 preset: str = "veryfast") -> None:
+        if width % 2 or height % 2 or width < 2 or height < 2:
+            raise ValueError(f"guide size {width}x{height} must be even (H.264 yuv420p)")
+        if not (math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be positive, not {fps!r}")
+        self.path = Path(path)
+        self.width, self.height, self.fps = int(width), int(height), float(fps)
+        self.crf, self.preset = crf, preset
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial.mp4")
+        self.frames_written = 0
+        self._container = None
+        self._stream = None
+
+    def __enter__(self) -> "GuideVideoWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        rate = Fraction(self.fps).limit_denominator(1001)
+        self._container = av.open(str(self.tmp), mode="w", format="mp4")
+        stream = self._container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
+        stream.options = {"crf": str(self.crf), "preset": self.preset}
+        self._stream = stream
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        """Encode one RGB uint8 (H, W, 3) frame of the writer's size."""
+        if self._stream is None:
+            raise RuntimeError("GuideVideoWriter.write() outside its with block")
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"guide frame must be uint8 ({self.height}, {self.width}, 3), "
+                             f"not {frame.dtype} {tuple(frame.shape)}")
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        video_frame.pts = self.frames_written
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def __exit__(self, kind, value, traceback) -> None:
+        container, self._container = self._container, None
+        try:
+            if kind is None:
+                if self.frames_written == 0:
+                    raise ValueError("no frames were written to the guide video")
+                for packet in self._stream.encode():
+                    container.mux(packet)
+            container.close()
+            container = None
+            if kind is None:
+                os.replace(self.tmp, self.path)
+        finally:
+            if container is not None:
+                try:
+                    container.close()
+                except Exception:  # the original error matters more than a failed close
+                    pass
+            if self.tmp.exists():
+                self.tmp.unlink()
+
+
+def write_frames(path: PathLike, frames: Iterable[np.ndarray], fps: float) -> int:
+    """Encode ``frames`` (their size taken from the first) to an H.264 file; returns the count."""
+    iterator = iter(frames)
+    first = next(iterator, None)
+    if first is None:
+        raise ValueError("no frames to write")
+    height, width = first.shape[:2]
+    with GuideVideoWriter(path, width, height, fps) as writer:
+        writer.write(first)
+        for frame in iterator:
+            writer.write(frame)
+        return writer.frames_written
