@@ -1,0 +1,149 @@
+"""Streaming decode, probing (sizes, fps, rotation, damaged files) and the guide writer."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from videogen import make_audio_only, make_png, make_truncated, make_video, read_mark
+from wan2gp_structure_video.errors import InvalidVideoError
+from wan2gp_structure_video.preprocessors.sample_video import sample_frames, write_sample_video
+from wan2gp_structure_video.preprocessors.video_io import (GuideVideoWriter, iter_frames, iter_planned_frames,
+                                                           probe_video, write_frames)
+
+
+@pytest.mark.parametrize("width, height", [(64, 48), (333, 201), (48, 96), (64, 64), (16, 16)])
+def test_probe_and_decode_sizes(tmp_path, width, height) -> None:
+    path = make_video(tmp_path / f"v{width}x{height}.mp4", width, height, frames=7, fps=12)
+    info = probe_video(path)
+    assert (info.width, info.height, info.frame_count, info.fps, info.rotation) == (width, height, 7, 12.0, 0)
+    assert info.codec == "h264" and info.duration == pytest.approx(7 / 12)
+    frames = list(iter_frames(path, info))
+    assert len(frames) == 7 and all(f.shape == (height, width, 3) and f.dtype == np.uint8 for f in frames)
+    assert [read_mark(f) for f in frames] == list(range(7))
+
+
+def test_planned_frames_repeats_and_backward_jumps(tmp_path) -> None:
+    path = make_video(tmp_path / "v.mp4", frames=12)
+    info = probe_video(path)
+    indices = [0, 0, 3, 3, 4, 11, 2, 5]
+    frames = list(iter_planned_frames(path, indices, info))
+    assert [read_mark(f) for f in frames] == indices
+    assert frames[0] is frames[1]  # repeats share the decoded frame; nothing else is kept
+
+
+def test_planned_frames_past_the_end_repeat_the_last(tmp_path, caplog) -> None:
+    path = make_video(tmp_path / "v.mp4", frames=5)
+    info = probe_video(path)
+    frames = list(iter_planned_frames(path, [3, 4, 7, 9], info))
+    assert [read_mark(f) for f in frames] == [3, 4, 4, 4] and "repeating its last frame" in caplog.text
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_rotation_metadata_is_honoured(tmp_path, rotation) -> None:
+    path = make_video(tmp_path / "r.mp4", 64, 48, frames=3, rotation=rotation)
+    info = probe_video(path)
+    assert info.rotation == rotation
+    assert (info.width, info.height) == ((48, 64) if rotation in (90, 270) else (64, 48))
+    frame = next(iter_frames(path, info))
+    assert frame.shape == (info.height, info.width, 3)
+    # The marked top-left block of the stored frame moves to the corner the rotation takes it to.
+    corner = {90: frame[3:6, -6:-3], 180: frame[-6:-3, -6:-3], 270: frame[-6:-3, 3:6]}[rotation]
+    assert abs(float(corner.mean()) - 20) < 6
+
+
+def test_grayscale_and_alpha_sources_give_rgb(tmp_path) -> None:
+    gray = make_video(tmp_path / "g.mkv", 40, 30, frames=3, codec="ffv1", pix_fmt="gray")
+    alpha = make_video(tmp_path / "a.mov", 40, 30, frames=3, codec="png", pix_fmt="rgba")
+    for path in (gray, alpha):
+        frames = list(iter_frames(path))
+        assert len(frames) == 3 and frames[0].shape == (30, 40, 3)
+
+
+def test_variable_frame_rate_and_odd_fps_metadata(tmp_path) -> None:
+    vfr = make_video(tmp_path / "vfr.mkv", frames=6, codec="ffv1", pts=[0, 1, 3, 4, 8, 9],
+                     time_base=Fraction(1, 10), fps=10)
+    info = probe_video(vfr)
+    assert info.frame_count == 6 and 0 < info.fps <= 1000
+    fast = make_video(tmp_path / "fast.mkv", frames=4, codec="ffv1", fps=1000)
+    assert probe_video(fast).fps == pytest.approx(1000, rel=0.01)
+
+
+def test_writer_round_trip_is_h264_yuv420p_with_exact_count_and_fps(tmp_path) -> None:
+    out = tmp_path / "guide.mp4"
+    frames = [np.full((32, 48, 3), 10 * i, np.uint8) for i in range(9)]
+    assert write_frames(out, frames, 16) == 9
+    info = probe_video(out)
+    assert (info.frame_count, info.fps, info.width, info.height, info.codec) == (9, 16.0, 48, 32, "h264")
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.pix_fmt == "yuv420p"
+    assert [p.name for p in tmp_path.iterdir()] == ["guide.mp4"]
+
+
+def test_writer_leaves_nothing_on_error(tmp_path) -> None:
+    out = tmp_path / "guide.mp4"
+    with pytest.raises(RuntimeError, match="stop"):
+        with GuideVideoWriter(out, 32, 32, 16) as writer:
+            writer.write(np.zeros((32, 32, 3), np.uint8))
+            raise RuntimeError("stop")
+    with pytest.raises(ValueError, match="uint8"):
+        with GuideVideoWriter(out, 32, 32, 16) as writer:
+            writer.write(np.zeros((16, 32, 3), np.uint8))
+    with pytest.raises(ValueError, match="no frames"):
+        with GuideVideoWriter(out, 32, 32, 16):
+            pass
+    with pytest.raises(ValueError, match="even"):
+        GuideVideoWriter(out, 33, 32, 16)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_inputs_give_clear_errors(tmp_path) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 10)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    cases = {
+        tmp_path / "missing.mp4": "does not exist",
+        tmp_path: "is a folder",
+        "https://example.com/clip.mp4": "URL",
+        empty: "empty",
+        text: "not a readable video",
+        make_png(tmp_path / "still.png"): "image",
+        make_audio_only(tmp_path / "sound.mp4"): "no video stream",
+    }
+    for path, expected in cases.items():
+        with pytest.raises(InvalidVideoError, match=expected) as caught:
+            probe_video(path)
+        assert "\n" not in str(caught.value)
+
+
+def test_truncated_file_decodes_what_is_there(tmp_path) -> None:
+    full = make_video(tmp_path / "full.mp4", 64, 48, frames=30)
+    cut = make_truncated(full, tmp_path / "cut.mp4", 0.5)
+    try:
+        info = probe_video(cut)
+    except InvalidVideoError as error:  # acceptable: a clear error
+        assert "video" in str(error)
+        return
+    frames = list(iter_planned_frames(cut, list(range(info.frame_count)), info))
+    assert len(frames) == info.frame_count and frames[0].shape == (48, 64, 3)
+
+
+def test_non_ascii_path_with_spaces(tmp_path) -> None:
+    folder = tmp_path / "vidéos à tester"
+    folder.mkdir()
+    path = make_video(folder / "clip ünïcode 映像.mp4", frames=4)
+    assert probe_video(path).frame_count == 4
+
+
+def test_sample_video_is_deterministic_and_moves(tmp_path) -> None:
+    a = list(sample_frames(96, 64, 6, seed=3))
+    b = list(sample_frames(96, 64, 6, seed=3))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert np.abs(a[0].astype(int) - a[5].astype(int)).mean() > 5
+    info = probe_video(write_sample_video(tmp_path / "s.mp4", 96, 64, frames=6, fps=12))
+    assert (info.frame_count, info.fps, info.width, info.height) == (6, 12.0, 96, 64)
+    with pytest.raises(ValueError):
+        write_sample_video(tmp_path / "bad.mp4", 95, 64)

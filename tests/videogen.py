@@ -1,0 +1,94 @@
+"""Generated test videos (PyAV), with content that tells which source frame was decoded.
+
+Frame ``i`` of a ``marked`` video has a uniform value ``mark(i)`` in its top-left 10×10 block (in the
+stored orientation) over a textured, moving background, so tests can read the index back.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional
+
+import av
+import numpy as np
+
+
+def mark(index: int) -> int:
+    return (20 + 7 * index) % 240
+
+
+def read_mark(frame: np.ndarray) -> int:
+    """The index whose mark is closest to the frame's top-left block (compression-tolerant)."""
+    value = float(frame[3:6, 3:6].mean())
+    return min(range(34), key=lambda i: abs(mark(i) - value))
+
+
+def frame_content(index: int, width: int, height: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    texture = rng.integers(0, 256, (height // 4 + 2, width // 4 + 8, 3), dtype=np.uint8)
+    texture = np.kron(texture, np.ones((4, 4, 1), dtype=np.uint8))
+    frame = np.ascontiguousarray(np.roll(texture, index * 2, axis=1)[:height, :width])
+    frame[:10, :10] = mark(index)
+    return frame
+
+
+def make_video(path: Path, width: int = 64, height: int = 48, frames: int = 10, fps: float = 24.0, *,
+               codec: str = "libx264", pix_fmt: Optional[str] = None, container: Optional[str] = None,
+               rotation: Optional[int] = None, pts: Optional[list[int]] = None,
+               time_base: Optional[Fraction] = None) -> Path:
+    """Encode a marked video. Odd sizes need ``pix_fmt="yuv444p"`` (chosen automatically).
+    ``rotation`` writes display-matrix metadata (clockwise degrees for display); ``pts`` gives
+    explicit timestamps (variable frame rate) in ``time_base``."""
+    path = Path(path)
+    if pix_fmt is None:
+        pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 and codec == "libx264" else \
+            "yuv444p" if codec == "libx264" else "bgr0" if codec == "ffv1" else "rgb24"
+    fmt = container or {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}[path.suffix]
+    rate = Fraction(fps).limit_denominator(1001)
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if codec == "libx264":
+            stream.options = {"crf": "8"}
+        if time_base is not None:
+            stream.time_base = time_base
+            stream.codec_context.time_base = time_base
+        if rotation:
+            stream.set_display_rotation(-rotation)  # PyAV: counter-clockwise degrees
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(frame_content(index, width, height), format="rgb24")
+            frame = frame.reformat(format=pix_fmt)
+            frame.pts = pts[index] if pts is not None else index
+            if time_base is not None:
+                frame.time_base = time_base
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def make_audio_only(path: Path) -> Path:
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        samples = (np.sin(np.arange(16000) / 10.0) * 0.3).astype(np.float32)[None, :]
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def make_png(path: Path, width: int = 32, height: int = 24) -> Path:
+    import cv2
+    cv2.imwrite(str(path), np.full((height, width, 3), 128, np.uint8))
+    return path
+
+
+def make_truncated(source: Path, target: Path, fraction: float = 0.5) -> Path:
+    data = Path(source).read_bytes()
+    Path(target).write_bytes(data[: int(len(data) * fraction)])
+    return Path(target)
