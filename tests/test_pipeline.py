@@ -127,8 +127,8 @@ def test_errors_are_typed_one_line_and_write_nothing(tmp_path, sample) -> None:
     cases = [
         (GuideRequest(one, tmp_path / "o.mp4", frames=5), InvalidVideoError, "two"),
         (GuideRequest(sample, tmp_path / "o.mp4", guide_type="depth"), OptionError, "flow, canny, raw"),
-        (GuideRequest(sample, tmp_path / "o.mp4", resolution="10x10"), TargetError, "[Rr]esolution|frame|size|width|height"),
-        (GuideRequest(sample, tmp_path / "o.mp4", frames=0), TargetError, "[Rr]esolution|frame|size|width|height"),
+        (GuideRequest(sample, tmp_path / "o.mp4", resolution="10x10"), TargetError, "(?i)resolution|frame|size|width|height"),
+        (GuideRequest(sample, tmp_path / "o.mp4", frames=0), TargetError, "(?i)resolution|frame|size|width|height"),
         (GuideRequest(sample, tmp_path / "o.avi"), OptionError, ".mp4"),
         (GuideRequest(sample, sample), OptionError, "input"),
         (GuideRequest(tmp_path / "missing.mp4", tmp_path / "o.mp4"), InvalidVideoError, "does not exist"),
