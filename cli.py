@@ -87,6 +87,13 @@ def _add_cache_location(group) -> None:
                        help="size limit of the cache; least recently used entries go first (default 10)")
 
 
+def _add_common(parser: argparse.ArgumentParser, default: object) -> None:
+    """-v/-q, accepted before or after the command (``default`` is SUPPRESS on the commands)."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="log details (memory reports, backend choice)")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line (every option documented in ``--help``)."""
     parser = argparse.ArgumentParser(
@@ -94,24 +101,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn a structure video into a VACE control video (flow, canny or raw) fitted to a "
                     "generation's resolution, frame count and fps.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log details (memory reports, backend choice)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_common(parser, False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     guide = commands.add_parser("guide", help="make guide video(s)",
                                 description="Make a VACE guide video from structure video(s).")
     _add_guide_options(guide)
+    _add_common(guide, argparse.SUPPRESS)
     cache = commands.add_parser("cache", help="inspect or trim the flow cache",
                                 description="Inspect or trim the flow cache.")
     cache.add_argument("action", choices=("stats", "prune", "clear"),
                        help="stats: entries and size; prune: evict least recently used entries down to "
                             "--cache-max-gb; clear: remove every entry not in use")
     _add_cache_location(cache)
+    _add_common(cache, argparse.SUPPRESS)
     sample = commands.add_parser("sample", help="write the generated sample video",
                                  description="Write the deterministic sample structure video (no download).")
     sample.add_argument("out", metavar="OUT.mp4")
     sample.add_argument("--resolution", default="640x360", metavar="WxH")
     sample.add_argument("--frames", type=int, default=48)
     sample.add_argument("--fps", type=float, default=24.0)
+    _add_common(sample, argparse.SUPPRESS)
     return parser
 
 
