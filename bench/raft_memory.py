@@ -110,7 +110,7 @@ def main() -> None:
     if not batch:
         if device.type == "cuda":
             free = MemoryMonitor(str(device)).snapshot().free
-            batch = max(1, min(16, int(free * 0.5 // estimate_bytes_per_pair(height, width))))
+            batch = max(1, min(4, int(free * 0.5 // estimate_bytes_per_pair(height, width))))
         else:
             batch = 4
     print(f"RAFT-large, {args.frames} frames at {width}x{height}, {args.iterations} iterations, "

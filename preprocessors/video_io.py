@@ -28,7 +28,16 @@ MIN_SIDE = 2
 MAX_FPS = 1000.0
 FALLBACK_FPS = 24.0
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
-_IMAGE_CODECS = {"png", "mjpeg", "bmp", "gif", "webp", "tiff", "jpeg2000", "apng"}
+_IMAGE_CODECS = {"png", "mjpeg", "bmp", "gif", "webp", "tiff", "jpeg2000", "apng", "jpegls", "ppm", "pgm",
+                 "pam", "pbm", "qoi", "targa", "sgi", "dpx", "exr", "hdr", "pgmyuv", "xbm", "xwd", "pcx"}
+_ANIMATED_CODECS = {"gif", "apng", "webp"}
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".exr", ".tga", ".ppm",
+                   ".pgm", ".qoi", ".jp2", ".avif", ".heic"}
+
+
+def _image_error(file: Path) -> InvalidVideoError:
+    return InvalidVideoError(f"{file.name} is an image, not a video: pass a video file "
+                             "(or make a video from your images first).")
 
 
 @dataclass(frozen=True)
@@ -67,8 +76,8 @@ def _open(file: Path) -> "av.container.InputContainer":
     try:
         return av.open(str(file), mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as error:
-        raise InvalidVideoError(f"{file.name} is not a readable video ({type(error).__name__}): "
-                                "pass an MP4, MOV, MKV or WebM video.") from None
+        raise InvalidVideoError(f"{file.name} is not a readable video ({type(error).__name__}), or it is "
+                                "incomplete: pass a complete MP4, MOV, MKV or WebM video.") from None
 
 
 def _rotation_from(value: object) -> int:
@@ -116,10 +125,13 @@ def probe_video(path: PathLike) -> VideoInfo:
         stream = container.streams.video[0]
         codec = stream.codec_context.name if stream.codec_context is not None else "unknown"
         width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
-        if codec in _IMAGE_CODECS and (stream.frames or 0) <= 1 and file.suffix.lower() in (
-                ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"):
-            raise InvalidVideoError(f"{file.name} is an image, not a video: pass a video file "
-                                    "(or make a video from your images first).")
+        format_name = container.format.name if container.format is not None else ""
+        # A still image opens as a one-frame "video" (png_pipe, jpeg_pipe, image2, ...); animated
+        # GIF/APNG/WebP are judged after counting their frames below.
+        is_image = codec in _IMAGE_CODECS and (format_name == "image2" or format_name.endswith("_pipe")
+                                               or file.suffix.lower() in _IMAGE_SUFFIXES)
+        if is_image and codec not in _ANIMATED_CODECS:
+            raise _image_error(file)
         _check_size(file, width, height)
         first = None
         try:
@@ -127,8 +139,9 @@ def probe_video(path: PathLike) -> VideoInfo:
                 first = frame
                 break
         except (av.error.FFmpegError, ValueError) as error:
-            raise InvalidVideoError(f"{file.name}: its video stream cannot be decoded ({error.__class__.__name__}); "
-                                    "re-encode it (e.g. to H.264 MP4).") from None
+            raise InvalidVideoError(f"{file.name}: its first video frame cannot be decoded "
+                                    f"({error.__class__.__name__}); the file is damaged or incomplete: "
+                                    "re-encode or re-download it (e.g. as H.264 MP4).") from None
         if first is None:
             raise InvalidVideoError(f"{file.name} holds no decodable video frame: pass a complete video file.")
         width, height = int(first.width), int(first.height)
@@ -142,6 +155,8 @@ def probe_video(path: PathLike) -> VideoInfo:
     count, first_pts, last_pts = _count_packets(file)
     if count == 0:
         raise InvalidVideoError(f"{file.name} holds no video frames: pass a complete video file.")
+    if is_image and count <= 1:
+        raise _image_error(file)
     fps = header_fps
     span = float((last_pts - first_pts) * time_base) if time_base and last_pts is not None and first_pts is not None else 0.0
     if not fps:
@@ -254,8 +269,8 @@ class GuideVideoWriter:
                  preset: str = "veryfast") -> None:
         if width % 2 or height % 2 or width < 2 or height < 2:
             raise ValueError(f"guide size {width}x{height} must be even (H.264 yuv420p)")
-        if not (math.isfinite(fps) and fps > 0):
-            raise ValueError(f"fps must be positive, not {fps!r}")
+        if not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+            raise ValueError(f"fps must be in (0, {MAX_FPS:g}], not {fps!r}")
         self.path = Path(path)
         self.width, self.height, self.fps = int(width), int(height), float(fps)
         self.crf, self.preset = crf, preset

@@ -35,21 +35,28 @@ def frame_content(index: int, width: int, height: int, seed: int = 0) -> np.ndar
 def make_video(path: Path, width: int = 64, height: int = 48, frames: int = 10, fps: float = 24.0, *,
                codec: str = "libx264", pix_fmt: Optional[str] = None, container: Optional[str] = None,
                rotation: Optional[int] = None, pts: Optional[list[int]] = None,
-               time_base: Optional[Fraction] = None) -> Path:
-    """Encode a marked video. Odd sizes need ``pix_fmt="yuv444p"`` (chosen automatically).
+               time_base: Optional[Fraction] = None, gop: Optional[int] = None,
+               faststart: bool = False) -> Path:
+    """Encode a marked video. Odd sizes need ``pix_fmt="yuv444p"`` (chosen automatically: libx264
+    refuses odd sizes in yuv420p; yuv444p has no chroma subsampling, so any size works).
     ``rotation`` writes display-matrix metadata (clockwise degrees for display); ``pts`` gives
-    explicit timestamps (variable frame rate) in ``time_base``."""
+    explicit timestamps (variable frame rate) in ``time_base``; ``gop=1`` makes every frame a key
+    frame (a truncated file then still decodes up to the cut); ``faststart`` puts the MP4 index
+    first (so a truncated MP4 still opens)."""
     path = Path(path)
     if pix_fmt is None:
         pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 and codec == "libx264" else \
             "yuv444p" if codec == "libx264" else "bgr0" if codec == "ffv1" else "rgb24"
     fmt = container or {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}[path.suffix]
     rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), "w", format=fmt) as out:
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), "w", format=fmt, options=options) as out:
         stream = out.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if codec == "libx264":
             stream.options = {"crf": "8"}
+        if gop is not None:
+            stream.codec_context.gop_size = gop
         if time_base is not None:
             stream.time_base = time_base
             stream.codec_context.time_base = time_base
@@ -88,7 +95,48 @@ def make_png(path: Path, width: int = 32, height: int = 24) -> Path:
     return path
 
 
+def make_jpeg(path: Path, width: int = 32, height: int = 24) -> Path:
+    import cv2
+    cv2.imwrite(str(path), np.full((height, width, 3), 90, np.uint8))
+    return path
+
+
 def make_truncated(source: Path, target: Path, fraction: float = 0.5) -> Path:
     data = Path(source).read_bytes()
     Path(target).write_bytes(data[: int(len(data) * fraction)])
     return Path(target)
+
+
+def make_vfr_video(path: Path, pts: list[int], time_base: Fraction = Fraction(1, 10), width: int = 64,
+                   height: int = 48) -> Path:
+    """Variable frame rate (lossless FFV1 in Matroska): one frame per entry of ``pts``."""
+    return make_video(path, width, height, frames=len(pts), fps=float(1 / time_base), codec="ffv1",
+                      pts=pts, time_base=time_base)
+
+
+def make_gray_video(path: Path, width: int = 40, height: int = 30, frames: int = 3) -> Path:
+    """Single-channel (``gray``) FFV1 video; use a ``.mkv`` path."""
+    return make_video(path, width, height, frames=frames, codec="ffv1", pix_fmt="gray")
+
+
+def make_alpha_video(path: Path, width: int = 40, height: int = 30, frames: int = 3) -> Path:
+    """RGBA PNG-codec video (with alpha); use a ``.mov`` path (PyAV refuses PNG in Matroska)."""
+    return make_video(path, width, height, frames=frames, codec="png", pix_fmt="rgba")
+
+
+def make_fps_metadata_video(path: Path, fps: float, frames: int = 4) -> Path:
+    """A lossless video whose header claims ``fps`` (e.g. 1000, or absurd values); ``.mkv``/``.mp4``."""
+    if Path(path).suffix == ".mkv":  # Matroska stores timestamps in ms: it cannot claim more than 1000 fps
+        return make_video(path, frames=frames, fps=fps, codec="ffv1")
+    # gop=1 (no B-frames): libx264 with B-frames at thousands of fps writes broken MP4 timestamps.
+    return make_video(path, frames=frames, fps=fps, codec="libx264", gop=1)
+
+
+def make_one_frame(path: Path, width: int = 64, height: int = 48) -> Path:
+    return make_video(path, width, height, frames=1)
+
+
+def make_text_mp4(path: Path) -> Path:
+    """A text file with a video name."""
+    Path(path).write_text("this is not a video\n" * 10)
+    return Path(path)
