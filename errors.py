@@ -40,3 +40,7 @@ class CancelledError(StructureVideoError):
 
 class CacheError(StructureVideoError):
     """The flow cache cannot be read or written (disk full, permissions, ...)."""
+
+
+class OutputError(StructureVideoError):
+    """The guide video cannot be written (disk full, permissions, ...); nothing partial was kept."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -15,6 +16,8 @@ from .request import RANDOM_WEIGHTS, GuideRequest
 logger = logging.getLogger(__name__)
 
 WeightsLocator = Callable[[str], Optional[str]]
+#: Makes "register unless registered" atomic when several requests start RAFT at once.
+_REGISTER_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,9 @@ def choose_backend(request: GuideRequest, locator: Optional[WeightsLocator] = No
 def register_raft(pool: AnnotatorPool, choice: BackendChoice) -> str:
     """Register the factory that builds this RAFT on the CPU; return its pool name."""
     name = choice.annotator_name()
-    if not pool.is_registered(name):
-        source = choice.weights
-        model = choice.name.split("-", 1)[1]
-        pool.register(name, lambda: load_raft(None if source is None or source.path is None else source, model))
+    with _REGISTER_LOCK:
+        if not pool.is_registered(name):
+            source = choice.weights
+            model = choice.name.split("-", 1)[1]
+            pool.register(name, lambda: load_raft(None if source is None or source.path is None else source, model))
     return name

@@ -21,7 +21,7 @@ from typing import Any, Callable, ContextManager, Iterator, Optional
 import numpy as np
 import torch
 
-from ..errors import InvalidVideoError, OptionError
+from ..errors import CacheError, InvalidVideoError, OptionError, OutputError
 from ..memory import (PROCESS_GPU_LOCK, AnnotatorPool, BatchSizeHistory, MemoryMonitor, PressurePolicy, Timeline,
                       get_default_pool)
 from ..preprocessors.fit import FrameFitter
@@ -221,7 +221,11 @@ def open_flows(prepared: PreparedGuide, ctx: RunContext) -> Iterator[FlowSet]:
     window_layout = restrict_layout(layout, *prepared.window)
     work_dir = Path(tempfile.mkdtemp(prefix="sv-flows-", dir=ctx.work_dir))
     try:
-        meta = _produce(prepared, choice, window_layout, work_dir, ctx)
+        try:
+            meta = _produce(prepared, choice, window_layout, work_dir, ctx)
+        except OSError as exc:
+            raise CacheError(f"Cannot write temporary flows in {work_dir.parent}: {exc.strerror or exc}; "
+                             "free disk space.") from exc
         rows = open_flow_rows(work_dir / "flows.npy")
         yield FlowSet(rows, window_layout.frame_rows, meta)
     finally:
@@ -244,15 +248,21 @@ def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> 
     prepared = prepare(request)
     if Path(prepared.info.path).resolve() == output:
         raise OptionError("The output path is the input video: choose another output path.")
-    output.parent.mkdir(parents=True, exist_ok=True)
     req, result = prepared.request, prepared.result
     render_key = _render_key(prepared, ctx)
     cached = ctx.cache.lookup_render(render_key) if render_key is not None and ctx.cache is not None else None
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if cached is not None:
+            _copy_atomically(cached, output)
+        else:
+            _write_guide(prepared, ctx, output)
+    except OSError as exc:  # disk full, permissions: the writers removed their partial files
+        raise OutputError(f"Cannot write the guide video {output}: {exc.strerror or exc}; free disk space "
+                          "or choose another output folder.") from exc
     if cached is not None:
-        _copy_atomically(cached, output)
         result.cache_hit, result.render_cached = True, True
     else:
-        _write_guide(prepared, ctx, output)
         if render_key is not None and ctx.cache is not None:
             with contextlib.suppress(Exception):  # a render that cannot be cached is still a good result
                 ctx.cache.store_render(render_key, output)

@@ -193,6 +193,12 @@ class FlowCache:
             return None
         if sha256_file(data) != manifest.get("sha256"):
             return "checksum mismatch"
+        try:  # the header too: a pickle-bearing or foreign .npy is refused here, never loaded later
+            shape = list(open_flow_rows(data).shape)
+        except (ValueError, OSError, CacheError) as exc:
+            return f"not a flow array ({exc})"
+        if shape != manifest.get("shape"):
+            return f"data has shape {shape}, manifest says {manifest.get('shape')}"
         self._verified[key] = (stat.st_size, stat.st_mtime_ns)
         return None
 
@@ -240,6 +246,9 @@ class FlowCache:
             except Timeout as exc:
                 raise CacheError(f"Waited {timeout:.0f}s for another process computing the same flows; "
                                  "try again, or use --no-cache.") from exc
+            except OSError as exc:  # the lock file or a lookup failed (disk full, permissions)
+                raise CacheError(f"Cannot use the flow cache at {self.root}: {exc.strerror or exc}; free disk "
+                                 "space, choose another folder with --cache-dir, or use --no-cache.") from exc
 
     def _create(self, key: str, produce: Callable[[Path], dict[str, Any]], params: dict[str, Any]) -> CacheEntry:
         for stale in (self._base / "tmp").glob(f"{key}.*"):  # left by a killed writer (we hold the lock)

@@ -7,6 +7,8 @@ pages are file-backed and reclaimable). The file is a plain ``.npy``: it is alwa
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 from pathlib import Path
 from typing import Union
@@ -28,7 +30,12 @@ class FlowStoreWriter:
         try:
             self._array = np.lib.format.open_memmap(self.path, mode="w+", dtype=FLOW_DTYPE,
                                                     shape=self.shape) if rows > 0 else None
+            if self._array is not None:
+                _reserve_blocks(self.path)
         except OSError as exc:
+            self._array = None
+            with contextlib.suppress(OSError):
+                self.path.unlink()
             raise CacheError(f"Cannot create the flow file {self.path}: {exc.strerror or exc}; "
                              "free disk space or choose another cache folder.") from exc
         if self._array is None:  # np.memmap refuses empty arrays; write a plain empty .npy
@@ -56,6 +63,20 @@ class FlowStoreWriter:
                                  "free disk space or choose another cache folder.") from exc
             finally:
                 self._array = None  # the last reference: the mapping closes here
+
+
+def _reserve_blocks(path: Path) -> None:
+    """Allocate every block of the (sparse) mapped file now, so a full disk fails here with ENOSPC
+    instead of killing the process with SIGBUS when a mapped page is first written."""
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is None:  # pragma: no cover - not POSIX
+        return
+    with open(path, "rb+") as handle:
+        try:
+            fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):  # the file system cannot preallocate
+                raise
 
 
 def open_flow_rows(path: Union[str, Path]) -> np.ndarray:

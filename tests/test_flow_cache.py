@@ -228,7 +228,8 @@ def test_planted_pickle_is_never_loaded(tmp_path):
     manifest.update(bytes=data.stat().st_size, sha256=sha256_file(data))  # even a "valid" planted entry
     manifest_path.write_text(json.dumps(manifest))
     entry = FlowCache(tmp_path).lookup(key)
-    with pytest.raises((ValueError, CacheError)):
-        entry.rows()
+    if entry is not None:  # lookup refuses a non-flow array (the entry is removed and recomputed)
+        with pytest.raises((ValueError, CacheError)):
+            entry.rows()
     assert not marker.exists()
     del pickle
