@@ -121,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--frames", type=int, default=48)
     sample.add_argument("--fps", type=float, default=24.0)
     _add_common(sample, argparse.SUPPRESS)
+    app = commands.add_parser("app", help="run the Structure Video tab as a small web app",
+                              description="Run the Structure Video tab (the Wan2GP plugin's UI) on its own; "
+                                          "it listens on 127.0.0.1 unless --host says otherwise.")
+    app.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    app.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    app.add_argument("--share", action="store_true", help="also open a public gradio.live link (opt-in)")
+    _add_common(app, argparse.SUPPRESS)
     return parser
 
 
@@ -281,8 +288,18 @@ def run_sample(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_app(args: argparse.Namespace) -> int:
+    """The ``app`` command: the standalone Gradio app (needs gradio: ``pip install .[ui]``)."""
+    try:
+        from .ui.standalone import launch
+    except ImportError as exc:
+        raise StructureVideoError(f"The app needs Gradio ({exc}): pip install 'wan2gp-structure-video[ui]'.") from exc
+    launch(args.host, args.port, args.share)
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"guide": run_guide, "cache": run_cache,
-                                                            "sample": run_sample}
+                                                            "sample": run_sample, "app": run_app}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

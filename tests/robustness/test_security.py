@@ -183,3 +183,18 @@ def test_standalone_app_binds_localhost_by_default() -> None:
     parameters = inspect.signature(launch).parameters
     host = parameters.get("host") or parameters.get("server_name")
     assert host is not None and host.default == "127.0.0.1"
+
+
+def test_tab_refuses_paths_outside_the_upload_folder(tmp_path, monkeypatch) -> None:
+    tab = pytest.importorskip("wan2gp_structure_video.ui.tab")
+    from wan2gp_structure_video.errors import StructureVideoError
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    monkeypatch.delenv(tab.ALLOWED_DIRS_ENV, raising=False)
+    inside = tmp_path / "uploads" / "abc" / "clip.mp4"
+    assert tab.check_upload_allowed(str(inside)) == str(inside.resolve())
+    for outside in ("/etc/passwd", str(tmp_path / "elsewhere.mp4"), str(tmp_path / "uploads" / ".." / "x.mp4")):
+        with pytest.raises(StructureVideoError, match="outside the upload folder"):
+            tab.check_upload_allowed(outside)
+    monkeypatch.setenv(tab.ALLOWED_DIRS_ENV, str(tmp_path))
+    assert tab.check_upload_allowed(str(tmp_path / "elsewhere.mp4"))

@@ -1,0 +1,99 @@
+"""The standalone app through its Gradio API (gradio_client), as a remote user would drive it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+
+from ui_helpers import extract_via_api, running_app, video_path  # noqa: E402
+
+from wan2gp_structure_video.preprocessors.sample_video import write_sample_video  # noqa: E402
+from wan2gp_structure_video.preprocessors.video_io import probe_video  # noqa: E402
+
+EXTRACT_DEFAULTS = dict(resolution="128x96", frames=8, fps=8, guide_type="flow", treatment="adjust", fit="crop",
+                        start=None, end=None, range_unit="frames", motion_strength=1.0, backend="dis",
+                        iterations=20, batch_size=0)
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    with running_app() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return gradio_client.Client(app_url, verbose=False)
+
+
+
+
+
+def test_extract_returns_playable_guide_of_the_right_size_and_count(client, tmp_path):
+    source = write_sample_video(tmp_path / "s.mp4", width=160, height=96, frames=12, fps=12)
+    guide, details, preview, _slider, chart, cache_info = extract_via_api(client, source, EXTRACT_DEFAULTS)
+    info = probe_video(video_path(guide))
+    assert (info.width, info.height, info.frame_count) == (128, 96, 8)
+    assert info.codec in ("h264", "libx264")
+    assert "dis" in details.lower() and "8 frames" in details
+    assert chart and Path(str(chart)).is_file()
+    assert "Flow cache" in cache_info
+
+
+def test_extract_canny_snaps_resolution(client, tmp_path):
+    source = write_sample_video(tmp_path / "s.mp4", width=160, height=96, frames=12, fps=12)
+    guide, details, *_ = extract_via_api(client, source, {**EXTRACT_DEFAULTS, "guide_type": "canny", "resolution": "130x100", "frames": 5})
+    info = probe_video(video_path(guide))
+    assert (info.width, info.height, info.frame_count) == (128, 96, 5)
+    assert "snapped" in details.lower()
+
+
+def test_bad_upload_gives_a_clear_error(client, tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video")
+    with pytest.raises(Exception) as caught:
+        extract_via_api(client, bad, EXTRACT_DEFAULTS)
+    message = str(caught.value)
+    assert "not a readable video" in message and "notes.mp4" in message
+
+
+def test_bad_target_gives_a_clear_error(client, tmp_path):
+    source = write_sample_video(tmp_path / "s.mp4", width=160, height=96, frames=12, fps=12)
+    with pytest.raises(Exception) as caught:
+        extract_via_api(client, source, {**EXTRACT_DEFAULTS, "resolution": "banana"})
+    assert "banana" in str(caught.value) or "resolution" in str(caught.value).lower()
+
+
+def test_app_command_serves_on_localhost(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from ui_helpers import free_port
+
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen([sys.executable, "-m", "wan2gp_structure_video.cli", "app", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode(errors="replace")
+                assert time.time() < deadline, "the app did not start within 90 s"
+                time.sleep(0.5)
+        assert b"Structure Video" in page or b"gradio" in page.lower()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

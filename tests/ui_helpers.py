@@ -1,0 +1,61 @@
+"""Shared helpers of the UI tests: a standalone app running in-process on a free port."""
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+import urllib.request
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_app():
+    """Yield the URL of the standalone app launched in this process; closed afterwards."""
+    from wan2gp_structure_video.ui.compat import launch_kwargs
+    from wan2gp_structure_video.ui.standalone import CSS, build_app
+    from wan2gp_structure_video.ui.tab import output_dir
+
+    demo, _plugin = build_app()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                allowed_paths=[str(output_dir())], **launch_kwargs(CSS))
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=5).read(64)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield url
+    finally:
+        demo.close()
+
+
+EXTRACT_FIELDS = ("resolution", "frames", "fps", "guide_type", "treatment", "fit", "start", "end", "range_unit",
+                  "motion_strength", "backend", "iterations", "batch_size")
+
+
+def extract_via_api(client, source, args: dict):
+    """Call the app's ``/extract`` endpoint with an uploaded ``source`` and the tab's settings ``args``."""
+    import gradio_client
+
+    return client.predict(gradio_client.handle_file(str(source)), *(args[name] for name in EXTRACT_FIELDS),
+                          api_name="/extract")
+
+
+def video_path(value) -> str:
+    """The local path of a returned video value (a path, or a dict as some Gradio versions return)."""
+    if isinstance(value, dict):
+        value = value.get("video") or value
+        if isinstance(value, dict):
+            value = value.get("path") or value.get("name")
+    return str(value)
