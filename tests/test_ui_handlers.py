@@ -76,3 +76,29 @@ def test_cache_panel_and_sample():
     assert "Flow cache" in tab.cache_stats_text()
     assert "Cleared" in tab.cache_action("clear")
     assert tab.sample_video_path().endswith(".mp4")
+
+
+def test_hosted_flow_cache_lives_under_the_host_output_folder(source, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from wan2gp_structure_video.paths import HOME_ENV
+    from wan2gp_structure_video.ui import host_bridge
+
+    home = tmp_path / "explicit-home"
+    monkeypatch.setenv(HOME_ENV, str(home))
+    hosted = SimpleNamespace(server_config={"save_path": str(tmp_path / "outputs")})
+    assert host_bridge.host_cache_dir(hosted) is None  # an explicit home wins over the host's folder
+    monkeypatch.delenv(HOME_ENV)
+    assert host_bridge.host_cache_dir(SimpleNamespace(server_config={})) is None  # standalone host
+    assert host_bridge.host_cache_dir(SimpleNamespace()) is None
+
+    cache = tab.tab_cache(hosted)
+    assert cache.root == (tmp_path / "outputs" / host_bridge.HOST_CACHE_FOLDER).resolve()
+    first, _ = tab.run_extraction(_request(source, tmp_path / "a.mp4"), cache=cache)
+    second, _ = tab.run_extraction(_request(source, tmp_path / "b.mp4"), cache=tab.tab_cache(hosted))
+    assert (first.cache_hit, second.cache_hit) == (False, True)
+    assert any(cache.root.iterdir())
+    assert str(cache.root) in tab.cache_stats_text(hosted)
+    cleared = tab.cache_action("clear", hosted)
+    assert cleared.startswith("Cleared") and not cleared.startswith("Cleared 0 ")
+    assert tab.tab_cache(hosted).stats().entries == 0

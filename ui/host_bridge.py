@@ -27,6 +27,8 @@ GUIDE_PROCESS_LETTERS = "OPEDSLCMUGBH"
 HOST_WEIGHTS_FILE = "flow/raft-things.pth"
 HOST_WEIGHTS_REPO = "DeepBeepMeep/Wan2.1"
 VACE_MODEL_TYPES = ("vace_14B_2_2", "vace_14B", "vace_1.3B")
+#: The flow cache's folder inside the host's output folder (``server_config["save_path"]``).
+HOST_CACHE_FOLDER = "structure_video_flow_cache"
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,27 @@ def download_host_weights(plugin: Any) -> Optional[str]:
         return None
     download(repoId=HOST_WEIGHTS_REPO, sourceFolderList=["flow"], fileList=[["raft-things.pth"]])
     return host_weights_path(plugin)
+
+
+def host_cache_dir(plugin: Any) -> Optional[Path]:
+    """The flow cache folder when hosted: under the host's output folder (``server_config["save_path"]``,
+    Wan2GP's default ``outputs``, relative to its working folder). None standalone, or when
+    ``$WAN2GP_STRUCTURE_VIDEO_HOME`` is set (an explicit choice of the user wins)."""
+    from ..paths import HOME_ENV
+
+    if os.environ.get(HOME_ENV):
+        return None
+    host = host_module()
+    config = getattr(host, "server_config", None) if host is not None else None
+    if not isinstance(config, Mapping):
+        config = getattr(plugin, "server_config", None)
+    if not isinstance(config, Mapping) or not config:
+        return None
+    save_path = config.get("save_path") or "outputs"
+    try:
+        return Path(str(save_path)).expanduser().resolve() / HOST_CACHE_FOLDER
+    except (OSError, RuntimeError, ValueError):
+        return None
 
 
 def result_summary(generation_result: Any) -> tuple[Optional[str], str]:

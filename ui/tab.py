@@ -142,11 +142,13 @@ def details_markdown(result: Any) -> str:
     return "\n\n".join(lines)
 
 
-def run_extraction(request, progress=None, gpu_lock=None, weights_locator=None):
-    """Build the guide; returns (GuideResult, timeline png path or None)."""
+def run_extraction(request, progress=None, gpu_lock=None, weights_locator=None, cache=None):
+    """Build the guide; returns (GuideResult, timeline png path or None). ``cache``: a ``FlowCache``
+    (None: the global one)."""
     from ..pipeline.build import RunContext, build_guide
 
-    result = build_guide(request, RunContext(progress=progress, gpu_lock=gpu_lock, weights_locator=weights_locator))
+    result = build_guide(request, RunContext(progress=progress, gpu_lock=gpu_lock, weights_locator=weights_locator,
+                                             cache=cache))
     chart = None
     if result.timeline is not None:
         chart = Path(request.output).with_suffix(".timeline.png")
@@ -178,21 +180,25 @@ def preview_frame(run: Optional[dict], index: Any) -> Optional[np.ndarray]:
     return np.concatenate([np.asarray(fitted, dtype=np.uint8), gap, np.asarray(guide, dtype=np.uint8)], axis=1)
 
 
-def cache_stats_text() -> str:
+def tab_cache(plugin: Any = None):
+    """The flow cache the tab uses: under the host's output folder when hosted, else the global one."""
     from ..preprocessors.flow_cache import FlowCache
 
+    return FlowCache(host_bridge.host_cache_dir(plugin))
+
+
+def cache_stats_text(plugin: Any = None) -> str:
     try:
-        return f"Flow cache: {FlowCache().stats()}"
+        return f"Flow cache: {tab_cache(plugin).stats()}"
     except Exception as exc:
         return f"Flow cache unavailable: {exc}"
 
 
-def cache_action(action: str) -> str:
-    from ..preprocessors.flow_cache import FlowCache
-
-    cache = FlowCache()
+def cache_action(action: str, plugin: Any = None) -> str:
+    cache = tab_cache(plugin)
     removed, freed = cache.prune() if action == "prune" else cache.clear()
-    return f"{'Pruned' if action == 'prune' else 'Cleared'} {removed} items, freed {freed / 2**20:.1f} MiB.\n\n{cache_stats_text()}"
+    return (f"{'Pruned' if action == 'prune' else 'Cleared'} {removed} items, freed {freed / 2**20:.1f} MiB."
+            f"\n\n{cache_stats_text(plugin)}")
 
 
 def sample_video_path() -> str:
@@ -308,7 +314,7 @@ def build_tab(plugin: Any, api_session: Any = None) -> TabHandles:
                 c["gen_status"] = gr.Markdown("")
                 c["gen_video"] = gr.Video(label="Generated video", interactive=False)
     with gr.Accordion("Flow cache", open=False):
-        c["cache_info"] = gr.Markdown(cache_stats_text(), elem_id=f"{ELEM}_cache")
+        c["cache_info"] = gr.Markdown(cache_stats_text(plugin), elem_id=f"{ELEM}_cache")
         with gr.Row():
             c["cache_refresh"] = gr.Button("Refresh", size="sm")
             c["cache_prune"] = gr.Button("Prune to the size limit", size="sm")
@@ -372,7 +378,8 @@ def _wire_events(plugin: Any, handles: TabHandles, host: dict, state_component: 
                                range_unit, motion_strength, backend, iterations, batch_size)
             result, chart = run_extraction(req, progress=Progress(on_update, cancel),
                                            gpu_lock=lambda: host_gpu_lock(state),
-                                           weights_locator=host_bridge.weights_locator(plugin))
+                                           weights_locator=host_bridge.weights_locator(plugin),
+                                           cache=tab_cache(plugin))
             indices = _plan_indices(req)
         except StructureVideoError as exc:
             raise gr.Error(str(exc)) from exc
@@ -384,7 +391,7 @@ def _wire_events(plugin: Any, handles: TabHandles, host: dict, state_component: 
             preview = None
         return (str(result.output), details_markdown(result), preview,
                 gr.update(minimum=0, maximum=max(1, result.frames - 1), value=0, visible=True),
-                chart, run, cache_stats_text())
+                chart, run, cache_stats_text(plugin))
 
     extract_inputs = [c[k] for k in ("source", "resolution", "frames", "fps", "guide_type", "treatment", "fit",
                                      "start", "end", "range_unit", "motion_strength", "backend", "iterations",
@@ -409,9 +416,9 @@ def _wire_events(plugin: Any, handles: TabHandles, host: dict, state_component: 
             raise gr.Error(str(exc)) from exc
 
     c["preview_frame"].release(on_preview, inputs=[c["run"], c["preview_frame"]], outputs=[c["preview"]])
-    c["cache_refresh"].click(cache_stats_text, outputs=[c["cache_info"]])
-    c["cache_prune"].click(lambda: cache_action("prune"), outputs=[c["cache_info"]])
-    c["cache_clear"].click(lambda: cache_action("clear"), outputs=[c["cache_info"]])
+    c["cache_refresh"].click(lambda: cache_stats_text(plugin), outputs=[c["cache_info"]])
+    c["cache_prune"].click(lambda: cache_action("prune", plugin), outputs=[c["cache_info"]])
+    c["cache_clear"].click(lambda: cache_action("clear", plugin), outputs=[c["cache_info"]])
 
     if not handles.hosted:
         return
