@@ -45,13 +45,20 @@ def host_module() -> Any:
     return sys.modules.get("wgp")
 
 
-def _host_callable(plugin: Any, name: str) -> Optional[Callable[..., Any]]:
-    """A host function: the live ``wgp`` attribute first, then the plugin's injected snapshot."""
+def _host_global(plugin: Any, name: str, accept: Callable[[Any], bool]) -> Any:
+    """A host global: the live ``wgp`` attribute first (the host may have reassigned it), then the
+    plugin's injected snapshot; the first value ``accept`` takes, else None."""
     host = host_module()
-    fn = getattr(host, name, None) if host is not None else None
-    if not callable(fn):
-        fn = getattr(plugin, name, None)
-    return fn if callable(fn) else None
+    for source in (host, plugin):
+        value = getattr(source, name, None) if source is not None else None
+        if accept(value):
+            return value
+    return None
+
+
+def _host_callable(plugin: Any, name: str) -> Optional[Callable[..., Any]]:
+    """A host function (see ``_host_global``)."""
+    return _host_global(plugin, name, callable)
 
 
 def current_model_type(state: Any) -> Optional[str]:
@@ -192,10 +199,7 @@ def vace_task_settings(guide_path: str, frames: int, resolution: str, model_type
 
 def weights_locator(plugin: Any) -> Optional[Callable[[str], Optional[str]]]:
     """A locator backed by the host's ``fl.locate_file`` (None standalone)."""
-    fl = getattr(plugin, "fl", None)
-    host = host_module()
-    if host is not None and getattr(host, "fl", None) is not None:
-        fl = host.fl
+    fl = _host_global(plugin, "fl", lambda value: value is not None)
     locate = getattr(fl, "locate_file", None)
     if not callable(locate):
         return None
@@ -242,11 +246,8 @@ def host_cache_dir(plugin: Any) -> Optional[Path]:
 
     if os.environ.get(HOME_ENV):
         return None
-    host = host_module()
-    config = getattr(host, "server_config", None) if host is not None else None
-    if not isinstance(config, Mapping):
-        config = getattr(plugin, "server_config", None)
-    if not isinstance(config, Mapping) or not config:
+    config = _host_global(plugin, "server_config", lambda value: isinstance(value, Mapping))
+    if not config:  # standalone hosts inject an empty config
         return None
     save_path = config.get("save_path") or "outputs"
     try:
