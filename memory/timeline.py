@@ -71,6 +71,21 @@ class Timeline:
     def to_rows(self) -> list[dict]:
         return [sample.row() for sample in self.samples]
 
+    def chart_rows(self) -> list[dict]:
+        """Long-format rows for an interactive chart: ``{"t": s, "series": name, "mib": value}``.
+
+        This is the interface the UI plots (``gr.LinePlot(x="t", y="mib", color="series")``); which
+        series appear is this module's decision.
+        """
+        rows: list[dict] = []
+        for sample in self.samples:
+            s = sample.snapshot
+            rows.append({"t": round(sample.t, 3), "series": "process RSS", "mib": round(s.rss / MIB, 1)})
+            if s.total:
+                rows.append({"t": round(sample.t, 3), "series": "GPU allocated", "mib": round(s.allocated / MIB, 1)})
+                rows.append({"t": round(sample.t, 3), "series": "GPU reserved", "mib": round(s.reserved / MIB, 1)})
+        return rows
+
     def to_csv(self, path: Union[str, Path]) -> Path:
         """Write the samples as CSV (bytes); returns the path."""
         path = Path(path)

@@ -1,0 +1,144 @@
+"""Publishing files atomically, and sweeping what killed writers left behind (stdlib only).
+
+Every file this project publishes (guide videos, cache entries and renders, timelines, the batch
+history) is written under a *partial name* in the folder of its final name, flushed and fsynced,
+then renamed over the final name, and the folder is fsynced. A reader therefore sees either the old
+file or the complete new one, never a half-written file.
+
+Partial names look like ``.<final name>.<pid>.<token>.partial<suffix>``: hidden, marked as partial,
+carrying the writer's process id (so a later run can tell a dead writer's leftover from a live
+writer's work in progress) and ending with the media suffix of the final file, so that encoders that
+pick the container from the extension (PyAV, matplotlib) still work.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+PARTIAL_MARK = ".partial"
+_PARTIAL_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<token>[0-9a-f]{8})\.partial(?P<suffix>\.[^.]*)?$")
+
+__all__ = ["partial_path", "publishing", "write_text_atomic", "write_bytes_atomic", "copy_atomic", "fsync_dir",
+           "is_partial_name", "partial_writer_pid", "pid_alive", "sweep_stale_partials"]
+
+
+def partial_path(target: PathLike, suffix: Optional[str] = None) -> Path:
+    """A fresh partial name beside ``target`` (``suffix`` defaults to the target's own suffix)."""
+    target = Path(target)
+    ext = target.suffix if suffix is None else suffix
+    return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{PARTIAL_MARK}{ext}")
+
+
+def fsync_dir(path: PathLike) -> None:
+    """Make a rename inside ``path`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def publishing(target: PathLike, *, suffix: Optional[str] = None, make_parents: bool = True) -> Iterator[Path]:
+    """Yield a partial path to write; on success it is fsynced and renamed to ``target``.
+
+    On any exception (including ``KeyboardInterrupt``) the partial file is removed and the target is
+    left as it was.
+    """
+    target = Path(target)
+    if make_parents:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(target, suffix)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"nothing was written to {tmp}")
+        _fsync_file(tmp)
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def write_bytes_atomic(target: PathLike, data: bytes) -> Path:
+    """Publish ``data`` at ``target`` atomically; returns the target path."""
+    with publishing(target) as tmp:
+        tmp.write_bytes(data)
+    return Path(target)
+
+
+def write_text_atomic(target: PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Publish ``text`` at ``target`` atomically; returns the target path."""
+    return write_bytes_atomic(target, text.encode(encoding))
+
+
+def copy_atomic(source: PathLike, target: PathLike) -> Path:
+    """Copy ``source`` to ``target`` atomically; returns the target path."""
+    with publishing(target) as tmp:
+        shutil.copyfile(source, tmp)
+    return Path(target)
+
+
+def is_partial_name(name: str) -> bool:
+    """Whether ``name`` is a partial name made by :func:`partial_path`."""
+    return _PARTIAL_RE.match(name) is not None
+
+
+def partial_writer_pid(name: str) -> Optional[int]:
+    """The writer's process id encoded in a partial name, or ``None`` for other names."""
+    match = _PARTIAL_RE.match(name)
+    return int(match.group("pid")) if match else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def sweep_stale_partials(folder: PathLike, final_name: Optional[str] = None) -> list[Path]:
+    """Remove partial files in ``folder`` whose writer process is gone; returns what was removed.
+
+    Only plain files (never links or folders) with a partial name are considered; with
+    ``final_name`` only the partials of that final file. A partial of a live writer is left alone.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _PARTIAL_RE.match(entry.name)
+        if match is None or (final_name is not None and match.group("name") != final_name):
+            continue
+        with contextlib.suppress(OSError):
+            if not entry.is_file(follow_symlinks=False) or pid_alive(int(match.group("pid"))):
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
