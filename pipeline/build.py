@@ -95,7 +95,8 @@ def iter_guide_frames(request: GuideRequest, context: Optional[RunContext] = Non
         return
     with open_flows(prepared, ctx) as flows:
         ctx.progress.update("scale", 0, 1, "measuring motion over the whole clip")
-        scale = guide_scale(flow_histogram(flows, lo, hi), req.scale_percentile, req.max_motion)
+        scale = guide_scale(flow_histogram(flows, lo, hi), req.scale_percentile, req.max_motion,
+                            prepared.motion.step)
         result.flow_scale = scale
         yield from iter_flow_guide(flows, lo, hi, scale, req.motion_strength)
 

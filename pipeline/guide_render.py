@@ -8,7 +8,7 @@ import numpy as np
 
 from ..preprocessors.canny import canny_edges
 from ..preprocessors.fit import FrameFitter
-from ..preprocessors.flow_viz import MagnitudeHistogram, clip_scale, flow_to_rgb
+from ..preprocessors.flow_viz import MIN_SCALE, MagnitudeHistogram, clip_scale, flow_to_rgb
 from ..preprocessors.video_io import VideoInfo, iter_planned_frames
 from .source_flows import SourceFlows
 
@@ -27,9 +27,16 @@ def flow_histogram(flows: SourceFlows, lo: int, hi: int) -> MagnitudeHistogram:
     return histogram
 
 
-def guide_scale(histogram: MagnitudeHistogram, percentile: float, max_motion: Optional[float]) -> float:
-    """The one magnitude that maps to the rim of the colour wheel for the whole clip."""
-    return clip_scale(histogram, percentile=percentile, max_motion=max_motion)
+def guide_scale(histogram: MagnitudeHistogram, percentile: float, max_motion: Optional[float],
+                step: float = 1.0) -> float:
+    """The one magnitude that maps to the rim of the colour wheel for the whole clip.
+
+    The noise floor (``flow_viz.MIN_SCALE``) is a motion per *source* frame; a guide frame spans
+    ``step`` source frames, so the floor is scaled by it — a 2-frame source stretched over 81 frames
+    moves 1/80 of its motion per guide frame and must still be drawn in full colour.
+    """
+    floor = MIN_SCALE * step if step > 0 else MIN_SCALE
+    return clip_scale(histogram, percentile=percentile, max_motion=max_motion, min_scale=floor)
 
 
 def iter_flow_guide(flows: SourceFlows, lo: int, hi: int, scale: float, strength: float) -> Iterator[np.ndarray]:

@@ -80,7 +80,7 @@ def build_segment_guides(request: GuideRequest, windows: Sequence[SegmentWindow]
                 extraction_cached = bool(prepared.result.cache_hit)
                 if consistent_scale and max_motion is None:
                     max_motion = guide_scale(flow_histogram(flows, 0, request.frames),
-                                             request.scale_percentile, None)
+                                             request.scale_percentile, None, prepared.motion.step)
         extraction = time.perf_counter() - extraction_started
         results = []
         for number, window in enumerate(windows, 1):
