@@ -29,7 +29,7 @@ from wan2gp_structure_video.pipeline import GuideRequest, RunContext, build_guid
 from wan2gp_structure_video.pipeline.backend_choice import choose_backend
 from wan2gp_structure_video.pipeline.build import open_flows
 from wan2gp_structure_video.pipeline.flow_extraction import extract_node_flows
-from wan2gp_structure_video.pipeline.guide_render import iter_guide_flows
+from wan2gp_structure_video.pipeline.guide_render import iter_resampled_flows
 from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
 from wan2gp_structure_video.preprocessors.flow_store import FlowStoreWriter
 from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
@@ -86,7 +86,7 @@ def time_retarget(request: GuideRequest, ctx: RunContext, out: Path) -> tuple[fl
     prepared = prepare(request)
     started = time.perf_counter()
     with open_flows(prepared, ctx) as flows:
-        for flow in iter_guide_flows(flows, *prepared.window):
+        for flow in iter_resampled_flows(flows, *prepared.window):
             flow.sum(dtype=np.float32)
     resampled = time.perf_counter() - started
     started = time.perf_counter()
