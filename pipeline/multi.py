@@ -164,6 +164,7 @@ def build_composite_guide(output: str | Path, frames: int, placements: Sequence[
                          requested_size=base.size, backend=first.backend, backend_reason=first.backend_reason,
                          weights=first.weights, device=first.device,
                          cache_hit=all(bool(p.cache_hit) for p in parts) if guide_type == "flow" else None,
+                         flows_from_cache=guide_type == "flow" and all(p.flows_from_cache for p in parts),
                          source={"placements": [{"input": str(p.input), "start": p.start, "length": p.length}
                                                 for p in ordered]},
                          timeline=ctx.timeline)

@@ -203,10 +203,11 @@ class _Warper:
 
     def __call__(self, flow: np.ndarray, displacement: np.ndarray) -> np.ndarray:
         height, width = flow.shape[:2]
-        if self._grid is None or self._grid[0].shape != (height, width):
+        grid = self._grid  # read once: another thread may swap in a grid of another size
+        if grid is None or grid[0].shape != (height, width):
             ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-            self._grid = (xs, ys)
-        xs, ys = self._grid
+            grid = self._grid = (xs, ys)
+        xs, ys = grid
         return cv2.remap(flow, xs + displacement[..., 0], ys + displacement[..., 1], cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
 
