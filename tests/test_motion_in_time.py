@@ -129,3 +129,11 @@ def test_coarser_cached_flows_serve_a_finer_plan(tmp_path, backend_spy):
     assert backend_spy == []
     expected = 2.0 * 47 / 80
     assert all(abs(m - expected) <= 0.1 * expected for m in magnitudes[1:]), magnitudes
+
+
+def test_cached_strides_are_tried_own_first_then_finer_then_coarser():
+    from wan2gp_structure_video.pipeline.flow_keys import candidate_strides
+
+    assert candidate_strides(3, 5) == [3, 2, 1, 4, 5]
+    assert candidate_strides(1, 3) == [1, 2, 3]
+    assert candidate_strides(6, 4) == [6, 5, 4, 3, 2, 1]
