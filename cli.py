@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, NoReturn, Optional, Sequence
 
 from . import __version__
-from .errors import OptionError, StructureVideoError
+from .errors import OptionError, OutputError, StructureVideoError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".gif", ".wmv", ".flv")
 TIMELINE_SUFFIXES = (".png", ".csv", ".json")
@@ -227,7 +227,11 @@ def _check_timeline_writer(path: Path) -> None:
 def _write_timeline(timeline, path: Path) -> None:
     writers: dict[str, Callable[[Path], None]] = {".png": timeline.render_png, ".csv": timeline.to_csv,
                                                   ".json": timeline.to_json}
-    writers[path.suffix.lower()](path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writers[path.suffix.lower()](path)
+    except OSError as exc:
+        raise OutputError(f"Cannot write --timeline {path}: {exc.strerror or exc}.") from exc
 
 
 def _batch_size(value: int) -> Optional[int]:
