@@ -199,16 +199,25 @@ class MagnitudeHistogram:
         flow = np.asarray(flow)
         if flow.shape[-1] != 2:
             raise ValueError(f"flow must end with 2 components, got shape {flow.shape}")
-        magnitude = np.hypot(flow[..., 0].astype(np.float64), flow[..., 1].astype(np.float64)).ravel()
-        magnitude = magnitude[np.isfinite(magnitude)]
+        # Flows as stored (float32/float16) are measured in float32 with OpenCV (SIMD, ~10x faster
+        # than numpy's hypot); anything else in float64.
+        work = np.float32 if flow.dtype in (np.float32, np.float16) else np.float64
+        u = np.ascontiguousarray(flow[..., 0], dtype=work).reshape(-1)
+        v = np.ascontiguousarray(flow[..., 1], dtype=work).reshape(-1)
+        magnitude = cv2.magnitude(u, v).reshape(-1) if work is np.float32 else np.hypot(u, v)
+        if not np.isfinite(magnitude).all():
+            magnitude = magnitude[np.isfinite(magnitude)]
         if magnitude.size == 0:
             return
-        index = np.empty(magnitude.shape, dtype=np.int64)
-        below, above = magnitude < self.lo, magnitude >= self.hi
-        inside = ~(below | above)
-        position = (np.log(magnitude[inside]) - self._log_lo) * (self.bins / self._log_span)
-        index[inside] = np.clip(position.astype(np.int64), 0, self.bins - 1) + 1
-        index[below], index[above] = 0, self.bins + 1
+        # Bin of each magnitude: floor of its log position, clipped so that below ``lo`` lands in
+        # slot 0 and ``hi`` or more in the last slot.
+        position = np.log(np.maximum(magnitude, work(self.lo * 0.5)))
+        position -= work(self._log_lo)
+        position *= work(self.bins / self._log_span)
+        np.floor(position, out=position)
+        np.clip(position, -1, self.bins, out=position)
+        index = position.astype(np.int64)
+        index += 1
         self.counts += np.bincount(index, minlength=self.bins + 2)
         self.count += int(magnitude.size)
         self.max = max(self.max, float(magnitude.max()))

@@ -174,7 +174,7 @@ def test_histogram_percentiles_match_numpy(distribution: str) -> None:
         magnitudes.append(np.hypot(flow[..., 0].astype(np.float64), flow[..., 1].astype(np.float64)).ravel())
     exact = np.concatenate(magnitudes)
     assert histogram.count == exact.size
-    assert histogram.max == pytest.approx(exact.max(), rel=1e-12)
+    assert histogram.max == pytest.approx(exact.max(), rel=1e-6)  # float32 flows are measured in float32
     for q in (1, 10, 50, 90, 95, 99, 99.9):
         expected = np.percentile(exact, q)
         # 1 % relative; 0.02 px absolute where numpy interpolates across the jump from the
