@@ -1,29 +1,56 @@
-"""Command line: ``wan2gp-structure-video guide|sample ...``.
+"""Command line: ``wan2gp-structure-video guide|sample|cache|app ...``.
 
-Errors of the project print on one line and exit with status 2; a batch of several inputs goes on
-after a failed input and exits with 1 if any failed.
+Errors of the project, and wrong arguments, print on one line and exit with status 2, before any
+work starts (output paths are checked before anything is decoded); a batch of several inputs goes
+on after a failed input and exits with 1 if any failed.
+
+Only the standard library is imported until a command runs, so ``--help``, ``--version`` and
+argument errors answer at once; torch, torchvision, gradio and matplotlib load only in the
+commands that use them.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import math
+import os
+import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, NoReturn, Optional, Sequence
 
 from . import __version__
-from .errors import StructureVideoError
+from .errors import OptionError, OutputError, StructureVideoError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".gif", ".wmv", ".flv")
+TIMELINE_SUFFIXES = (".png", ".csv", ".json")
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+#: Choices of the options, spelled here so that ``--help`` needs no heavy import; a test checks
+#: that they equal the pipeline's own (pipeline.request, preprocessors.fit, preprocessors.frame_plan).
+CHOICES = {
+    "guide_type": ("flow", "canny", "raw"),
+    "treatment": ("adjust", "clip"),
+    "fit": ("crop", "pad", "stretch"),
+    "range_unit": ("frames", "seconds"),
+    "backend": ("auto", "raft", "dis"),
+    "raft_model": ("large", "small"),
+    "precision": ("auto", "fp32", "fp16", "bf16"),
+    "teardown": ("keep", "unload", "release"),
+}
+#: Bounds of the ``sample`` command (those of preprocessors.sample_video and the guide writer).
+SAMPLE_SIDES, SAMPLE_MAX_FRAMES, SAMPLE_MAX_FPS = (16, 4096), 10_000, 240.0
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (not the whole usage) and exit with status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see: {self.prog} --help)\n")
 
 
 def _add_guide_options(parser: argparse.ArgumentParser) -> None:
-    from .pipeline.request import BACKENDS, GUIDE_TYPES, PRECISIONS, RAFT_MODELS, TEARDOWNS
-    from .preprocessors.fit import FIT_MODES
-    from .preprocessors.frame_plan import RANGE_UNITS, TREATMENTS
-
     parser.add_argument("inputs", nargs="*", metavar="INPUT",
                         help="structure video(s), or a folder of videos (processed one after another)")
     parser.add_argument("--sample", action="store_true",
@@ -40,17 +67,17 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--frames", type=int, default=81, help="number of guide frames (default 81)")
     target.add_argument("--fps", type=float, default=16.0, help="guide frame rate (default 16)")
     guide = parser.add_argument_group("guidance")
-    guide.add_argument("--type", dest="guide_type", default="flow", choices=GUIDE_TYPES,
+    guide.add_argument("--type", dest="guide_type", default="flow", choices=CHOICES["guide_type"],
                        help="flow: colour-wheel optical flow; canny: edges; raw: the fitted frames (default flow)")
-    guide.add_argument("--treatment", default="adjust", choices=TREATMENTS,
+    guide.add_argument("--treatment", default="adjust", choices=CHOICES["treatment"],
                        help="adjust: spread the frames over the whole video (or range); clip: keep the source's "
                             "timing, resampled to --fps, looping when short (default adjust)")
-    guide.add_argument("--fit", default="crop", choices=FIT_MODES,
+    guide.add_argument("--fit", default="crop", choices=CHOICES["fit"],
                        help="crop: centre-crop to the target aspect then resize (keeps motion undistorted); "
                             "pad: letterbox; stretch: resize ignoring the aspect (default crop)")
     guide.add_argument("--start", type=float, help="start of the source range (inclusive)")
     guide.add_argument("--end", type=float, help="end of the source range (exclusive)")
-    guide.add_argument("--range-unit", default="frames", choices=RANGE_UNITS,
+    guide.add_argument("--range-unit", default="frames", choices=CHOICES["range_unit"],
                        help="unit of --start/--end (default frames)")
     guide.add_argument("--motion-strength", type=float, default=1.0,
                        help="multiplies the motion before colouring: >1 stronger, <1 gentler guidance (default 1)")
@@ -61,18 +88,19 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
     guide.add_argument("--canny-intensity", type=float, default=1.0,
                        help="canny only: >1 finds more edges, <1 fewer (default 1)")
     flow = parser.add_argument_group("flow backend and memory")
-    flow.add_argument("--backend", default="auto", choices=BACKENDS,
+    flow.add_argument("--backend", default="auto", choices=CHOICES["backend"],
                       help="auto: RAFT when its weights are found locally, else OpenCV DIS (default auto)")
-    flow.add_argument("--raft-model", default="large", choices=RAFT_MODELS, help="RAFT size (default large)")
+    flow.add_argument("--raft-model", default="large", choices=CHOICES["raft_model"], help="RAFT size (default large)")
     flow.add_argument("--raft-weights", metavar="PATH",
                       help="RAFT weights file, princeton-vl (raft-things.pth) or torchvision layout")
     flow.add_argument("--iterations", type=int, default=20, help="RAFT refinement iterations (default 20)")
     flow.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    flow.add_argument("--batch-size", type=int,
-                      help="frame pairs per RAFT batch (default: fitted to free GPU memory; 2 on the CPU)")
-    flow.add_argument("--precision", default="auto", choices=PRECISIONS,
+    flow.add_argument("--batch-size", type=int, default=0,
+                      help="frame pairs per RAFT batch; 0 (the default) = automatic: fitted to free GPU memory, "
+                           "2 on the CPU")
+    flow.add_argument("--precision", default="auto", choices=CHOICES["precision"],
                       help="RAFT precision: auto = fp16 autocast on CUDA, fp32 on the CPU")
-    flow.add_argument("--teardown", default="unload", choices=TEARDOWNS,
+    flow.add_argument("--teardown", default="unload", choices=CHOICES["teardown"],
                       help="after extraction: unload (weights to RAM), release (destroy) or keep on the GPU")
     cache = parser.add_argument_group("flow cache")
     _add_cache_location(cache)
@@ -96,7 +124,7 @@ def _add_common(parser: argparse.ArgumentParser, default: object) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line (every option documented in ``--help``)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wan2gp-structure-video",
         description="Turn a structure video into a VACE control video (flow, canny or raw) fitted to a "
                     "generation's resolution, frame count and fps.")
@@ -116,49 +144,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(cache, argparse.SUPPRESS)
     sample = commands.add_parser("sample", help="write the generated sample video",
                                  description="Write the deterministic sample structure video (no download).")
-    sample.add_argument("out", metavar="OUT.mp4")
-    sample.add_argument("--resolution", default="640x360", metavar="WxH")
-    sample.add_argument("--frames", type=int, default=130)  # sample_video.SAMPLE_FRAMES: 5.4 s at 24 fps
-    sample.add_argument("--fps", type=float, default=24.0)
+    sample.add_argument("out", metavar="OUT.mp4", help="where to write the sample (an .mp4 path)")
+    sample.add_argument("--resolution", default="640x360", metavar="WxH",
+                        help=f"even width and height, {SAMPLE_SIDES[0]} to {SAMPLE_SIDES[1]} each (default 640x360)")
+    sample.add_argument("--frames", type=int, default=130,
+                        help=f"1 to {SAMPLE_MAX_FRAMES} frames (default 130: 5.4 s at 24 fps)")
+    sample.add_argument("--fps", type=float, default=24.0,
+                        help=f"frame rate, above 0 and up to {SAMPLE_MAX_FPS:g} (default 24)")
     _add_common(sample, argparse.SUPPRESS)
     app = commands.add_parser("app", help="run the Structure Video tab as a small web app",
                               description="Run the Structure Video tab (the Wan2GP plugin's UI) on its own; "
                                           "it listens on 127.0.0.1 unless --host says otherwise.")
     app.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    app.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    app.add_argument("--port", type=int, default=7860,
+                     help="port (default 7860); if it is in use the error names a free one")
     app.add_argument("--share", action="store_true", help="also open a public gradio.live link (opt-in)")
     _add_common(app, argparse.SUPPRESS)
     return parser
 
 
-def _tqdm_progress(quiet: bool):
-    """A Progress whose updates drive one tqdm bar per stage."""
-    from .progress import Progress
+def _console_progress(quiet: bool):
+    """A Progress drawn on stderr (bars on a terminal, plain lines elsewhere), and its closer."""
+    from .progress import ConsoleProgress, Progress
 
     if quiet:
         return Progress(), lambda: None
-    from tqdm import tqdm
-
-    bars: dict[str, "tqdm"] = {}
-
-    def on_update(update) -> None:
-        bar = bars.get(update.stage)
-        if bar is None:
-            for other in bars.values():
-                other.close()
-            bars.clear()
-            bar = bars[update.stage] = tqdm(total=update.total, desc=update.stage, unit="frame",
-                                            leave=False, dynamic_ncols=True, file=sys.stderr)
-        bar.total = update.total
-        bar.n = update.done
-        bar.refresh()
-
-    def close() -> None:
-        for bar in bars.values():
-            bar.close()
-        bars.clear()
-
-    return Progress(on_update), close
+    console = ConsoleProgress(sys.stderr)
+    return Progress(console), console.close
 
 
 def _expand_inputs(inputs: Sequence[str]) -> list[Path]:
@@ -175,72 +187,164 @@ def _expand_inputs(inputs: Sequence[str]) -> list[Path]:
     return paths
 
 
+def _check_folder(folder: Path, option: str, shown: str) -> None:
+    """``folder`` exists as a writable folder, or can be created: else a one-line :class:`OptionError`."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OptionError(f"{option} {shown}: {existing} is a file, not a folder: choose a path in a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OptionError(f"{option} {shown}: the folder {existing} is not writable (permission denied): "
+                          "choose a folder you can write to.")
+
+
+def check_output_file(path: Path, option: str, suffixes: Sequence[str]) -> None:
+    """Check an output file path before any work: suffix, not a folder, and a writable (or creatable) folder."""
+    if path.suffix.lower() not in suffixes:
+        raise OptionError(f"{option} {path}: use a {', '.join(suffixes[:-1]) + ' or ' if len(suffixes) > 1 else ''}"
+                          f"{suffixes[-1]} path.")
+    if path.is_dir():
+        raise OptionError(f"{option} {path} is a folder: give a file path ending in {path.suffix or suffixes[0]}.")
+    _check_folder(path.parent, option, str(path))
+
+
+def check_output_folder(folder: Path, option: str) -> None:
+    """Check an output folder before any work: not an existing file, and writable (or creatable)."""
+    if folder.exists() and not folder.is_dir():
+        raise OptionError(f"{option} {folder} is an existing file: name a folder (it is created if missing).")
+    _check_folder(folder, option, str(folder))
+
+
+def _check_timeline_writer(path: Path) -> None:
+    if path.suffix.lower() == ".png":
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise OptionError(f"--timeline {path.name}: a .png chart needs matplotlib (pip install matplotlib); "
+                              "or use a .csv or .json path.")
+
+
 def _write_timeline(timeline, path: Path) -> None:
-    suffix = path.suffix.lower()
     writers: dict[str, Callable[[Path], None]] = {".png": timeline.render_png, ".csv": timeline.to_csv,
                                                   ".json": timeline.to_json}
-    if suffix not in writers:
-        raise StructureVideoError(f"--timeline {path.name}: use a .png, .csv or .json path.")
-    writers[suffix](path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writers[path.suffix.lower()](path)
+    except OSError as exc:
+        raise OutputError(f"Cannot write --timeline {path}: {exc.strerror or exc}.") from exc
+
+
+def _batch_size(value: int) -> Optional[int]:
+    """``--batch-size``: 0 means automatic (None for the pipeline); negative is an error."""
+    if value < 0:
+        raise OptionError(f"--batch-size {value}: give a positive number of frame pairs, or 0 for automatic.")
+    return value or None
+
+
+def _range_note(args: argparse.Namespace, result) -> Optional[str]:
+    """A line saying that ``--end`` was past the end of the video and was clamped, or None."""
+    source = result.source or {}
+    frame_count, fps = source.get("frame_count"), source.get("fps")
+    if args.end is None or not frame_count or not fps:
+        return None
+    asked = args.end * fps if args.range_unit == "seconds" else args.end
+    if round(asked) <= frame_count:
+        return None
+    name = Path(str(source.get("path", "the video"))).name
+    length = f"{frame_count / fps:.2f} s" if args.range_unit == "seconds" else f"{frame_count} frames"
+    return (f"--end {args.end:g} {args.range_unit} is past the end of {name} ({length}): "
+            "the range was clamped to the end of the video.")
+
+
+def _guide_outputs(args: argparse.Namespace, paths: Sequence[Path], many: bool) -> list[tuple[Path, Optional[Path]]]:
+    """The guide and timeline paths of every input, checked before any work."""
+    timeline = Path(args.timeline).expanduser() if args.timeline else None
+    if timeline is not None:
+        check_output_file(timeline, "--timeline", TIMELINE_SUFFIXES)
+        _check_timeline_writer(timeline)
+    if many or args.out_dir:
+        folder = Path(args.out_dir).expanduser()
+        check_output_folder(folder, "--out-dir")
+        return [(folder / f"{path.stem}_{args.guide_type}_guide.mp4",
+                 folder / f"{path.stem}_timeline{timeline.suffix}" if timeline is not None else None)
+                for path in paths]
+    out = Path(args.out).expanduser()
+    check_output_file(out, "--out", (".mp4",))
+    return [(out, timeline)]
 
 
 def run_guide(args: argparse.Namespace) -> int:
     """The ``guide`` command."""
+    inputs = list(args.inputs)
+    if not inputs and not args.sample:
+        raise StructureVideoError("No input: give a structure video (or a folder), or --sample.")
+    batch_size = _batch_size(args.batch_size)
+    paths = _expand_inputs(inputs)
+    count = len(paths) + (1 if args.sample else 0)
+    many = count > 1
+    if many and not args.out_dir:
+        raise StructureVideoError(f"{count} inputs: use --out-dir DIR instead of --out.")
+    if not many and not args.out and not args.out_dir:
+        raise StructureVideoError("No output: add --out OUT.mp4 (or --out-dir DIR).")
+    if args.out and args.out_dir:
+        raise OptionError("Give either --out (one input) or --out-dir (a folder of guides), not both.")
+    if not args.no_cache and not args.cache_max_gb > 0:
+        raise StructureVideoError(f"--cache-max-gb {args.cache_max_gb} must be positive.")
+    sample_name = Path("sample_structure.mp4")
+    outputs = _guide_outputs(args, ([sample_name] if args.sample else []) + paths, many)
+
     from .memory import get_default_pool
     from .pipeline import GuideRequest, RunContext, build_guide
-    from .preprocessors.sample_video import write_sample_video
 
-    inputs = list(args.inputs)
     temp_dir: Optional[tempfile.TemporaryDirectory] = None
     if args.sample:
+        from .preprocessors.sample_video import write_sample_video
+
         temp_dir = tempfile.TemporaryDirectory(prefix="sv-sample-")
-        inputs.insert(0, str(write_sample_video(Path(temp_dir.name) / "sample_structure.mp4")))
+        paths.insert(0, write_sample_video(Path(temp_dir.name) / sample_name.name))
     try:
-        if not inputs:
-            raise StructureVideoError("No input: give a structure video (or a folder), or --sample.")
-        paths = _expand_inputs(inputs)
-        many = len(paths) > 1
-        if many and not args.out_dir:
-            raise StructureVideoError(f"{len(paths)} inputs: use --out-dir DIR instead of --out.")
-        if not many and not args.out and not args.out_dir:
-            raise StructureVideoError("No output: add --out OUT.mp4 (or --out-dir DIR).")
         cache = None if args.no_cache else _open_cache(args)
         pool = get_default_pool()
         failures: list[tuple[Path, str]] = []
+        backend_noted = False
         try:
-            for number, path in enumerate(paths, 1):
+            for number, (path, (out, timeline)) in enumerate(zip(paths, outputs), 1):
                 if many:
                     print(f"Processing ({number}/{len(paths)}): {path.name}", file=sys.stderr, flush=True)
-                out = Path(args.out) if args.out and not many else \
-                    Path(args.out_dir) / f"{path.stem}_{args.guide_type}_guide.mp4"
                 request = GuideRequest(
                     input=path, output=out, resolution=args.resolution, frames=args.frames, fps=args.fps,
                     guide_type=args.guide_type, treatment=args.treatment, fit=args.fit, start=args.start,
                     end=args.end, range_unit=args.range_unit, motion_strength=args.motion_strength,
                     max_motion=args.max_motion, scale_percentile=args.scale_percentile, backend=args.backend,
                     raft_model=args.raft_model, raft_weights=args.raft_weights, iterations=args.iterations,
-                    device=args.device, batch_size=args.batch_size, precision=args.precision,
+                    device=args.device, batch_size=batch_size, precision=args.precision,
                     canny_intensity=args.canny_intensity,
                     teardown="keep" if many else args.teardown)  # load once for a batch of inputs
-                progress, close_bars = _tqdm_progress(args.quiet)
+                progress, close_progress = _console_progress(args.quiet)
                 try:
                     result = build_guide(request, RunContext(progress=progress, cache=cache,
                                                              use_cache=cache is not None))
                 except StructureVideoError as exc:
-                    close_bars()
                     if not many:
                         raise
                     failures.append((path, str(exc)))
                     print(f"  failed: {exc}", file=sys.stderr, flush=True)
                     continue
-                close_bars()
-                for warning in result.warnings:
-                    print(f"Note: {warning}", file=sys.stderr)
-                if result.guide_type == "flow":
+                finally:
+                    close_progress()
+                notes = list(result.warnings)
+                range_note = _range_note(args, result)
+                if range_note:
+                    notes.append(range_note)
+                for note in notes:
+                    print(f"Note: {note}", file=sys.stderr)
+                # Which backend computed the flows: once per run, only when flows were computed.
+                if result.guide_type == "flow" and not args.quiet and not result.cache_hit and not backend_noted:
                     print(f"Flow backend: {result.backend_reason}; weights: {result.weights}", file=sys.stderr)
-                if args.timeline:
-                    _write_timeline(result.timeline, Path(args.timeline) if not many else
-                                    Path(args.out_dir) / f"{path.stem}_timeline{Path(args.timeline).suffix}")
+                    backend_noted = True
+                if timeline is not None:
+                    _write_timeline(result.timeline, timeline)
                 print(result.summary(), flush=True)
         finally:
             if many and args.teardown != "keep":
@@ -277,19 +381,67 @@ def run_cache(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sample_size(text: str) -> tuple[int, int]:
+    import re
+
+    match = re.fullmatch(r"\s*(\d+)\s*[xX*×]\s*(\d+)\s*", text)
+    low, high = SAMPLE_SIDES
+    if not match:
+        raise OptionError(f"--resolution {text!r} is not WIDTHxHEIGHT: write it like 640x360.")
+    width, height = int(match.group(1)), int(match.group(2))
+    if not (low <= width <= high and low <= height <= high) or width % 2 or height % 2:
+        raise OptionError(f"--resolution {text}: the sample needs even sides of {low} to {high} pixels, "
+                          "e.g. 640x360.")
+    return width, height
+
+
 def run_sample(args: argparse.Namespace) -> int:
-    """The ``sample`` command."""
-    from .preprocessors.fit import parse_resolution
+    """The ``sample`` command (options checked before anything is written)."""
+    width, height = _sample_size(args.resolution)
+    if not 1 <= args.frames <= SAMPLE_MAX_FRAMES:
+        raise OptionError(f"--frames {args.frames}: give 1 to {SAMPLE_MAX_FRAMES} frames.")
+    if not (math.isfinite(args.fps) and 0 < args.fps <= SAMPLE_MAX_FPS):
+        raise OptionError(f"--fps {args.fps:g}: give a frame rate above 0 and up to {SAMPLE_MAX_FPS:g}.")
+    out = Path(args.out).expanduser()
+    check_output_file(out, "OUT", (".mp4",))
     from .preprocessors.sample_video import write_sample_video
 
-    width, height = parse_resolution(args.resolution)
-    path = write_sample_video(Path(args.out), width=width, height=height, frames=args.frames, fps=args.fps)
+    path = write_sample_video(out, width=width, height=height, frames=args.frames, fps=args.fps)
     print(f"Sample: {path}")
     return EXIT_OK
 
 
+def _port_free(host: str, port: int) -> bool:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise OptionError(f"--host {host}: not an address of this machine ({exc.strerror}).") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise OptionError(f"--host {host}: cannot listen there ({exc.strerror}).") from None
+    return True
+
+
+def check_port(host: str, port: int) -> None:
+    """One line naming a free port when ``port`` is taken (checked before Gradio loads)."""
+    if not 1 <= port <= 65535:
+        raise OptionError(f"--port {port}: give a port from 1 to 65535.")
+    if _port_free(host, port):
+        return
+    free = next((p for p in range(port + 1, min(port + 100, 65536)) if _port_free(host, p)), None)
+    hint = f"pass --port {free}" if free is not None else "pass --port N with a free port"
+    raise OptionError(f"port {port} is in use (another app is listening there): {hint}.")
+
+
 def run_app(args: argparse.Namespace) -> int:
     """The ``app`` command: the standalone Gradio app (needs gradio: ``pip install .[ui]``)."""
+    check_port(args.host, args.port)
     try:
         from .ui.standalone import launch
     except ImportError as exc:
@@ -317,6 +469,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        # Progress displays are closed by then (their ``finally``), so this starts on its own line.
         print("error: interrupted; nothing partial was kept.", file=sys.stderr)
         return 130
 

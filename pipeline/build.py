@@ -98,7 +98,7 @@ def iter_guide_frames(request: GuideRequest, context: Optional[RunContext] = Non
         scale = guide_scale(flow_histogram(flows, lo, hi), req.scale_percentile, req.max_motion,
                             prepared.motion.step)
         result.flow_scale = scale
-        yield from iter_flow_guide(flows, lo, hi, scale, req.motion_strength)
+        yield from iter_flow_guide(flows, lo, hi, scale, req.motion_strength, prepared.motion.step)
 
 
 def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> GuideResult:

@@ -17,8 +17,9 @@ from .prepare import PreparedGuide
 
 #: Bump when the stored flows change meaning (v2: rows between source nodes).
 FLOW_FORMAT = 2
-#: Bump when rendering from flows changes (v2: motion resampled in time), so old renders are not reused.
-RENDER_VERSION = 2
+#: Bump when rendering from flows changes (v2: motion resampled in time; v3: dead zone, table colouring,
+#: x264 CRF 20 ultrafast), so old renders are not reused.
+RENDER_VERSION = 3
 #: The coarsest cached stride looked for when re-targeting (finer ones are always looked for).
 MAX_SERVING_STRIDE = 8
 

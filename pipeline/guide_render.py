@@ -8,7 +8,7 @@ import numpy as np
 
 from ..preprocessors.canny import canny_edges
 from ..preprocessors.fit import FrameFitter
-from ..preprocessors.flow_viz import MIN_SCALE, MagnitudeHistogram, clip_scale, flow_to_rgb
+from ..preprocessors.flow_viz import DEAD_ZONE, MIN_SCALE, MagnitudeHistogram, clip_scale, flow_to_rgb
 from ..preprocessors.video_io import VideoInfo, iter_planned_frames
 from .source_flows import SourceFlows
 
@@ -27,22 +27,31 @@ def flow_histogram(flows: SourceFlows, lo: int, hi: int) -> MagnitudeHistogram:
     return histogram
 
 
+def dead_zone_for(step: float) -> float:
+    """The dead zone (``flow_viz.DEAD_ZONE``, a motion per *source* frame) for guide frames that
+    span ``step`` source frames: still-shot noise shrinks or grows with the span like real motion."""
+    return DEAD_ZONE * step if step > 0 else DEAD_ZONE
+
+
 def guide_scale(histogram: MagnitudeHistogram, percentile: float, max_motion: Optional[float],
                 step: float = 1.0) -> float:
     """The one magnitude that maps to the rim of the colour wheel for the whole clip.
 
-    The noise floor (``flow_viz.MIN_SCALE``) is a motion per *source* frame; a guide frame spans
-    ``step`` source frames, so the floor is scaled by it — a 2-frame source stretched over 81 frames
-    moves 1/80 of its motion per guide frame and must still be drawn in full colour.
+    The noise floor (``flow_viz.MIN_SCALE``) and the dead zone are motions per *source* frame; a
+    guide frame spans ``step`` source frames, so both are scaled by it — a 2-frame source stretched
+    over 81 frames moves 1/80 of its motion per guide frame and must still be drawn in full colour.
     """
     floor = MIN_SCALE * step if step > 0 else MIN_SCALE
-    return clip_scale(histogram, percentile=percentile, max_motion=max_motion, min_scale=floor)
+    return clip_scale(histogram, percentile=percentile, max_motion=max_motion, min_scale=floor,
+                      dead_zone=dead_zone_for(step))
 
 
-def iter_flow_guide(flows: SourceFlows, lo: int, hi: int, scale: float, strength: float) -> Iterator[np.ndarray]:
+def iter_flow_guide(flows: SourceFlows, lo: int, hi: int, scale: float, strength: float,
+                    step: float = 1.0) -> Iterator[np.ndarray]:
     """Colour-wheel frames, all with the same scale, so colours do not flicker and strength matters."""
+    dead_zone = dead_zone_for(step)
     for flow in iter_resampled_flows(flows, lo, hi):
-        yield flow_to_rgb(flow, scale, strength)
+        yield flow_to_rgb(flow, scale, strength, dead_zone=dead_zone)
 
 
 def iter_image_guide(path: str, info: VideoInfo, indices: Sequence[int], fitter: FrameFitter,

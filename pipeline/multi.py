@@ -27,7 +27,7 @@ from ..preprocessors.segments import SegmentWindow
 from ..preprocessors.video_io import GuideVideoWriter
 from .build import build_guide, iter_guide_frames, open_flows
 from .context import RunContext
-from .guide_render import flow_histogram, guide_scale
+from .guide_render import dead_zone_for, flow_histogram, guide_scale
 from .prepare import prepare
 from .request import GuideRequest, GuideResult
 
@@ -80,8 +80,11 @@ def build_segment_guides(request: GuideRequest, windows: Sequence[SegmentWindow]
             with open_flows(prepared, ctx) as flows:
                 extraction_cached = bool(prepared.result.cache_hit)
                 if consistent_scale and max_motion is None:
+                    # A clip scale is measured after the dead zone; as max_motion it is a magnitude
+                    # before it, so each segment's clip_scale gives back exactly this scale.
                     max_motion = guide_scale(flow_histogram(flows, 0, request.frames),
-                                             request.scale_percentile, None, prepared.motion.step)
+                                             request.scale_percentile, None, prepared.motion.step) \
+                        + dead_zone_for(prepared.motion.step)
         extraction = time.perf_counter() - extraction_started
         results = []
         for number, window in enumerate(windows, 1):

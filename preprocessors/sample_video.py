@@ -22,6 +22,9 @@ PathLike = Union[str, Path]
 #: Default length and rate: ≥ 5.1 s, enough for 81 frames at 16 fps.
 SAMPLE_FRAMES = 130
 SAMPLE_FPS = 24.0
+#: The sample is a *source* video: encoded at a camera-like quality, not at the guide's fast settings.
+SOURCE_CRF = 17
+SOURCE_PRESET = "veryfast"
 #: Camera: how far it pans (in frame widths over the whole clip) and how much it zooms in.
 PAN_WIDTHS = 0.75
 ZOOM = 1.35
@@ -195,7 +198,7 @@ def write_sample_video(path: PathLike, width: int = 640, height: int = 360, fram
     if width % 2 or height % 2:
         raise ValueError(f"sample size {width}x{height} must be even (H.264)")
     path = Path(path)
-    with GuideVideoWriter(path, width, height, fps) as writer:
+    with GuideVideoWriter(path, width, height, fps, crf=SOURCE_CRF, preset=SOURCE_PRESET) as writer:
         for frame in sample_frames(width, height, frames, seed):
             writer.write(frame)
     return path

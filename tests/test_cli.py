@@ -73,3 +73,23 @@ def test_console_script_runs_the_embedded_sample(tmp_path) -> None:
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert probe_video(out).frame_count == 9
+
+
+def test_cli_choices_are_the_pipelines() -> None:
+    """The CLI spells the option choices itself (so --help imports nothing heavy): they must not drift."""
+    from wan2gp_structure_video.cli import CHOICES
+    from wan2gp_structure_video.pipeline import request
+    from wan2gp_structure_video.preprocessors import fit, frame_plan
+
+    assert CHOICES == {"guide_type": request.GUIDE_TYPES, "treatment": frame_plan.TREATMENTS, "fit": fit.FIT_MODES,
+                       "range_unit": frame_plan.RANGE_UNITS, "backend": request.BACKENDS,
+                       "raft_model": request.RAFT_MODELS, "precision": request.PRECISIONS,
+                       "teardown": request.TEARDOWNS}
+
+
+def test_version(capsys) -> None:
+    from wan2gp_structure_video import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip().endswith(__version__)

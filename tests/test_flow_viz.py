@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torchvision.utils import flow_to_image
 
 from wan2gp_structure_video.preprocessors.flow_viz import (
-    MIN_SCALE, MagnitudeHistogram, clip_scale, colour_wheel, flow_to_rgb)
+    DEAD_ZONE, MIN_SCALE, MagnitudeHistogram, clip_scale, colour_wheel, flow_to_rgb, flow_to_rgb_exact)
 
 
 def _oracle(flow: np.ndarray) -> np.ndarray:
@@ -25,7 +25,7 @@ def _oracle_difference(flow: np.ndarray) -> int:
     At the frame's fastest pixels float rounding can make torchvision's ``floor(255 * col)`` −1,
     which its uint8 output wraps round to 255; there its level is counted as the −1 it computed.
     """
-    ours = flow_to_rgb(flow, _frame_max(flow)).astype(int)
+    ours = flow_to_rgb_exact(flow, _frame_max(flow), dead_zone=0.0).astype(int)
     theirs = _oracle(flow).astype(int)
     magnitude = np.sqrt((flow.astype(np.float32) ** 2).sum(-1))
     at_rim = (magnitude >= magnitude.max() * (1 - 1e-5))[..., None]
@@ -73,6 +73,50 @@ def test_matches_torchvision_on_random_flows(seed: int, magnitude: float, height
     assert _oracle_difference(flow) <= 1
 
 
+def _lookup_difference(flow: np.ndarray, scale: float, strength: float = 1.0, dead_zone: float = DEAD_ZONE) -> int:
+    """Largest level difference between the table lookup and the exact per-pixel colouring."""
+    fast = flow_to_rgb(flow, scale, strength, dead_zone=dead_zone).astype(int)
+    exact = flow_to_rgb_exact(flow, scale, strength, dead_zone=dead_zone).astype(int)
+    return int(np.abs(fast - exact).max())
+
+
+def test_lookup_matches_exact_on_structured_flows() -> None:
+    for flow in _structured_flows():
+        for scale, strength, dead_zone in ((_frame_max(flow), 1.0, 0.0), (2.0, 1.0, DEAD_ZONE), (5.0, 2.5, 1.0)):
+            assert _lookup_difference(flow, scale, strength, dead_zone) <= 2
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), magnitude=st.floats(1e-2, 200.0), scale=st.floats(0.05, 50.0),
+       dead_zone=st.sampled_from([0.0, DEAD_ZONE]), height=st.integers(1, 24), width=st.integers(1, 24))
+def test_lookup_matches_exact_on_random_flows(seed: int, magnitude: float, scale: float, dead_zone: float,
+                                               height: int, width: int) -> None:
+    flow = (np.random.default_rng(seed).standard_normal((height, width, 2)) * magnitude).astype(np.float32)
+    assert _lookup_difference(flow, scale, dead_zone=dead_zone) <= 2
+
+
+def test_motion_along_the_wheel_seam_keeps_its_side() -> None:
+    """Motion along +x sits where the wheel's ends meet; just above and just below must not swap sides."""
+    flow = np.array([[[5.0, -1e-4], [5.0, 0.0], [5.0, 1e-4]]], np.float32)
+    assert _lookup_difference(flow, 5.0, dead_zone=0.0) <= 2
+
+
+def test_dead_zone_whitens_noise_and_keeps_small_motion() -> None:
+    rng = np.random.default_rng(3)
+    noise = rng.standard_normal((64, 64, 2)).astype(np.float32)
+    noise *= (0.29 / np.maximum(np.hypot(noise[..., 0], noise[..., 1]), 1e-6))[..., None]  # |flow| = 0.29 px
+    assert (flow_to_rgb(noise, MIN_SCALE) == 255).all()
+    assert (flow_to_rgb(noise, MIN_SCALE, dead_zone=0.0) < 200).any()  # without the dead zone: tinted
+    # half a pixel of genuine motion in a nearly still clip is clearly coloured
+    slow = np.full((4, 4, 2), [0.5, 0.0], np.float32)
+    assert flow_to_rgb(slow, MIN_SCALE).min() < 255 - 80
+    # magnitudes are shrunk, not cut: just past the dead zone the colour starts from white
+    edge = np.full((1, 1, 2), [DEAD_ZONE + 0.01, 0.0], np.float32)
+    assert flow_to_rgb(edge, MIN_SCALE).min() >= 255 - 8
+    with pytest.raises(ValueError):
+        flow_to_rgb(slow, 1.0, dead_zone=-0.1)
+
+
 def test_zero_motion_is_white() -> None:
     still = np.zeros((9, 13, 2), np.float32)
     assert (flow_to_rgb(still, 1.0) == 255).all()
@@ -96,7 +140,7 @@ def test_radius_beyond_one_is_clipped_to_the_rim() -> None:
     flow = np.zeros((1, 2, 2), np.float32)
     flow[0, 0] = [1.0, 0.0]
     flow[0, 1] = [5.0, 0.0]
-    image = flow_to_rgb(flow, scale=1.0)
+    image = flow_to_rgb(flow, scale=1.0, dead_zone=0.0)
     assert np.array_equal(image[0, 0], image[0, 1])  # same hue, full colour, not darkened
     assert image.dtype == np.uint8 and image.shape == (1, 2, 3)
 
@@ -130,7 +174,7 @@ def test_histogram_percentiles_match_numpy(distribution: str) -> None:
         magnitudes.append(np.hypot(flow[..., 0].astype(np.float64), flow[..., 1].astype(np.float64)).ravel())
     exact = np.concatenate(magnitudes)
     assert histogram.count == exact.size
-    assert histogram.max == pytest.approx(exact.max(), rel=1e-12)
+    assert histogram.max == pytest.approx(exact.max(), rel=1e-6)  # float32 flows are measured in float32
     for q in (1, 10, 50, 90, 95, 99, 99.9):
         expected = np.percentile(exact, q)
         # 1 % relative; 0.02 px absolute where numpy interpolates across the jump from the
@@ -182,9 +226,13 @@ def test_histogram_edges() -> None:
 def test_clip_scale() -> None:
     histogram = MagnitudeHistogram()
     histogram.add(np.stack([np.linspace(0, 10, 1001), np.zeros(1001)], -1))
-    assert clip_scale(histogram) == pytest.approx(9.9, rel=0.01)
-    assert clip_scale(histogram, percentile=50) == pytest.approx(5.0, rel=0.01)
-    assert clip_scale(histogram, max_motion=3.0) == 3.0          # the user's maximum wins
+    assert clip_scale(histogram, dead_zone=0.0) == pytest.approx(9.9, rel=0.01)
+    assert clip_scale(histogram, percentile=50, dead_zone=0.0) == pytest.approx(5.0, rel=0.01)
+    assert clip_scale(histogram, max_motion=3.0, dead_zone=0.0) == 3.0      # the user's maximum wins
+    # scales are measured past the dead zone: motion of max_motion pixels still reaches the rim
+    assert clip_scale(histogram) == pytest.approx(9.9 - DEAD_ZONE, rel=0.01)
+    rim = flow_to_rgb(np.full((1, 1, 2), [3.0, 0.0], np.float32), clip_scale(histogram, max_motion=3.0))
+    assert rim.min() == 0
     still = MagnitudeHistogram()
     still.add(np.zeros((8, 8, 2)))
     assert clip_scale(still) == MIN_SCALE                         # a still clip stays white

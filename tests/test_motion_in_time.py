@@ -25,7 +25,7 @@ def _pan_video(path, positions, fps):
     for x in positions:
         shift = np.float32([[1, 0, -(100 + x)], [0, 1, -150]])
         frames.append(cv2.warpAffine(photo, shift, (WIDTH, HEIGHT), flags=cv2.INTER_CUBIC))
-    write_frames(path, frames, fps)
+    write_frames(path, frames, fps, crf=17, preset="veryfast")  # a source at camera-like quality
     return path
 
 
