@@ -56,17 +56,20 @@ class WeightsSource:
         return f"{self.layout}:{file_fingerprint(self.path)}"
 
 
-def file_fingerprint(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's size, first MiB and last MiB (cached per size and modification time)."""
+def file_fingerprint(path: str | os.PathLike[str], *, label: str = "RAFT weights") -> str:
+    """sha256 of a file's size, first MiB and last MiB (cached per size and modification time).
+
+    ``label`` names the file in error messages (the depth weights use it too).
+    """
     try:
         stat = os.stat(path)
     except OSError as exc:
-        raise WeightsError(f"Cannot read RAFT weights {path}: {exc.strerror or exc}; check the path.") from exc
-    return _fingerprint(os.fspath(path), stat.st_size, stat.st_mtime_ns)
+        raise WeightsError(f"Cannot read {label} {path}: {exc.strerror or exc}; check the path.") from exc
+    return _fingerprint(os.fspath(path), stat.st_size, stat.st_mtime_ns, label)
 
 
 @functools.lru_cache(maxsize=64)
-def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
+def _fingerprint(path: str, size: int, mtime_ns: int, label: str) -> str:
     digest = hashlib.sha256(str(size).encode())
     try:
         with open(path, "rb") as handle:
@@ -75,7 +78,7 @@ def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
                 handle.seek(max(_MIB, size - _MIB))
                 digest.update(handle.read(_MIB))
     except OSError as exc:
-        raise WeightsError(f"Cannot read RAFT weights {path}: {exc.strerror or exc}; check its permissions.") from exc
+        raise WeightsError(f"Cannot read {label} {path}: {exc.strerror or exc}; check its permissions.") from exc
     return digest.hexdigest()
 
 
