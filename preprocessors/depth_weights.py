@@ -76,6 +76,8 @@ logger = logging.getLogger(__name__)
 
 DEPTH_VARIANTS = ("vits", "vitb", "vitl")
 DEFAULT_VARIANT = "vitl"
+#: The variant of a transformers model folder whose size is none of the V2 variants.
+CUSTOM_VARIANT = "custom"
 LAYOUTS = ("original", "transformers", "random")
 #: Wan2GP's file for each variant, relative to a ``ckpts`` folder (the host ships vitl and vitb).
 HOST_FILES = {variant: f"depth/depth_anything_v2_{variant}.pth" for variant in DEPTH_VARIANTS}
@@ -415,10 +417,14 @@ def explicit_depth_source(explicit_path: str | os.PathLike[str]) -> DepthWeights
             raise WeightsError(f"Depth weights folder {path} is not a transformers DepthAnything model (its "
                                "config.json must say model_type 'depth_anything'): pass such a folder or a .pth file.")
         shapes = read_key_shapes(transformers_weights_file(path))
-        layout = "transformers"
-    else:
-        shapes = read_key_shapes(path)
-        layout = detect_depth_layout(shapes)
+        if detect_depth_layout(shapes) != "transformers":
+            raise WeightsError(f"Depth model folder {path} holds original-layout weights: pass the .pth file itself.")
+        # A folder brings its own config.json, so any DepthAnything size loads (tests use tiny ones).
+        hidden = _shape(shapes.get("backbone.embeddings.cls_token", (0,)))[-1]
+        return DepthWeightsSource(_VARIANT_BY_HIDDEN.get(hidden, CUSTOM_VARIANT), str(path.resolve()), "transformers",
+                                  "explicit path")
+    shapes = read_key_shapes(path)
+    layout = detect_depth_layout(shapes)
     arch = architecture_from_shapes(shapes)
     return DepthWeightsSource(arch.variant, str(path.resolve()), layout, "explicit path")
 
