@@ -22,15 +22,9 @@ import threading
 import time
 from pathlib import Path
 
+from memory_scaling import rss_anon  # bench/ is on sys.path when a script here runs
+
 WIDTH, HEIGHT = 832, 480
-
-
-def rss_anon() -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def synthetic_batch(start: int, count: int):

@@ -31,6 +31,7 @@ from ..errors import OptionError, WeightsError
 from .depth_weights import (DepthArchitecture, DepthWeightsSource, VARIANTS, architecture_from_shapes,
                             convert_original_state_dict, detect_depth_layout, read_depth_state_dict,
                             rename_attention)
+from .flow_base import check_frame_batch
 from .flow_raft import PRECISIONS, _autocast_dtype
 
 logger = logging.getLogger(__name__)
@@ -219,20 +220,6 @@ def load_depth_model(source: Optional[DepthWeightsSource], *, variant: str = "vi
 
 
 # --------------------------------------------------------------------------- inference
-
-def check_frame_batch(frames: np.ndarray) -> tuple[int, int, int]:
-    """Validate a ``(B, H, W, 3)`` uint8 batch and return ``(batch, height, width)`` (ValueError otherwise)."""
-    if not isinstance(frames, np.ndarray):
-        raise ValueError(f"frames must be a numpy array, got {type(frames).__name__}")
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must have shape (B, H, W, 3), got {frames.shape}")
-    if frames.dtype != np.uint8:
-        raise ValueError(f"frames must be uint8 RGB, got {frames.dtype}")
-    batch, height, width = frames.shape[:3]
-    if batch == 0 or height == 0 or width == 0:
-        raise ValueError(f"empty batch of frames: {frames.shape}")
-    return batch, height, width
-
 
 class DepthAnythingBackend:
     """Relative inverse depth with a loaded Depth Anything V2 model that already sits on ``device``."""

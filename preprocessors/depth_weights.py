@@ -67,10 +67,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
-import torch
-
 from ..errors import WeightsError, WeightsNotFoundError
-from .raft_weights import default_search_dirs, file_fingerprint
+from .raft_weights import default_search_dirs
+from .weights_files import HostLocator, file_fingerprint, layout_from_keys, load_checkpoint, locate_with_host, named_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -165,17 +164,8 @@ def _shape(value: Any) -> tuple[int, ...]:
 
 def detect_depth_layout(keys: Iterable[str]) -> str:
     """``"original"`` or ``"transformers"`` from the key names; ``WeightsError`` otherwise."""
-    names = [str(k) for k in keys]
-    original = any(k.startswith(_ORIGINAL_ROOTS) for k in names)
-    transformers = any(k.startswith(_TRANSFORMERS_ROOTS) for k in names)
-    if original and not transformers:
-        return "original"
-    if transformers and not original:
-        return "transformers"
-    sample = ", ".join(names[:3]) or "no keys"
-    kind = "a mix of both" if original else "neither"
-    raise WeightsError(f"Not Depth Anything V2 weights (keys are {kind} Depth-Anything-V2 and transformers "
-                       f"DepthAnything; first: {sample}): {HOW_TO_GET}.")
+    return layout_from_keys(keys, {"original": _ORIGINAL_ROOTS, "transformers": _TRANSFORMERS_ROOTS},
+                            what="Depth Anything V2 weights", hint=HOW_TO_GET)
 
 
 def _count_blocks(keys: Iterable[str], pattern: str) -> int:
@@ -347,28 +337,15 @@ def transformers_weights_file(folder: Path) -> Path:
 def read_depth_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a weights file safely (``.safetensors``, or ``.pth``/``.bin`` with ``weights_only``)."""
     path = Path(path)
+    if path.suffix != ".safetensors":
+        return load_checkpoint(path, label="depth weights", hint=HOW_TO_GET)
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            loaded: Any = load_file(str(path), device="cpu")
-        else:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip, header and unsupported-global errors all mean "unreadable"
+        from safetensors.torch import load_file
+        loaded = load_file(str(path), device="cpu")
+    except Exception as exc:  # header and format errors all mean "unreadable"
         reason = " ".join(str(exc).split())[:160] or type(exc).__name__
         raise WeightsError(f"Cannot read depth weights {path} ({reason}): {HOW_TO_GET}.") from exc
-    return _unwrap(loaded, path)
-
-
-def _unwrap(loaded: Any, path: Any) -> dict[str, Any]:
-    """The ``{name: tensor}`` dict inside a loaded checkpoint (``state_dict``/``model`` wrappers removed)."""
-    for wrapper in ("state_dict", "model"):
-        if isinstance(loaded, Mapping) and isinstance(loaded.get(wrapper), Mapping) \
-                and not any(isinstance(v, torch.Tensor) for v in loaded.values()):
-            loaded = loaded[wrapper]
-    if not isinstance(loaded, Mapping) or not loaded \
-            or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()):
-        raise WeightsError(f"Depth weights {path} hold no state dict of named tensors: {HOW_TO_GET}.")
-    return dict(loaded)
+    return named_tensors(loaded, path, label="depth weights", hint=HOW_TO_GET)
 
 
 def read_key_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
@@ -381,11 +358,10 @@ def read_key_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
                 return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
         except Exception as exc:
             raise WeightsError(f"Cannot read depth weights {path} ({exc}): {HOW_TO_GET}.") from exc
-    try:  # memory-mapped: only the header and the tensors' metadata are read
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a zip-format checkpoint (mmap needs one): read it whole
-        loaded = None
-    state_dict = _unwrap(loaded, path) if isinstance(loaded, Mapping) else read_depth_state_dict(path)
+    try:  # memory-mapped: only the names and the tensors' metadata are read
+        state_dict = load_checkpoint(path, label="depth weights", hint=HOW_TO_GET, mmap=True)
+    except WeightsError:  # not a zip-format checkpoint (mmap needs one): read it whole, or say why not
+        state_dict = read_depth_state_dict(path)
     return {key: tuple(value.shape) for key, value in state_dict.items()}
 
 
@@ -429,19 +405,6 @@ def explicit_depth_source(explicit_path: str | os.PathLike[str]) -> DepthWeights
     return DepthWeightsSource(arch.variant, str(path.resolve()), layout, "explicit path")
 
 
-def _host_file(host_locator: Optional[Callable[[str], Optional[str]]], relative: str) -> Optional[Path]:
-    if host_locator is None:
-        return None
-    try:
-        found = host_locator(relative)
-    except Exception as exc:  # the host's locator is foreign code: never let it break the search
-        logger.warning("Wan2GP's file locator failed for %s: %s", relative, exc)
-        return None
-    if found and Path(found).is_file():
-        return Path(found).resolve()
-    return None
-
-
 def hub_cache_folder(repo_id: str, cache_dir: Optional[str | os.PathLike[str]] = None) -> Optional[Path]:
     """The snapshot folder of ``repo_id`` in the local Hugging Face cache, or None (never downloads)."""
     try:
@@ -458,7 +421,7 @@ def hub_cache_folder(repo_id: str, cache_dir: Optional[str | os.PathLike[str]] =
 
 
 def find_depth_weights(variant: Optional[str] = DEFAULT_VARIANT, explicit_path: Optional[str] = None, *,
-                       host_locator: Optional[Callable[[str], Optional[str]]] = None,
+                       host_locator: Optional[HostLocator] = None,
                        search_dirs: Optional[Sequence[Path]] = None,
                        hf_cache_dir: Optional[str | os.PathLike[str]] = None) -> Optional[DepthWeightsSource]:
     """The first Depth Anything V2 weights found on disk, or None.
@@ -473,7 +436,7 @@ def find_depth_weights(variant: Optional[str] = DEFAULT_VARIANT, explicit_path: 
     order = variant_preference(variant)
     folders = default_search_dirs() if search_dirs is None else list(search_dirs)
     for name in order:
-        host = _host_file(host_locator, HOST_FILES[name])
+        host = locate_with_host(host_locator, HOST_FILES[name])
         if host is not None:
             return DepthWeightsSource(name, str(host), "original", f"Wan2GP {HOST_FILES[name]}")
         for folder in folders:
@@ -500,7 +463,7 @@ def describe_search(variant: Optional[str] = DEFAULT_VARIANT, *, search_dirs: Op
 
 
 def require_depth_weights(variant: Optional[str] = DEFAULT_VARIANT, explicit_path: Optional[str] = None, *,
-                          host_locator: Optional[Callable[[str], Optional[str]]] = None,
+                          host_locator: Optional[HostLocator] = None,
                           search_dirs: Optional[Sequence[Path]] = None,
                           hf_cache_dir: Optional[str | os.PathLike[str]] = None) -> DepthWeightsSource:
     """:func:`find_depth_weights`, or a one-line ``WeightsNotFoundError`` saying where it looked and what to do."""
