@@ -180,6 +180,27 @@ def test_transformers_folder_given_by_path(tmp_path: Path, tiny_model) -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_the_annotator_pool_holds_the_depth_model(tmp_path: Path, tiny_model) -> None:
+    """As RAFT: the pool builds the model once from a factory, the backend wraps the lease's model."""
+    from wan2gp_structure_video.memory import AnnotatorPool
+
+    folder = tmp_path / "tiny-depth"
+    tiny_model.save_pretrained(folder)
+    source = find_depth_weights("vitl", str(folder))
+    pool = AnnotatorPool(offload="plain")
+    pool.register("depth-test", lambda: load_depth_model(source))
+    batch = frames(2, 30, 44)
+    expected = DepthAnythingBackend(tiny_model, "cpu").compute(batch)
+    for _ in range(2):
+        with pool.use("depth-test", "cpu", teardown="keep") as lease:
+            got = DepthAnythingBackend(lease.model, lease.device).compute(batch)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert pool.construct_count("depth-test") == 1
+    with pool.use("depth-test", "cpu", teardown="release"):
+        pass
+    assert not pool.is_built("depth-test")
+
+
 def test_vits_files_in_both_layouts_load_the_same_model(tmp_path: Path) -> None:
     """An original .pth and a transformers .safetensors (other generation's names) of the same weights."""
     from safetensors.torch import save_file
