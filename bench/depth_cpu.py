@@ -49,7 +49,8 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from wan2gp_structure_video.preprocessors.depth_model import DepthAnythingBackend, load_depth_model
-    from wan2gp_structure_video.preprocessors.depth_normalise import InverseDepthSketch, depth_to_guide, plan_depth_scale
+    from wan2gp_structure_video.preprocessors.depth_normalise import (InverseDepthSketch, depth_to_guide,
+                                                                      plan_depth_scale)
 
     torch.set_num_threads(args.threads)
     peak = {"value": rss_anon(), "stop": False}
@@ -90,14 +91,15 @@ def child(args: argparse.Namespace) -> None:
 
 
 def run(frames: int, work: Path, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--child", "--frames", str(frames), "--store", str(work / f"depth{frames}.npy"),
+    store = work / f"depth{frames}.npy"
+    command = [sys.executable, __file__, "--child", "--frames", str(frames), "--store", str(store),
                "--batch", str(args.batch), "--threads", str(args.threads)]
     if args.input_size is not None:
         command += ["--input-size", str(args.input_size)]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    (work / f"depth{frames}.npy").unlink()
+    store.unlink()
     return result
 
 

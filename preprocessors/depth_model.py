@@ -76,7 +76,8 @@ def model_input_size(height: int, width: int, input_size: Optional[int] = DEFAUL
     return side(height * scale), side(width * scale)
 
 
-def estimate_bytes_per_frame(height: int, width: int, *, variant: str = "vitl", input_size: Optional[int] = DEFAULT_INPUT_SIZE,
+def estimate_bytes_per_frame(height: int, width: int, *, variant: str = "vitl",
+                             input_size: Optional[int] = DEFAULT_INPUT_SIZE,
                              bytes_per_value: int = 4) -> int:
     """Peak working memory of one frame in the model, in bytes (activations, not weights).
 

@@ -200,13 +200,15 @@ def plan_depth_scale(sketch: InverseDepthSketch, *, smoothing: float = 0.0) -> D
     smoothed over time with a Gaussian of ``smoothing`` frames."""
     if not isinstance(smoothing, (int, float)) or isinstance(smoothing, bool) or not math.isfinite(smoothing) \
             or smoothing < 0:
-        raise OptionError(f"Depth smoothing {smoothing!r} must be 0 (one range per clip) or a number of frames above 0.")
+        raise OptionError(f"Depth smoothing {smoothing!r} must be 0 (one range per clip) "
+                          "or a number of frames above 0.")
     frames = sketch.frames
     if smoothing == 0:
         lo, hi = sketch.clip_range()
         return DepthScale(np.full(frames, lo), np.full(frames, hi))
     ranges = sketch.frame_ranges()
-    return DepthScale(_gaussian_smooth(ranges[:, 0], float(smoothing)), _gaussian_smooth(ranges[:, 1], float(smoothing)))
+    sigma = float(smoothing)
+    return DepthScale(_gaussian_smooth(ranges[:, 0], sigma), _gaussian_smooth(ranges[:, 1], sigma))
 
 
 def check_contrast(contrast: Any) -> float:

@@ -69,7 +69,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from ..errors import WeightsError, WeightsNotFoundError
 from .raft_weights import default_search_dirs
-from .weights_files import HostLocator, file_fingerprint, layout_from_keys, load_checkpoint, locate_with_host, named_tensors
+from .weights_files import (HostLocator, file_fingerprint, layout_from_keys, load_checkpoint, locate_with_host,
+                            named_tensors)
 
 logger = logging.getLogger(__name__)
 
@@ -442,7 +443,8 @@ def find_depth_weights(variant: Optional[str] = DEFAULT_VARIANT, explicit_path: 
         for folder in folders:
             candidate = Path(folder).expanduser() / HOST_FILES[name]
             if candidate.is_file():
-                return DepthWeightsSource(name, str(candidate.resolve()), "original", f"Wan2GP ckpts/{HOST_FILES[name]}")
+                return DepthWeightsSource(name, str(candidate.resolve()), "original",
+                                          f"Wan2GP ckpts/{HOST_FILES[name]}")
     for name in order:
         snapshot = hub_cache_folder(HUB_REPOS[name], hf_cache_dir)
         if snapshot is not None:

@@ -149,7 +149,8 @@ def test_estimate_grows_with_size_and_variant() -> None:
     large = estimate_bytes_per_frame(1080, 1920, variant="vits", input_size=None)
     assert large > 4 * small
     # Wan2GP's resize rule runs every frame at about 518 pixels on the short side
-    assert estimate_bytes_per_frame(1080, 1920, variant="vits") < 1.5 * estimate_bytes_per_frame(480, 832, variant="vits")
+    hd, sd = estimate_bytes_per_frame(1080, 1920, variant="vits"), estimate_bytes_per_frame(480, 832, variant="vits")
+    assert hd < 1.5 * sd
     sizes = [estimate_bytes_per_frame(480, 832, variant=v) for v in ("vits", "vitb", "vitl")]
     assert sizes == sorted(sizes) and sizes[0] > 50 * 2**20
 
@@ -220,7 +221,8 @@ def test_vits_files_in_both_layouts_load_the_same_model(tmp_path: Path) -> None:
     from_st = load_depth_model(source)
     for key, value in from_pth.state_dict().items():
         assert torch.equal(value, from_st.state_dict()[key]), key
-    assert torch.equal(from_pth.state_dict()["backbone.embeddings.position_embeddings"], original["pretrained.pos_embed"])
+    positions = from_pth.state_dict()["backbone.embeddings.position_embeddings"]
+    assert torch.equal(positions, original["pretrained.pos_embed"])
     depth = DepthAnythingBackend(from_pth, "cpu", input_size=None).compute(frames(1, 28, 42))
     assert depth.shape == (1, 28, 42) and np.isfinite(depth).all()
 
@@ -228,7 +230,7 @@ def test_vits_files_in_both_layouts_load_the_same_model(tmp_path: Path) -> None:
 def test_weights_that_do_not_fit_are_refused() -> None:
     shapes = json.loads(FIXTURE.read_text(encoding="utf-8"))["variants"]["vits"]
     state = {k: torch.zeros(v, device="meta") for k, v in shapes.items()}
-    state["depth_head.scratch.output_conv2.0.weight"] = torch.zeros(16, 32, 3, 3, device="meta")  # head_hidden 32 → 16
+    state["depth_head.scratch.output_conv2.0.weight"] = torch.zeros(16, 32, 3, 3, device="meta")  # 32 → 16
     with pytest.raises(WeightsError, match="another shape|missing|unexpected"):
         model_from_state_dict(state, "test.pth")
 

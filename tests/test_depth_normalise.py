@@ -139,7 +139,8 @@ def test_smoothing_follows_the_scene_slowly() -> None:
     assert slow.highs[0] == pytest.approx(1.0, rel=0.02) and slow.highs[-1] == pytest.approx(0.2, rel=0.02)
     steps = np.abs(np.diff(slow.highs))
     assert steps.max() < 0.8 / 3  # no jump: the step from 1.0 to 0.2 is spread over several frames
-    assert slow.range_at(9.5) == pytest.approx(((slow.lows[9] + slow.lows[10]) / 2, (slow.highs[9] + slow.highs[10]) / 2))
+    halfway = ((slow.lows[9] + slow.lows[10]) / 2, (slow.highs[9] + slow.highs[10]) / 2)
+    assert slow.range_at(9.5) == pytest.approx(halfway)
     with pytest.raises(OptionError, match="smoothing"):
         plan_depth_scale(sketch, smoothing=-1)
 

@@ -70,11 +70,12 @@ def test_vits_original_state_dict_loads_with_every_key_used() -> None:
     assert torch.equal(params[f"backbone.encoder.layer.3.{query}.weight"], qkv[:hidden])
     assert torch.equal(params[f"backbone.encoder.layer.3.{key}.weight"], qkv[hidden:2 * hidden])
     assert torch.equal(params[f"backbone.encoder.layer.3.{value}.weight"], qkv[2 * hidden:])
-    assert torch.equal(params[f"backbone.encoder.layer.3.{output}.bias"], original["pretrained.blocks.3.attn.proj.bias"])
+    block = "backbone.encoder.layer"
+    assert torch.equal(params[f"{block}.3.{output}.bias"], original["pretrained.blocks.3.attn.proj.bias"])
     assert torch.equal(params["neck.fusion_stage.layers.0.projection.weight"],
                        original["depth_head.scratch.refinenet4.out_conv.weight"])
     assert torch.equal(params["head.conv3.weight"], original["depth_head.scratch.output_conv2.2.weight"])
-    assert torch.equal(params["backbone.encoder.layer.11.layer_scale2.lambda1"], original["pretrained.blocks.11.ls2.gamma"])
+    assert torch.equal(params[f"{block}.11.layer_scale2.lambda1"], original["pretrained.blocks.11.ls2.gamma"])
     assert not any(t.is_meta for t in model.state_dict().values())
 
 
