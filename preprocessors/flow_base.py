@@ -29,22 +29,32 @@ class FlowBackend(Protocol):
         ...
 
 
+def check_frame_batch(frames: np.ndarray, label: str = "frames") -> tuple[int, int, int]:
+    """Validate one non-empty ``(B, H, W, 3)`` uint8 batch and return ``(batch, height, width)``.
+
+    Raises ``ValueError`` (a programming error, not a user error) otherwise. Every annotator
+    backend (flow, depth) takes its frames in this form.
+    """
+    if not isinstance(frames, np.ndarray):
+        raise ValueError(f"{label} must be a numpy array, got {type(frames).__name__}")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"{label} must have shape (B, H, W, 3), got {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"{label} must be uint8 RGB, got {frames.dtype}")
+    batch, height, width = frames.shape[:3]
+    if batch == 0 or height == 0 or width == 0:
+        raise ValueError(f"empty batch of frames: {frames.shape}")
+    return batch, height, width
+
+
 def check_pair_batch(first: np.ndarray, second: np.ndarray) -> tuple[int, int, int]:
     """Validate a batch of frame pairs and return ``(batch, height, width)``.
 
     Raises ``ValueError`` (a programming error, not a user error) when the arrays are not two
     equally shaped, non-empty ``(B, H, W, 3)`` uint8 arrays.
     """
-    for label, array in (("first", first), ("second", second)):
-        if not isinstance(array, np.ndarray):
-            raise ValueError(f"{label} must be a numpy array, got {type(array).__name__}")
-        if array.ndim != 4 or array.shape[-1] != 3:
-            raise ValueError(f"{label} must have shape (B, H, W, 3), got {array.shape}")
-        if array.dtype != np.uint8:
-            raise ValueError(f"{label} must be uint8 RGB, got {array.dtype}")
+    check_frame_batch(first, "first")
+    check_frame_batch(second, "second")
     if first.shape != second.shape:
         raise ValueError(f"first and second differ in shape: {first.shape} vs {second.shape}")
-    batch, height, width = first.shape[:3]
-    if batch == 0 or height == 0 or width == 0:
-        raise ValueError(f"empty batch of frames: {first.shape}")
-    return batch, height, width
+    return first.shape[:3]

@@ -7,8 +7,6 @@ when they already sit in the torch hub cache. Nothing here touches the network.
 """
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 import os
 import re
@@ -21,6 +19,7 @@ import torch
 from torchvision.models.optical_flow import Raft_Large_Weights, Raft_Small_Weights, raft_large, raft_small
 
 from ..errors import WeightsError, WeightsNotFoundError
+from .weights_files import file_fingerprint, layout_from_keys, load_checkpoint, locate_with_host
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +31,6 @@ HOST_WEIGHTS = "flow/raft-things.pth"
 _PRINCETON_ROOTS = ("fnet.", "cnet.", "update_block.encoder.", "update_block.gru.", "update_block.mask.")
 _TORCHVISION_ROOTS = ("feature_encoder.", "context_encoder.", "update_block.motion_encoder.",
                       "update_block.recurrent_block.", "mask_predictor.")
-_MIB = 1 << 20
 
 # Preference among torchvision's files in the hub cache: Chairs+Things first (the training data of
 # Wan2GP's raft-things.pth, i.e. the flows VACE saw), newer recipe first; fine-tuned ones after.
@@ -53,30 +51,7 @@ class WeightsSource:
         """A stable id of these weights for cache keys (fast: hashes the file's ends and size)."""
         if self.path is None:
             return f"random:{self.seed}"
-        return f"{self.layout}:{file_fingerprint(self.path)}"
-
-
-def file_fingerprint(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's size, first MiB and last MiB (cached per size and modification time)."""
-    try:
-        stat = os.stat(path)
-    except OSError as exc:
-        raise WeightsError(f"Cannot read RAFT weights {path}: {exc.strerror or exc}; check the path.") from exc
-    return _fingerprint(os.fspath(path), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256(str(size).encode())
-    try:
-        with open(path, "rb") as handle:
-            digest.update(handle.read(_MIB))
-            if size > _MIB:
-                handle.seek(max(_MIB, size - _MIB))
-                digest.update(handle.read(_MIB))
-    except OSError as exc:
-        raise WeightsError(f"Cannot read RAFT weights {path}: {exc.strerror or exc}; check its permissions.") from exc
-    return digest.hexdigest()
+        return f"{self.layout}:{file_fingerprint(self.path, label='RAFT weights')}"
 
 
 # --------------------------------------------------------------------------- layouts and renames
@@ -87,17 +62,10 @@ def _strip_module(key: str) -> str:
 
 def detect_layout(state_dict: Mapping[str, Any]) -> str:
     """``"princeton"`` or ``"torchvision"`` from the keys (a leading ``module.`` is ignored)."""
-    keys = [_strip_module(str(k)) for k in state_dict]
-    princeton = any(k.startswith(_PRINCETON_ROOTS) for k in keys)
-    torchvision = any(k.startswith(_TORCHVISION_ROOTS) for k in keys)
-    if princeton and not torchvision:
-        return "princeton"
-    if torchvision and not princeton:
-        return "torchvision"
-    sample = ", ".join(keys[:3]) or "no keys"
-    kind = "a mix of both" if princeton else "neither"
-    raise WeightsError(f"Not a RAFT state dict (keys are {kind} princeton-vl and torchvision RAFT; "
-                       f"first: {sample}): pass raft-things.pth or a torchvision raft_large/raft_small file.")
+    return layout_from_keys((_strip_module(str(k)) for k in state_dict),
+                            {"princeton": _PRINCETON_ROOTS, "torchvision": _TORCHVISION_ROOTS},
+                            what="a RAFT state dict",
+                            hint="pass raft-things.pth or a torchvision raft_large/raft_small file")
 
 
 _ENCODERS = {"fnet": "feature_encoder", "cnet": "context_encoder"}
@@ -236,19 +204,6 @@ def _explicit_source(model: str, explicit_path: str) -> WeightsSource:
     return WeightsSource(model, str(path.resolve()), layout, "explicit path")
 
 
-def _host_file(host_locator: Optional[Callable[[str], Optional[str]]]) -> Optional[Path]:
-    if host_locator is None:
-        return None
-    try:
-        found = host_locator(HOST_WEIGHTS)
-    except Exception as exc:  # the host's locator is foreign code: never let it break the search
-        logger.warning("Wan2GP's file locator failed for %s: %s", HOST_WEIGHTS, exc)
-        return None
-    if found and Path(found).is_file():
-        return Path(found).resolve()
-    return None
-
-
 def find_raft_weights(model: str = "large", explicit_path: Optional[str] = None, *,
                       search_dirs: Optional[Sequence[Path]] = None,
                       host_locator: Optional[Callable[[str], Optional[str]]] = None,
@@ -263,7 +218,7 @@ def find_raft_weights(model: str = "large", explicit_path: Optional[str] = None,
     if explicit_path:
         return _explicit_source(model, explicit_path)
     if model == "large":
-        host = _host_file(host_locator)
+        host = locate_with_host(host_locator, HOST_WEIGHTS)
         if host is not None:
             return WeightsSource(model, str(host), "princeton", f"Wan2GP {HOST_WEIGHTS}")
         for folder in (default_search_dirs() if search_dirs is None else search_dirs):
@@ -283,20 +238,8 @@ def find_raft_weights(model: str = "large", explicit_path: Optional[str] = None,
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a weights file safely (``weights_only``) into a flat ``{name: tensor}`` dict."""
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and unsupported-global errors all mean "unreadable"
-        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
-        raise WeightsError(f"Cannot read RAFT weights {path} ({reason}): pass a valid .pth state dict "
-                           "(princeton-vl raft-things.pth or torchvision RAFT).") from exc
-    for wrapper in ("state_dict", "model"):
-        if isinstance(loaded, Mapping) and isinstance(loaded.get(wrapper), Mapping) \
-                and not any(isinstance(v, torch.Tensor) for v in loaded.values()):
-            loaded = loaded[wrapper]
-    if not isinstance(loaded, Mapping) or not loaded \
-            or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()):
-        raise WeightsError(f"RAFT weights {path} hold no state dict of named tensors: pass a RAFT .pth file.")
-    return dict(loaded)
+    return load_checkpoint(path, label="RAFT weights",
+                           hint="pass a valid .pth state dict (princeton-vl raft-things.pth or torchvision RAFT)")
 
 
 def _check_size(state_dict: Mapping[str, Any], model: str, path: Any) -> None:
