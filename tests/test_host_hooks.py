@@ -9,8 +9,8 @@ import pytest
 import torch
 from torchvision.models.optical_flow import raft_small
 
-from wan2gp_structure_video.memory import AnnotatorPool, install_host_hooks
-from wan2gp_structure_video.memory import host_hooks as hooks_module
+from wan2gp_structure_video.memory import AnnotatorPool
+from wan2gp_structure_video.ui.host_bridge import install_host_hooks
 
 
 class FakeHost:
@@ -66,7 +66,6 @@ def host(monkeypatch):
     fake = FakeHost()
     monkeypatch.setitem(__import__("sys").modules, "wgp", fake.wgp)
     yield fake
-    monkeypatch.setattr(hooks_module, "_ACTIVE", None)
 
 
 def _pool_with_raft() -> tuple[AnnotatorPool, weakref.ref]:
@@ -154,4 +153,3 @@ def test_missing_host_parts_are_tolerated(monkeypatch) -> None:
     with hooks.gpu_lock({"gen": {}}):
         pass
     hooks.uninstall()
-    monkeypatch.setattr(hooks_module, "_ACTIVE", None)
