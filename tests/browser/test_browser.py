@@ -40,6 +40,8 @@ def browser():
 def page(browser, app_url):
     context = browser.new_context(viewport={"width": 1400, "height": 1800})
     page = context.new_page()
+    page.console_messages = []  # type: ignore[attr-defined]
+    page.on("console", lambda message: page.console_messages.append(message.text))
     page.set_default_timeout(30_000)
     page.goto(app_url)
     page.wait_for_selector("#structure_video_extract")
@@ -65,9 +67,10 @@ def test_upload_extract_shows_guide_and_chart(page, tmp_path):
     page.locator("#structure_video_backend").get_by_text("DIS (OpenCV, CPU, fast)").click()
     page.locator("#structure_video_extract").click()
     page.wait_for_selector("#structure_video_guide video[src]", timeout=120_000)
-    page.wait_for_selector("#structure_video_timeline img[src]")
+    page.wait_for_selector("#structure_video_timeline canvas, #structure_video_timeline svg")
     details = page.locator("#structure_video_details").inner_text()
-    assert "8 frames" in details and "128×96" in details
+    assert "8 frames" in details and "128×96" in details and "Summary:" in details
+    assert not [m for m in page.console_messages if "Too many arguments" in m], page.console_messages
     page.screenshot(path=str(tmp_path / "extract.png"), full_page=True)
     assert (tmp_path / "extract.png").stat().st_size > 0
 
