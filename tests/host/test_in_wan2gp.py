@@ -99,6 +99,7 @@ def app(installed, host_modules):
 
         application._setup_tab_events(main_tabs, form["state"], set_save_form_event)
     demo.queue()
+    wgp.app = application
     yield types_ns(demo=demo, plugin=plugin, wgp=wgp, form=form, edit_form=edit_form, outputs=outputs,
                    application=application)
     plugin.uninstall_hooks()
