@@ -444,3 +444,17 @@ def test_host_bridge_pure_functions():
                                 "all_settings": {"e": {"video_length": 33}}}).frames == 33
     assert hb.normalize_resolution((640, 352)) == "640x352"
     assert hb.weights_locator(object()) is None
+
+
+def test_readme_catalog_entry_matches_plugin_info():
+    """The plugins.json entry the README proposes parses and says what plugin_info.json says."""
+    import json
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("**Catalog entry**"):]
+    entry = json.loads(re.search(r"```json\n(.*?)\n```", section, re.S).group(1))
+    info = json.loads((REPO / "plugin_info.json").read_text())
+    for key in ("name", "author", "version", "description", "url", "wan2gp_version"):
+        assert entry[key] == info[key], key
+    assert re.fullmatch(r"https://github\.com/[^/]+/[^/]+", entry["url"])
