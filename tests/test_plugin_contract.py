@@ -281,10 +281,22 @@ def test_loads_through_the_host_steps_and_installs_hooks_once(fake_host, tmp_pat
     state = {**STATE}
     assert plugin.on_tab_select(state) == ("1280x720", 49, 16.0)
     # … until the user types a target; "take from the Video Generator" prefills again
-    event_fn(demo, "mark_edited").fn(state)
+    request = browser_session(plugin, state)
+    event_fn(demo, "mark_edited").fn(request)
     assert all(isinstance(v, dict) and v.get("__type__") == "update" and len(v) == 1 for v in plugin.on_tab_select(state))
-    assert event_fn(demo, "take_target").fn(state) == ("1280x720", 49, 16.0)
+    assert event_fn(demo, "take_target").fn(request) == ("1280x720", 49, 16.0)
     assert plugin.on_tab_select(state) == ("1280x720", 49, 16.0)
+
+
+def browser_session(plugin, state, run=None, key="session-1"):
+    """A browser session whose host ``state`` (and last extraction ``run``) the tab's handlers find
+    through the session store, as in a live app; returns its request."""
+    deps = plugin.handles.deps
+    deps.blocks = types.SimpleNamespace(state_holder={key: {deps.state_component._id: state}})
+    request = types.SimpleNamespace(session_hash=key)
+    if run is not None:
+        deps.set_run(request, run)
+    return request
 
 
 def _fns(demo):
@@ -308,7 +320,7 @@ def test_send_to_generator_and_generate_with_vace(fake_host, tmp_path):
     # the current model (t2v) is not a VACE model: Send writes the guide into a VACE model's settings
     # and switches the generator to it; nothing is written into the t2v settings
     state = {"model_type": "t2v", "active_form": "add", "all_settings": {"t2v": {"video_prompt_type": "PVA"}}}
-    refresh, target, status = send.fn(run, state)
+    refresh, target, status = send.fn(browser_session(plugin, state, run))
     vace = state["all_settings"]["vace_1.3B"]
     assert vace["video_guide"] == str(Path(guide).resolve()) and vace["video_prompt_type"] == "V"
     assert vace["video_length"] == 9 and vace["resolution"] == "128x96" and vace["force_fps"] == "control"
@@ -322,16 +334,16 @@ def test_send_to_generator_and_generate_with_vace(fake_host, tmp_path):
     fake_host.wgp.update_video_prompt_type = lambda st, **kw: (calls.append(kw), live.update(
         video_prompt_type=live["video_prompt_type"] + "V"))
     state = {"model_type": "vace_1.3B", "all_settings": {"vace_1.3B": live}}
-    refresh, target, status = send.fn(run, state)
+    refresh, target, status = send.fn(browser_session(plugin, state, run))
     assert calls == [{"any_video_guide": True, "process_type": ""}]
     assert live["video_guide"] == str(Path(guide).resolve()) and live["video_prompt_type"] == "AV"
     assert live["video_length"] == 9 and live["resolution"] == "128x96"
     assert float(refresh) > 0 and isinstance(target, dict) and "switches" not in status
     with pytest.raises(gr.Error):
-        send.fn(None, state)
+        send.fn(browser_session(plugin, state, key="no-extraction-yet"))
 
     generate = event_fn(demo, "generate")
-    video, status = generate.fn(run, "a cat walking", STATE)
+    video, status = generate.fn("a cat walking", gr.Progress(), browser_session(plugin, {**STATE}, run))
     settings = session.submitted[-1]
     assert settings["model_type"] == "vace_1.3B"
     assert settings["video_guide"] == os.path.abspath(guide) and os.path.isabs(settings["video_guide"])
@@ -458,3 +470,19 @@ def test_readme_catalog_entry_matches_plugin_info():
     for key in ("name", "author", "version", "description", "url", "wan2gp_version"):
         assert entry[key] == info[key], key
     assert re.fullmatch(r"https://github\.com/[^/]+/[^/]+", entry["url"])
+
+
+def test_no_tab_event_takes_client_side_state(fake_host, tmp_path):
+    """Per-session data (the last run's file paths, the host's state) stays on the server, keyed by the
+    browser session: no event of the tab takes a gr.State input whose value the client sends back."""
+    plugin = load_like_the_host(fake_host)
+    inject_globals(plugin, fake_host)
+    with gr.Blocks() as demo:
+        form = host_form(STATE)
+        set_components_and_post_setup(plugin, form)
+        build_tabs(plugin, FakeSession(str(tmp_path / "g.mp4")))
+    ours = [fn for fn in _fns(demo) if "wan2gp_structure_video" in getattr(fn.fn, "__module__", "")
+            or fake_host.folder in getattr(fn.fn, "__module__", "")]
+    assert len(ours) >= 12
+    for block_fn in ours:
+        assert not [c for c in block_fn.inputs if isinstance(c, gr.State)], block_fn.fn.__name__

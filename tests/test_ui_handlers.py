@@ -155,7 +155,7 @@ def test_output_folder_stays_bounded_over_20_runs(source, tmp_path):
     counts, last = [], None
     for index in range(20):
         out = tab.extract(deps, sample, "96x64", 3 + index % 3, 8, "canny", "adjust", "crop", 0, 0, "frames",
-                          1.0, "dis", 4, 0, None)
+                          1.0, "dis", 4, 0)
         last = out[0]
         counts.append(sum(1 for p in folder.root.iterdir() if p.name != "sample_structure.mp4"))
     assert max(counts) <= 5, counts

@@ -18,9 +18,38 @@ class TabDeps:
     plugin: Any
     outputs: OutputFolder
     hooks: Any = None
+    #: The host's per-session ``state`` component and the Blocks it lives in (hosted only).
+    state_component: Any = None
+    blocks: Any = None
     cancel_events: dict[str, threading.Event] = field(default_factory=dict)
     jobs: dict[str, Any] = field(default_factory=dict)
+    runs: dict[str, dict] = field(default_factory=dict)
     guard: threading.Lock = field(default_factory=threading.Lock)
+
+    # Per-browser-session data lives here, keyed by the session, not in ``gr.State`` inputs: the file
+    # paths of a run never come back from the client (a crafted call cannot make preview, Send or
+    # Generate read another file), and the host's ``state`` is read where Wan2GP keeps it.
+    def run_for(self, request: Any) -> Optional[dict]:
+        """The last extraction of this browser session (the guide Send / Generate / preview use)."""
+        return self.runs.get(session_key(request))
+
+    def set_run(self, request: Any, run: dict) -> None:
+        with self.guard:
+            self.runs[session_key(request)] = run
+
+    def host_state(self, request: Any) -> Any:
+        """The host's live per-session ``state`` dict of this browser session (None standalone), read
+        from the Blocks' session store as Wan2GP's own API session does."""
+        session_hash = getattr(request, "session_hash", None)
+        component_id = getattr(self.state_component, "_id", None)
+        holder = getattr(self.blocks, "state_holder", None)
+        if not session_hash or component_id is None or holder is None:
+            return None
+        try:
+            value = holder[session_hash][component_id]
+        except Exception:
+            return None
+        return value if isinstance(value, dict) else None
 
     def cancel_event(self, request: Any, fresh: bool = False) -> threading.Event:
         key = session_key(request)

@@ -198,9 +198,9 @@ def use_sample(deps: TabDeps) -> str:
 
 def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: Any, guide_type: str, treatment: str,
             fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any, backend: str, iterations: Any,
-            batch_size: Any, state: Any, progress: gr.Progress = gr.Progress(), request: gr.Request = gr.Request()):
-    """Extract: the guide, its details, the first preview, the preview slider, the memory chart, the run
-    (for Send / Generate / the preview) and the cache line."""
+            batch_size: Any, progress: gr.Progress = gr.Progress(), request: gr.Request = gr.Request()):
+    """Extract: the guide, its details, the first preview, the preview slider, the memory chart and the
+    cache line; the run (for Send / Generate / the preview) is kept for this browser session."""
     from ..progress import Progress
     from . import cache_panel
 
@@ -224,7 +224,7 @@ def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: A
     try:
         req = make_request(path, out, resolution, frames, fps, guide_type, treatment, fit, start, end,
                            range_unit, motion_strength, backend, iterations, batch_size)
-        result = run_extraction(req, progress=Progress(on_update, cancel), gpu_lock=deps.gpu_lock_for(state),
+        result = run_extraction(req, progress=Progress(on_update, cancel), gpu_lock=deps.gpu_lock_for(deps.host_state(request)),
                                 weights_locator=host_bridge.weights_locator(deps.plugin), cache=tab_cache(deps))
         indices = plan_indices(req)
     except StructureVideoError as exc:
@@ -233,6 +233,7 @@ def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: A
         deps.outputs.prune()
     run = {"guide": str(result.output), "source": path, "fit": fit, "indices": indices,
            "frames": result.frames, "resolution": f"{result.width}x{result.height}", "fps": result.fps}
+    deps.set_run(request, run)
     try:
         preview = preview_frame(run, 0)
     except StructureVideoError:
@@ -240,7 +241,7 @@ def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: A
     chart, chart_note = chart_value(result)
     return (str(result.output), details_markdown(result, chart_note), preview,
             gr.update(minimum=0, maximum=max(1, result.frames - 1), value=0, visible=True),
-            chart, run, cache_panel.stats_text(deps))
+            chart, cache_panel.stats_text(deps))
 
 
 def cancel(deps: TabDeps, request: gr.Request = gr.Request()) -> None:
@@ -248,8 +249,8 @@ def cancel(deps: TabDeps, request: gr.Request = gr.Request()) -> None:
     gr.Info("Cancelling: the extraction stops after the current batch.")
 
 
-def on_preview(deps: TabDeps, run: Optional[dict], index: Any):
+def on_preview(deps: TabDeps, index: Any, request: gr.Request = gr.Request()):
     try:
-        return preview_frame(run, index)
+        return preview_frame(deps.run_for(request), index)
     except StructureVideoError as exc:
         raise gr.Error(str(exc)) from exc

@@ -25,17 +25,18 @@ def weights_text(deps: TabDeps) -> str:
             "Download them to use RAFT.")
 
 
-def take_target(deps: TabDeps, state: Any):
+def take_target(deps: TabDeps, request: gr.Request = gr.Request()):
     """"Take from the Video Generator": the target from the generator's current model settings; from
     now on tab opens prefill again (until the user types a target)."""
+    state = deps.host_state(request)
     host_bridge.mark_target_edited(state, False)
     target = host_bridge.target_from_host(state, deps.plugin)
     return target.resolution, target.frames, target.fps
 
 
-def mark_edited(deps: TabDeps, state: Any) -> None:
+def mark_edited(deps: TabDeps, request: gr.Request = gr.Request()) -> None:
     """The user typed a target: tab opens no longer overwrite it."""
-    host_bridge.mark_target_edited(state, True)
+    host_bridge.mark_target_edited(deps.host_state(request), True)
 
 
 def prefill_on_tab_select(plugin: Any, state: Any):
@@ -55,11 +56,12 @@ def download_weights(deps: TabDeps):
     return weights_text(deps), gr.update(visible=found is None)
 
 
-def send(deps: TabDeps, run: Optional[dict], state: Any):
+def send(deps: TabDeps, request: gr.Request = gr.Request()):
     """Send to Video Generator: our guide into a VACE model's settings. Outputs: the host's
     ``refresh_form_trigger`` (its ``fill_inputs`` rebuilds the form from the settings), the host's
     ``model_choice_target`` (switches the generator to the VACE model when it was on another one),
     the status line. The tab switch follows (``goto_media_tab``)."""
+    run, state = deps.run_for(request), deps.host_state(request)
     if not run or not run.get("guide"):
         raise gr.Error("Extract a guide first.")
     try:
@@ -77,8 +79,12 @@ def send(deps: TabDeps, run: Optional[dict], state: Any):
     return str(time.time()), gr.update(), text
 
 
-def goto_generator(state: Any):
-    """Fallback of the host's ``goto_media_tab`` (hosts that do not set it on the plugin)."""
+def goto_generator(deps: TabDeps, request: gr.Request = gr.Request()):
+    """Switch to the generator tab through the host's ``goto_media_tab(state)`` (it also keeps the
+    host's tab bookkeeping), or directly when the host does not set it on the plugin."""
+    goto = getattr(deps.plugin, "goto_media_tab", None)
+    if callable(goto):
+        return goto(deps.host_state(request))
     return gr.Tabs(selected="media_gen")
 
 
@@ -113,9 +119,10 @@ class ProgressCallbacks:
             pass
 
 
-def generate(deps: TabDeps, api_session: Any, run: Optional[dict], prompt: str, state: Any,
-             progress: gr.Progress = gr.Progress(), request: gr.Request = gr.Request()):
+def generate(deps: TabDeps, api_session: Any, prompt: str, progress: gr.Progress = gr.Progress(),
+             request: gr.Request = gr.Request()):
     """Generate with VACE through the host's API session; shows progress, returns (video, status)."""
+    run, state = deps.run_for(request), deps.host_state(request)
     if not run or not run.get("guide"):
         raise gr.Error("Extract a guide first.")
     model_type = host_bridge.pick_vace_model_type(state, deps.plugin)

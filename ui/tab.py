@@ -50,11 +50,14 @@ def build_tab(plugin: Any, api_session: Any = None, hooks: Any = None) -> TabHan
     """Create the tab's components and events in the current Blocks context."""
     host = dict(plugin.host_components() if hasattr(plugin, "host_components") else {})
     hosted = host.get("state") is not None and host.get("refresh_form_trigger") is not None
-    deps = TabDeps(plugin=plugin, outputs=output_folder(plugin), hooks=hooks)
+    from gradio.context import Context
+
+    deps = TabDeps(plugin=plugin, outputs=output_folder(plugin), hooks=hooks, state_component=host.get("state"),
+                   blocks=Context.root_block)
     deps.outputs.prune()  # cleaned at start
     handles = TabHandles(hosted=hosted, api_session=api_session if hosted else None, deps=deps)
     _layout(handles, deps)
-    _wire_extract(handles, deps, host.get("state"))
+    _wire_extract(handles, deps)
     _wire_cache(handles, deps)
     if hosted:
         _wire_generator(handles, deps, host, plugin)
@@ -129,7 +132,6 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
             c["preview_frame"] = gr.Slider(0, 1, value=0, step=1, label="Preview frame", visible=False)
     c["timeline"] = gr.LinePlot(x="t", y="mib", color="series", x_title="time (s)", y_title="MiB",
                                 label="Memory during the run", elem_id=f"{ELEM}_timeline")
-    c["run"] = gr.State(None)
     if hosted:
         with gr.Row():
             c["send"] = gr.Button("Send to Video Generator", variant="primary", elem_id=f"{ELEM}_send")
@@ -159,21 +161,18 @@ def _private() -> dict:
     return {"api_visibility": "private"} if gradio_major() >= 6 else {"show_api": False}
 
 
-def _wire_extract(handles: TabHandles, deps: TabDeps, state_component: Any) -> None:
-    import gradio as gr
-
+def _wire_extract(handles: TabHandles, deps: TabDeps) -> None:
     c = handles.components
     private = _private()
     c["source"].change(bind(extract_panel.on_upload, deps), inputs=[c["source"]], outputs=[c["info"], c["poster"]],
                        **private)
     c["sample"].click(bind(extract_panel.use_sample, deps), outputs=[c["source"]], **private)
-    state_input = state_component if state_component is not None else gr.State(None)
-    c["extract"].click(bind(extract_panel.extract, deps), inputs=[c[k] for k in EXTRACT_INPUTS] + [state_input],
+    c["extract"].click(bind(extract_panel.extract, deps), inputs=[c[k] for k in EXTRACT_INPUTS],
                        outputs=[c["guide"], c["details"], c["preview"], c["preview_frame"], c["timeline"],
-                                c["run"], c["cache_info"]],
+                                c["cache_info"]],
                        api_name="extract", concurrency_limit=1)
     c["cancel"].click(bind(extract_panel.cancel, deps), inputs=None, outputs=None, api_name="cancel", queue=False)
-    c["preview_frame"].release(bind(extract_panel.on_preview, deps), inputs=[c["run"], c["preview_frame"]],
+    c["preview_frame"].release(bind(extract_panel.on_preview, deps), inputs=[c["preview_frame"]],
                                outputs=[c["preview"]], **private)
 
 
@@ -188,11 +187,10 @@ def _wire_cache(handles: TabHandles, deps: TabDeps) -> None:
 def _wire_generator(handles: TabHandles, deps: TabDeps, host: dict, plugin: Any) -> None:
     c = handles.components
     private = _private()
-    state = host["state"]
     target = handles.target_outputs
-    c["from_host"].click(bind(generator_panel.take_target, deps), inputs=[state], outputs=target, **private)
+    c["from_host"].click(bind(generator_panel.take_target, deps), outputs=target, **private)
     for component in target:
-        component.input(bind(generator_panel.mark_edited, deps), inputs=[state], outputs=None, queue=False, **private)
+        component.input(bind(generator_panel.mark_edited, deps), outputs=None, queue=False, **private)
     if "download_weights" in c:
         c["download_weights"].click(bind(generator_panel.download_weights, deps),
                                     outputs=[c["weights_info"], c["download_weights"]], **private)
@@ -202,14 +200,13 @@ def _wire_generator(handles: TabHandles, deps: TabDeps, host: dict, plugin: Any)
 
         model_target = c["model_target_sink"] = gr.Textbox(visible=False)
     send_outputs = [host["refresh_form_trigger"], model_target, c["send_status"]]
-    event = c["send"].click(bind(generator_panel.send, deps), inputs=[c["run"], state], outputs=send_outputs,
-                            show_progress="hidden", **private)
+    event = c["send"].click(bind(generator_panel.send, deps), outputs=send_outputs, show_progress="hidden",
+                            **private)
     if host.get("main_tabs") is not None:
-        goto = getattr(plugin, "goto_media_tab", None)
-        event.then(goto if callable(goto) else generator_panel.goto_generator, inputs=[state],
-                   outputs=[host["main_tabs"]], show_progress="hidden", **private)
+        event.then(bind(generator_panel.goto_generator, deps), outputs=[host["main_tabs"]], show_progress="hidden",
+                   **private)
     if handles.api_session is None:
         return
     c["generate"].click(bind_with_session(generator_panel.generate, deps, handles.api_session),
-                        inputs=[c["run"], c["prompt"], state], outputs=[c["gen_video"], c["gen_status"]], **private)
+                        inputs=[c["prompt"]], outputs=[c["gen_video"], c["gen_status"]], **private)
     c["abort"].click(bind(generator_panel.abort, deps), outputs=[c["gen_status"]], queue=False, **private)
