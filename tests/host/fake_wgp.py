@@ -131,24 +131,27 @@ def make_module(root: Path, outputs: Path) -> types.ModuleType:
 FORM_FIELDS = ("video_prompt_type", "video_guide", "video_length", "resolution", "force_fps")
 
 
-def build_generate_form(wgp: types.ModuleType, state_value: dict) -> dict:
+def build_generate_form(wgp: types.ModuleType, state_value: dict, main: bool = True) -> dict:
     """The generator tab's components the plugin requests, with the host's events (call inside Blocks
     and inside a ``gr.Tabs`` named ``main_tabs``). Returns them by id (local names of wgp's builder)."""
     import gradio as gr
 
+    def eid(name: str):  # like wgp, only the generate tab's form carries element ids
+        return name if main else None
+
     c: dict[str, Any] = {}
     c["state"] = gr.State(state_value)
-    c["model_header"] = gr.Markdown(f"Model: {state_value['model_type']}", elem_id="fake_wgp_model")
+    c["model_header"] = gr.Markdown(f"Model: {state_value['model_type']}", elem_id=eid("fake_wgp_model"))
     c["refresh_form_trigger"] = gr.Text(interactive=False, visible=False)
-    c["model_choice_target"] = gr.Text(interactive=False, visible=False, elem_id="wangp_model_choice_target")
-    c["video_prompt_type"] = gr.Text(visible=False, elem_id="fake_wgp_video_prompt_type")
-    c["video_guide"] = gr.Video(label="Control Video", visible=False, elem_id="fake_wgp_video_guide")
-    c["video_length"] = gr.Slider(5, 241, value=81, step=1, label="Number of frames", elem_id="fake_wgp_video_length")
-    c["resolution"] = gr.Text(value="832x480", label="Resolution", elem_id="fake_wgp_resolution")
-    c["force_fps"] = gr.Text(value="", label="Force fps", elem_id="fake_wgp_force_fps")
+    c["model_choice_target"] = gr.Text(interactive=False, visible=False, elem_id=eid("wangp_model_choice_target"))
+    c["video_prompt_type"] = gr.Text(visible=False, elem_id=eid("fake_wgp_video_prompt_type"))
+    c["video_guide"] = gr.Video(label="Control Video", visible=False, elem_id=eid("fake_wgp_video_guide"))
+    c["video_length"] = gr.Slider(5, 241, value=81, step=1, label="Number of frames", elem_id=eid("fake_wgp_video_length"))
+    c["resolution"] = gr.Text(value="832x480", label="Resolution", elem_id=eid("fake_wgp_resolution"))
+    c["force_fps"] = gr.Text(value="", label="Force fps", elem_id=eid("fake_wgp_force_fps"))
     # the API session's bridge to the main queue (shared/api_webui.py resolves them by elem_id / api_name)
-    c["load_queue_trigger"] = gr.Text(visible=False, elem_id="wangp_main_load_queue_trigger")
-    c["abort_client_id"] = gr.Text(visible=False, elem_id="wangp_main_abort_client_id")
+    c["load_queue_trigger"] = gr.Text(visible=False, elem_id=eid("wangp_main_load_queue_trigger"))
+    c["abort_client_id"] = gr.Text(visible=False, elem_id=eid("wangp_main_abort_client_id"))
     c["load_queue_trigger"].change(lambda token: None, inputs=[c["load_queue_trigger"]], api_name="load_queue_action")
     c["abort_client_id"].change(lambda cid: None, inputs=[c["abort_client_id"]], api_name="abort_generation")
 

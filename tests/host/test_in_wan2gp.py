@@ -113,7 +113,7 @@ def app(installed, host_modules):
                 form = fake_wgp.build_generate_form(wgp, {**STATE})
             form["main_tabs"] = main_tabs
             with gr.Tab("Edit", id="edit"):
-                edit_form = fake_wgp.build_generate_form(wgp, {**STATE})
+                edit_form = fake_wgp.build_generate_form(wgp, {**STATE}, main=False)
                 edit_form["main_tabs"] = main_tabs
             manager.run_component_insertion_and_setup(form)
             manager.run_component_insertion_and_setup(edit_form)
@@ -250,7 +250,10 @@ def test_in_the_browser_extract_send_generate(app):
             browser.close()
     finally:
         app.demo.close()
-    assert not [m for m in messages if "Too many arguments" in m], messages
+    from wan2gp_structure_video.ui.compat import gradio_major
+
+    if gradio_major() >= 6:  # Gradio 5's own client prints it for every event with inputs (tests/browser)
+        assert not [m for m in messages if "Too many arguments" in m], messages
 
 
 PROGRESS_JS = """(pattern) => {
