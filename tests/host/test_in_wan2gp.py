@@ -247,6 +247,20 @@ def test_in_the_browser_extract_send_generate(app):
             task = app.wgp.generated[-1]
             assert task["video_guide"] == str(guide) and task["prompt"] == "a paper boat on a river"
             assert task["model_type"] == "vace_1.3B" and task["video_prompt_type"] == "V"
+            # the generator is on a model that is not VACE: Send writes into a VACE model's settings and
+            # switches the generator to it (model_choice_target), nothing lands in the other model
+            live = _live_state(app)
+            live["model_type"] = "t2v"
+            live["all_settings"]["t2v"] = {"video_prompt_type": "", "resolution": "1280x720", "video_length": 49}
+            del live["all_settings"]["vace_1.3B"]
+            page.get_by_role("tab", name="Structure Video").click()
+            page.locator("#structure_video_send").click()
+            page.wait_for_function("document.querySelector('#fake_wgp_model')?.innerText.includes('vace_1.3B')")
+            page.wait_for_selector("#fake_wgp_video_guide video[src]")
+            page.screenshot(path=str(ARTIFACTS / "6_after_send_with_model_switch.png"), full_page=True)
+            assert ("change_model", "vace_1.3B") in app.wgp.calls and live["model_type"] == "vace_1.3B"
+            assert live["all_settings"]["vace_1.3B"]["video_guide"] == str(guide)
+            assert live["all_settings"]["t2v"] == {"video_prompt_type": "", "resolution": "1280x720", "video_length": 49}
             browser.close()
     finally:
         app.demo.close()
