@@ -236,6 +236,9 @@ def test_in_the_browser_extract_send_generate(app):
             assert ("update_video_prompt_type", True, "") in app.wgp.calls
             # Generate with VACE: through the host's API-session wrapper; progress, then the result
             page.get_by_role("tab", name="Structure Video").click()
+            page.wait_for_timeout(1500)  # the host's tab-select prefill has run: what the user typed stays
+            assert page.locator("#structure_video_resolution textarea, #structure_video_resolution input").first \
+                .input_value() == "320x192"
             page.locator("#structure_video_generate_panel").get_by_text("Generate with VACE").first.click()
             page.locator("#structure_video_prompt textarea").fill("a paper boat on a river")
             page.locator("#structure_video_generate").click()
