@@ -141,15 +141,15 @@ def test_gpu_lock_order_and_resident_registration(host) -> None:
     assert "structure_video" in host.registry
 
 
-def test_missing_host_parts_are_tolerated(monkeypatch) -> None:
-    monkeypatch.delitem(__import__("sys").modules, "wgp", raising=False)
-    pool = AnnotatorPool(offload="plain")
+def test_gpu_lock_travels_in_the_run_context(host) -> None:
+    """The tab hands the host's lock to the pipeline as RunContext.gpu_lock (no module global); the
+    pipeline enters it as ``with ctx.gpu_lock():`` around RAFT."""
+    from wan2gp_structure_video.pipeline.build import RunContext
 
-    class Bare:
-        pass
-
-    hooks = install_host_hooks(Bare(), pool, {})
-    assert hooks.installed and hooks.wrapper is None
-    with hooks.gpu_lock({"gen": {}}):
-        pass
-    hooks.uninstall()
+    hooks = install_host_hooks(FakePlugin(host), AnnotatorPool(offload="plain"), host.modules)
+    state = {"gen": {}}
+    ctx = RunContext(gpu_lock=hooks.gpu_lock_for(state)).resolved()
+    with ctx.gpu_lock():
+        host.log.append("raft")
+    assert host.log[-3:] == [("acquire", "structure_video"), "raft", ("release", "structure_video", False)]
+    assert hooks.state is state
