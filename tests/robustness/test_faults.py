@@ -21,8 +21,8 @@ import torch
 from robustness.rbkit import assert_cache_consistent, assert_guide, leftovers
 from wan2gp_structure_video import GuideRequest, RunContext, build_guide
 from wan2gp_structure_video.errors import CacheError, OutputError, StructureVideoError
-from wan2gp_structure_video.memory import AnnotatorPool, install_host_hooks
-from wan2gp_structure_video.memory import host_hooks as hooks_module
+from wan2gp_structure_video.memory import AnnotatorPool
+from wan2gp_structure_video.ui.host_bridge import install_host_hooks
 from wan2gp_structure_video.preprocessors import flow_cache as flow_cache_module
 from wan2gp_structure_video.preprocessors import flow_store as flow_store_module
 from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
@@ -163,7 +163,6 @@ def fake_host(monkeypatch):
     host = _FakeHost(clear_raises=True)
     monkeypatch.setitem(sys.modules, "wgp", host.wgp)
     yield host
-    monkeypatch.setattr(hooks_module, "_ACTIVE", None)
 
 
 def test_host_clear_gen_cache_raising_after_a_kept_extraction(tmp_path, sample, fake_host) -> None:
