@@ -16,13 +16,13 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from ..errors import OptionError, OutputError
+from ..errors import OptionError
 from .backend_choice import BackendChoice, choose_backend
 from .context import RunContext
 from .flow_keys import render_key
 from .guide_render import flow_histogram, guide_scale, iter_flow_guide, iter_resampled_flows
 from .guide_render import iter_image_guide
-from .output import publish_cached_guide, write_guide_video
+from .output import output_error, publish_cached_guide, write_guide_video
 from .prepare import PreparedGuide, prepare
 from .request import GuideRequest, GuideResult
 from .source_flows import SourceFlows, open_source_flows
@@ -130,8 +130,7 @@ def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> 
                                         req.output_frames, ctx.progress)
             result.timings["render_encode"] = seconds
     except OSError as exc:  # disk full, permissions: the partial file is gone
-        raise OutputError(f"Cannot write the guide video {output}: {exc.strerror or exc}; free disk space "
-                          "or choose another output folder.") from exc
+        raise output_error(output, exc) from exc
     if cached is not None:
         result.cache_hit, result.render_cached, result.flows_from_cache = True, True, True
         result.device = "cache"
