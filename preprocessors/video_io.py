@@ -6,6 +6,7 @@ them), written to a temporary name and renamed when complete.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -18,6 +19,7 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import av
 import numpy as np
 
+from ..atomic_files import publishing, sweep_stale_partials
 from ..errors import InvalidVideoError
 
 logger = logging.getLogger(__name__)
@@ -274,13 +276,15 @@ class GuideVideoWriter:
         self.path = Path(path)
         self.width, self.height, self.fps = int(width), int(height), float(fps)
         self.crf, self.preset = crf, preset
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial.mp4")
+        self.tmp: Optional[Path] = None  # the partial file (atomic_files) while the with block runs
+        self._publish: Optional[contextlib.AbstractContextManager[Path]] = None
         self.frames_written = 0
         self._container = None
         self._stream = None
 
     def __enter__(self) -> "GuideVideoWriter":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._publish = publishing(self.path)
+        self.tmp = self._publish.__enter__()
         rate = Fraction(self.fps).limit_denominator(1001)
         self._container = av.open(str(self.tmp), mode="w", format="mp4")
         stream = self._container.add_stream("libx264", rate=rate)
@@ -304,6 +308,7 @@ class GuideVideoWriter:
 
     def __exit__(self, kind, value, traceback) -> None:
         container, self._container = self._container, None
+        publish, self._publish = self._publish, None
         try:
             if kind is None:
                 if self.frames_written == 0:
@@ -312,16 +317,18 @@ class GuideVideoWriter:
                     container.mux(packet)
             container.close()
             container = None
-            if kind is None:
-                os.replace(self.tmp, self.path)
+        except BaseException as exc:
+            kind, value, traceback = type(exc), exc, exc.__traceback__
+            raise
         finally:
             if container is not None:
                 try:
                     container.close()
                 except Exception:  # the original error matters more than a failed close
                     pass
-            if self.tmp.exists():
-                self.tmp.unlink()
+            if publish is not None:  # renames the partial file over the output, or removes it on error
+                publish.__exit__(kind, value, traceback)
+        sweep_stale_partials(self.path.parent, self.path.name)  # partials of killed earlier writers
 
 
 def write_frames(path: PathLike, frames: Iterable[np.ndarray], fps: float) -> int:

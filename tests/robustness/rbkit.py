@@ -107,14 +107,28 @@ def leftovers(folder: Path) -> list[Path]:
 
 
 def assert_cache_consistent(root: Path) -> FlowCache:
-    """Every entry under ``root`` is whole and matches its checksum; no writer folder is left behind."""
+    """Every entry under ``root`` is whole and matches its checksum (re-hashed here, whatever its stamp),
+    every stored render matches its record; no writer folder, partial or lock file is left behind."""
+    import json
+
+    from wan2gp_structure_video.preprocessors.flow_cache import sha256_file
+
     cache = FlowCache(root)
     base = Path(root) / "v1"
     for folder in (base / "entries").glob("*/*"):
-        assert cache._validate(folder.name, folder) is None, f"corrupt cache entry {folder}"
-    assert not list((base / "tmp").iterdir()), f"writer folders left: {list((base / 'tmp').iterdir())}"
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["complete"] and manifest["key"] == folder.name, f"incomplete cache entry {folder}"
+        assert sha256_file(folder / "flows.npy") == manifest["sha256"], f"corrupt cache entry {folder}"
+        assert cache.lookup(folder.name) is not None, f"cache entry refused {folder}"
+    for video in (base / "renders").glob("*.mp4"):
+        record = json.loads(video.with_suffix(".json").read_text())
+        assert sha256_file(video) == record["sha256"], f"corrupt cached render {video}"
+    writers = list((base / "tmp").iterdir()) if (base / "tmp").exists() else []
+    assert not writers, f"writer folders left: {writers}"
     assert not leftovers(base), f"partial files in the cache: {leftovers(base)}"
-    cache.stats()
+    locks = list((base / "locks").iterdir()) if (base / "locks").exists() else []
+    assert not locks, f"lock files left: {locks}"
+    assert not cache.stats().foreign, cache.stats()
     return cache
 
 
