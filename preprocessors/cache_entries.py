@@ -150,10 +150,16 @@ class EntryStore:
         try:
             manifest = self._fill(tmp, key, produce, params)
             final = self.layout.entry_dir(key)
-            final.parent.mkdir(exist_ok=True)
             if os.path.lexists(final):
                 self.remove(final, force=True)
-            os.rename(tmp, final)
+            for attempt in range(3):  # an eviction may remove the empty prefix folder between the two calls
+                final.parent.mkdir(exist_ok=True)
+                try:
+                    os.rename(tmp, final)
+                    break
+                except FileNotFoundError:
+                    if attempt == 2 or not tmp.exists():
+                        raise
             fsync_dir(final.parent)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -214,4 +220,6 @@ class EntryStore:
                     self.layout.remove_file(folder / name)
         with contextlib.suppress(OSError):
             os.rmdir(folder)
+        with contextlib.suppress(OSError):
+            os.rmdir(folder.parent)  # the prefix folder, once empty (rmdir never follows a link)
         return not os.path.lexists(folder)

@@ -159,7 +159,7 @@ class FlowCache:
         if blocked is not None:
             logger.warning("Flow cache at %s: %s; it is left alone and these flows are not cached (remove it by "
                            "hand to cache them again).", self.root, blocked)
-            self._note(key, f"{blocked}; the flows were not cached")
+            self._note(key, f"{blocked}; it is left alone and the flows were not cached")
             return self._entries.create_ephemeral(key, produce, params), False
         with self._inflight_guard:
             local = self._inflight.setdefault(key, threading.Lock())
