@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -55,6 +55,19 @@ class CacheEntry:
         if self.manifest["shape"][0] == 0:
             return np.zeros(tuple(self.manifest["shape"]), dtype=FLOW_DTYPE)
         return open_flow_rows(self.flows_path)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(folder: Path, what: str, advice: str) -> Iterator[None]:
+    """Remove ``folder`` if the block fails; an ``OSError`` becomes a one-line ``CacheError``."""
+    try:
+        yield
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise CacheError(f"{what}: {exc.strerror or exc}; {advice}") from exc
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 class Foreign(Exception):
@@ -147,9 +160,10 @@ class EntryStore:
                     self.layout.remove_tree(Path(item.path))
         tmp = tmp_root / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
-        try:
+        final = self.layout.entry_dir(key)
+        with _removed_on_failure(tmp, f"Cannot write the flow cache at {self.layout.root}", "free disk space, "
+                                 "choose another folder with --cache-dir, or use --no-cache."):
             manifest = self._fill(tmp, key, produce, params)
-            final = self.layout.entry_dir(key)
             if os.path.lexists(final):
                 self.remove(final, force=True)
             for attempt in range(3):  # an eviction may remove the empty prefix folder between the two calls
@@ -161,27 +175,13 @@ class EntryStore:
                     if attempt == 2 or not tmp.exists():
                         raise
             fsync_dir(final.parent)
-        except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise CacheError(f"Cannot write the flow cache at {self.layout.root}: {exc.strerror or exc}; free disk "
-                             "space, choose another folder with --cache-dir, or use --no-cache.") from exc
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return CacheEntry(key, final, manifest)
 
     def create_ephemeral(self, key: str, produce: Producer, params: dict[str, Any]) -> CacheEntry:
         """Compute the entry into a private temporary folder (removed when its use ends)."""
         folder = Path(tempfile.mkdtemp(prefix="sv-flows-"))
-        try:
+        with _removed_on_failure(folder, f"Cannot write temporary flows in {folder.parent}", "free disk space."):
             manifest = self._fill(folder, key, produce, params, stamp=False)
-        except OSError as exc:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise CacheError(f"Cannot write temporary flows in {folder.parent}: {exc.strerror or exc}; "
-                             "free disk space.") from exc
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
         return CacheEntry(key, folder, manifest, ephemeral=True)
 
     @staticmethod

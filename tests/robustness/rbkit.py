@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import struct
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Optional
@@ -99,6 +100,16 @@ EXPECTED = {
     "vfr": "ok", "rotation-90": "ok", "grayscale": "ok", "alpha": "ok", "non-ascii-spaces": "ok",
     "nonexistent": "error", "directory": "error", "url": "error",
 }
+
+
+def reap(proc: "subprocess.Popen") -> None:
+    """Kill ``proc`` if it still runs, wait for it, close its pipes (for ``finally`` blocks)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def leftovers(folder: Path) -> list[Path]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robustness.rbkit import assert_cache_consistent, assert_guide, leftovers
+from robustness.rbkit import assert_cache_consistent, assert_guide, leftovers, reap
 from wan2gp_structure_video import GuideRequest, RunContext, build_guide
 from wan2gp_structure_video.cli import main
 from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
@@ -199,10 +199,7 @@ def test_a_writer_killed_during_encode_leaves_no_partial_after_the_next_run(tmp_
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+        reap(proc)
     assert all(p.exists() for p in partials) and not out.exists()  # what the killed writer left
     build_guide(_request(sample, out, frames=40), RunContext(cache=FlowCache(tmp_path / "cache")))
     assert_guide(out, (128, 64), 40)

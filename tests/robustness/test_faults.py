@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from robustness.rbkit import assert_cache_consistent, assert_guide, leftovers
+from robustness.rbkit import assert_cache_consistent, assert_guide, leftovers, reap
 from wan2gp_structure_video import GuideRequest, RunContext, build_guide
 from wan2gp_structure_video.errors import CacheError, OutputError, StructureVideoError
 from wan2gp_structure_video.memory import AnnotatorPool, install_host_hooks
@@ -392,11 +392,7 @@ def test_sigkill_during_extraction_then_the_next_run_completes(tmp_path, sample)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        reap(proc)
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
     cache = FlowCache(cache_root)
