@@ -191,12 +191,13 @@ class EntryStore:
         data = folder / FLOWS_FILE
         with open(data, "rb+") as handle:
             os.fsync(handle.fileno())
+        before = FileStamp.of(data)
         digest = sha256_file(data)
         manifest = {"format": FORMAT_VERSION, "key": key, "dtype": np.dtype(FLOW_DTYPE).name, "params": params,
                     "bytes": data.stat().st_size, "sha256": digest, "created": time.time(), "complete": True,
                     **fields}
         write_text_atomic(folder / MANIFEST_FILE, json.dumps(manifest, indent=1, default=str))
-        record = stamp_record(FileStamp.of(data), digest) if stamp else None
+        record = stamp_record(before, digest) if stamp and FileStamp.of(data) == before else None
         if record is not None:
             write_text_atomic(folder / STAMP_FILE, json.dumps(record))
         (folder / USED_FILE).touch()

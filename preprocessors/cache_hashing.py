@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from ..atomic_files import write_text_atomic
-from .cache_layout import FORMAT_VERSION, is_key, read_json
+from .cache_layout import FORMAT_VERSION, is_key, is_plain_file_or_absent, read_json
 
 _CHUNK = 4 * 2**20
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -116,7 +116,7 @@ def content_hash(path: Union[str, Path], memo_for: Callable[[str], Optional[Path
                 return str(known["sha256"])
     digest = sha256_file(path)
     record = stamp_record(stamp, digest) if FileStamp.of(path) == stamp else None
-    if memo is not None and record is not None:
+    if memo is not None and record is not None and is_plain_file_or_absent(memo):
         with contextlib.suppress(OSError):
             write_text_atomic(memo, json.dumps({"path": str(path), **record}))
     return digest

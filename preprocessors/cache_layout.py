@@ -40,6 +40,7 @@ _PREFIX = re.compile(r"[0-9a-f]{2}\Z")
 _WRITER = re.compile(r"(?P<key>[0-9a-f]{64})\.(?P<pid>\d+)\.[0-9a-f]{8}\Z")
 _ENTRY_PARTIAL = re.compile(r"\.(?:manifest|verified)\.json\.\d+\.[0-9a-f]{8}\.partial\.json\Z")
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_MAX_JSON_BYTES = 64 * 2**20  # a manifest is a few kB; a planted giant file is not read whole
 
 
 def is_key(name: str) -> bool:
@@ -84,11 +85,16 @@ def is_plain_dir(path: Union[str, Path]) -> bool:
     return False
 
 
+def is_plain_file_or_absent(path: Union[str, Path]) -> bool:
+    """Nothing there yet, or a regular file: a place the cache may (re)publish a file of its own."""
+    return not os.path.lexists(path) or is_plain_file(path)
+
+
 def read_json(path: Union[str, Path]) -> Any:
     """Parse a JSON file, refusing to open it through a link."""
     fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW)
     with os.fdopen(fd, "rb") as handle:
-        return json.loads(handle.read(1 << 20).decode("utf-8"))
+        return json.loads(handle.read(_MAX_JSON_BYTES).decode("utf-8"))
 
 
 class CacheLayout:

@@ -19,7 +19,7 @@ from typing import Any, Optional, Union
 from ..atomic_files import publishing, sweep_stale_partials, write_text_atomic
 from ..errors import CacheError
 from .cache_hashing import verify_file
-from .cache_layout import FORMAT_VERSION, CacheLayout, is_plain_file, read_json
+from .cache_layout import FORMAT_VERSION, CacheLayout, is_plain_file, is_plain_file_or_absent, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,9 @@ class RenderStore:
         """Copy a finished guide into the cache with its record (both published atomically)."""
         self.layout.ensure("renders")
         final, record_path = self.layout.render_path(key), self.layout.render_record(key)
-        if os.path.lexists(final) and not is_plain_file(final):
-            raise CacheError(f"{self.layout.relative(final)} is a foreign object; the guide is not cached.")
+        for path in (final, record_path):
+            if not is_plain_file_or_absent(path):
+                raise CacheError(f"{self.layout.relative(path)} is a foreign object; the guide is not cached.")
         sweep_stale_partials(self.layout.folder("renders"))
         try:
             with publishing(final) as tmp:
