@@ -105,15 +105,15 @@ class FlowCache:
 
     # ----------------------------------------------------------------- problems met
     def problem(self, key: str) -> Optional[str]:
-        """What was wrong with the stored entry or render of ``key`` when it was last looked up
-        (e.g. "checksum mismatch"; it was removed and is being made again), or None."""
+        """What was wrong with the stored entry or render of ``key`` (e.g. "checksum mismatch": it was
+        removed and is made again), or None; forgotten once a valid one is found."""
         return self._problems.get(key)
 
-    def _note(self, key: str, problem: Optional[str]) -> None:
-        if problem is None:
-            self._problems.pop(key, None)
-        else:
+    def _note(self, key: str, problem: Optional[str], found: bool) -> None:
+        if problem is not None:
             self._problems[key] = problem
+        elif found:
+            self._problems.pop(key, None)
 
     # ----------------------------------------------------------------- content identity
     def content_hash(self, video: Union[str, Path]) -> str:
@@ -138,9 +138,9 @@ class FlowCache:
         try:
             entry, problem = self._entries.lookup(key)
         except Foreign as foreign:
-            self._note(key, f"{foreign}; it is left alone")
+            self._note(key, f"{foreign}; it is left alone", found=False)
             return None
-        self._note(key, problem)
+        self._note(key, problem, found=entry is not None)
         return entry
 
     def get_or_create(self, key: str, produce: Callable[[Path], dict[str, Any]], params: dict[str, Any],
@@ -159,7 +159,7 @@ class FlowCache:
         if blocked is not None:
             logger.warning("Flow cache at %s: %s; it is left alone and these flows are not cached (remove it by "
                            "hand to cache them again).", self.root, blocked)
-            self._note(key, f"{blocked}; it is left alone and the flows were not cached")
+            self._note(key, f"{blocked}; it is left alone and the flows were not cached", found=False)
             return self._entries.create_ephemeral(key, produce, params), False
         with self._inflight_guard:
             local = self._inflight.setdefault(key, threading.Lock())
@@ -203,7 +203,7 @@ class FlowCache:
         """A cached rendered guide that matches its recorded size and checksum, or None. A damaged one
         is removed and ``problem(render_key)`` says why (render again and tell the user)."""
         path, problem = self._renders.lookup(check_key(render_key))
-        self._note(render_key, problem)
+        self._note(render_key, problem, found=path is not None)
         return path
 
     def store_render(self, render_key: str, video: Union[str, Path]) -> Path:

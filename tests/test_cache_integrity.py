@@ -86,11 +86,13 @@ def test_a_stamped_entry_rewritten_in_place_is_still_detected(tmp_path, hash_cal
     data = tmp_path / "v1" / "entries" / key[:2] / key / "flows.npy"
     _rewrite_same_size(data, keep_mtime=forge_mtime)
     hash_calls.clear()
-    assert FlowCache(tmp_path).lookup(key) is None
-    assert hash_calls == ["flows.npy"] and "checksum mismatch" in caplog.text
+    cache = FlowCache(tmp_path)
     calls = []
-    entry, hit = FlowCache(tmp_path).get_or_create(key, _producer(calls=calls), {})
+    entry, hit = cache.get_or_create(key, _producer(calls=calls), {})
+    assert hash_calls[0] == "flows.npy" and "checksum mismatch" in caplog.text
+    assert cache.problem(key) == "checksum mismatch"  # what the caller tells the user
     assert not hit and calls == [1] and float(entry.rows()[1, 0, 0, 0]) == 2.0
+    assert FlowCache(tmp_path).lookup(key) is not None
 
 
 def test_a_stamp_is_not_trusted_within_the_racy_window():
