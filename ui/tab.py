@@ -129,9 +129,15 @@ def details_markdown(result: Any) -> str:
         if result.batch_size:
             lines.append(f"Batch size: {result.batch_size} pairs")
         if result.render_cached:
-            lines.append("Cache: guide reused from the cache")
+            lines.append("Cache: guide reused from the cache (no flow model loaded)")
+        elif result.flows_from_cache:
+            lines.append("Cache: flows **hit** — re-targeted from the cached source flows, no flow model loaded")
         elif result.cache_hit is not None:
             lines.append("Cache: flows " + ("**hit** (reused)" if result.cache_hit else "miss (computed and stored)"))
+    distinct = result.distinct_source_frames
+    if 0 < distinct < result.frames:
+        lines.append(f"Source frames: {distinct} distinct over {result.frames} guide frames"
+                     + (" (motion spread in time, no still frames)" if result.guide_type == "flow" else " (repeated)"))
     timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in (result.timings or {}).items())
     if timings:
         lines.append(f"Timings: {timings}")
@@ -204,9 +210,9 @@ def cache_action(action: str, plugin: Any = None) -> str:
 def sample_video_path() -> str:
     from ..preprocessors.sample_video import write_sample_video
 
-    path = output_dir() / "sample_structure.mp4"
+    path = output_dir() / "sample_structure_v2.mp4"  # v2: 130 frames, camera pan + zoom, moving objects
     if not path.is_file():
-        write_sample_video(path, width=640, height=360, frames=48, fps=24.0)
+        write_sample_video(path, width=640, height=360)
     return str(path)
 
 
