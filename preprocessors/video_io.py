@@ -19,7 +19,7 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import av
 import numpy as np
 
-from ..atomic_files import publishing, sweep_stale_partials
+from ..atomic_files import partial_target, publishing, sweep_stale_partials
 from ..errors import InvalidVideoError
 
 logger = logging.getLogger(__name__)
@@ -328,7 +328,8 @@ class GuideVideoWriter:
                     pass
             if publish is not None:  # renames the partial file over the output, or removes it on error
                 publish.__exit__(kind, value, traceback)
-        sweep_stale_partials(self.path.parent, self.path.name)  # partials of killed earlier writers
+        # partials of killed earlier writers of the same final file (this path may itself be a partial name)
+        sweep_stale_partials(self.path.parent, partial_target(self.path.name) or self.path.name)
 
 
 def write_frames(path: PathLike, frames: Iterable[np.ndarray], fps: float) -> int:

@@ -297,3 +297,18 @@ def test_stats_creates_nothing_and_speaks_plainly(tmp_path, capsys):
     assert one.startswith("1 flow entry, 1 rendered guide, 3.0 GiB of 10.0 GiB")
     assert str(CacheStats(new, 2, 0, 1536, 2**20)).startswith("2 flow entries, 0 rendered guides, 1.5 KiB of 1.0 MiB")
     assert [format_bytes(n) for n in (0, 512, 2**20 * 51.2, 2**40)] == ["0 B", "512 B", "51.2 MiB", "1024.0 GiB"]
+
+
+def test_nested_partials_of_dead_writers_are_swept_with_their_final_name(tmp_path):
+    from wan2gp_structure_video.atomic_files import partial_target, sweep_stale_partials
+
+    dead = _dead_pid()
+    outer = f".g.mp4.{dead}.0123abcd.partial.mp4"  # a writer publishing through another writer's partial file
+    nested = tmp_path / f".{outer}.{dead}.89abcdef.partial.mp4"
+    other = tmp_path / f"..h.mp4.{dead}.0123abcd.partial.mp4.{dead}.89abcdef.partial.mp4"
+    live = tmp_path / f"..g.mp4.{os.getpid()}.0123abcd.partial.mp4.{os.getpid()}.89abcdef.partial.mp4"
+    for path in (nested, other, live):
+        path.write_bytes(b"x")
+    assert partial_target(nested.name) == "g.mp4" and partial_target("g.mp4") is None
+    assert sweep_stale_partials(tmp_path, "g.mp4") == [nested]
+    assert other.exists() and live.exists()
