@@ -162,8 +162,8 @@ def test_cache_files_are_named_by_hashes_only(tmp_path) -> None:
     with pytest.raises(StructureVideoError):  # a weights "path" that tries to climb out: not found, no file made
         build_guide(_request(source, work / "o3.mp4", backend="raft", raft_weights="../../../etc/passwd.pth"),
                     RunContext(cache=FlowCache(cache_root)))
-    allowed = [rf"entries/[0-9a-f]{{2}}/{HEX64}(/(flows\.npy|manifest\.json|used))?", "entries/[0-9a-f]{2}",
-               rf"renders/{HEX64}\.mp4", rf"sources/{HEX64}\.json", rf"locks/{HEX64}\.lock",
+    allowed = [rf"entries/[0-9a-f]{{2}}/{HEX64}(/(flows\.npy|manifest\.json|verified\.json|used))?",
+               "entries/[0-9a-f]{2}", rf"renders/{HEX64}\.(mp4|json)", rf"sources/{HEX64}\.json", rf"locks/{HEX64}\.lock",
                "entries", "renders", "sources", "locks", "tmp"]
     base = cache_root / "v1"
     for path in base.rglob("*"):
