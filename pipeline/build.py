@@ -65,6 +65,9 @@ def open_flows(prepared: PreparedGuide, ctx: RunContext) -> Iterator[SourceFlows
     """The source flows of a prepared flow request (recorded in its result), valid inside the block."""
     with open_source_flows(prepared, backend_for(prepared, ctx), ctx) as flows:
         _record_flows(prepared.result, flows)
+        problem = ctx.cache.problem(flows.key) if ctx.cache is not None and flows.key is not None else None
+        if problem and not flows.from_cache:
+            prepared.result.warnings.append(f"cached flows were invalid ({problem}); extracted again.")
         yield flows
 
 
@@ -121,6 +124,9 @@ def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> 
     if ctx.cache is not None and req.guide_type == "flow":
         key = render_key(prepared, backend_for(prepared, ctx), ctx.cache)
     cached = ctx.cache.lookup_render(key) if key is not None else None
+    if key is not None and cached is None and ctx.cache.problem(key):
+        result.warnings.append(f"the cached guide was damaged ({ctx.cache.problem(key)}); it was removed and "
+                               "the guide rendered again.")
     width, height = prepared.size
     try:
         if cached is not None:

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..atomic_files import copy_atomic, publishing
+from ..atomic_files import copy_atomic, sweep_stale_partials
 from ..errors import OutputError
 from ..preprocessors.video_io import BackgroundGuideWriter
 from ..progress import Progress
@@ -25,16 +25,15 @@ def write_guide_video(frames: Iterator[np.ndarray], output: Path, width: int, he
     written = 0
     encode_started = None
     try:
-        with publishing(output) as partial:
-            with BackgroundGuideWriter(partial, width, height, fps) as writer:
-                for frame in frames:
-                    if encode_started is None:
-                        encode_started = time.perf_counter()
-                    writer.write(frame)
-                    written += 1
-                    progress.update("encode", written, total, f"writing guide frame {written}/{total}")
-                if written != total:
-                    raise RuntimeError(f"produced {written} guide frames instead of {total}")
+        with BackgroundGuideWriter(output, width, height, fps) as writer:  # publishes atomically itself
+            for frame in frames:
+                if encode_started is None:
+                    encode_started = time.perf_counter()
+                writer.write(frame)
+                written += 1
+                progress.update("encode", written, total, f"writing guide frame {written}/{total}")
+            if written != total:
+                raise RuntimeError(f"produced {written} guide frames instead of {total}")
     finally:
         close = getattr(frames, "close", None)
         if close is not None:
@@ -43,8 +42,9 @@ def write_guide_video(frames: Iterator[np.ndarray], output: Path, width: int, he
 
 
 def publish_cached_guide(cached: Path, output: Path) -> None:
-    """Copy a guide rendered earlier to ``output`` atomically."""
+    """Copy a guide rendered earlier to ``output`` atomically (and sweep dead writers' partials of it)."""
     copy_atomic(cached, output)
+    sweep_stale_partials(output.parent, output.name)
 
 
 def output_error(output: Path, exc: OSError) -> OutputError:

@@ -161,6 +161,7 @@ def test_a_damaged_stored_render_is_detected_and_rendered_again(tmp_path, sample
     again = build_guide(_request(sample, out), RunContext(cache=cache))
     assert not again.render_cached, "the damaged render was served"
     assert cache.problem(stored.stem), "the damage was not reported"
+    assert any("cached guide was damaged" in note for note in again.warnings), again.warnings
     assert again.frames == clean.frames
     assert np.array_equal(_decoded(out), _decoded(tmp_path / "clean.mp4"))
     assert_cache_consistent(cache_root)  # the render stored again matches its record
