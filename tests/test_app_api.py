@@ -33,7 +33,8 @@ def client(app_url):
 
 
 def test_extract_returns_playable_guide_of_the_right_size_and_count(client, tmp_path):
-    source = write_sample_video(tmp_path / "s.mp4", width=160, height=96, frames=12, fps=12)
+    # A source no other test makes: a guide served from the cache has no memory chart (nothing was extracted).
+    source = write_sample_video(tmp_path / "s.mp4", width=168, height=96, frames=12, fps=12)
     guide, details, preview, _slider, chart, cache_info = extract_via_api(client, source, EXTRACT_DEFAULTS)
     info = probe_video(video_path(guide))
     assert (info.width, info.height, info.frame_count) == (128, 96, 8)
