@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Write the deterministic sample structure video (no download).")
     sample.add_argument("out", metavar="OUT.mp4")
     sample.add_argument("--resolution", default="640x360", metavar="WxH")
-    sample.add_argument("--frames", type=int, default=48)
+    sample.add_argument("--frames", type=int, default=130)  # sample_video.SAMPLE_FRAMES: 5.4 s at 24 fps
     sample.add_argument("--fps", type=float, default=24.0)
     _add_common(sample, argparse.SUPPRESS)
     app = commands.add_parser("app", help="run the Structure Video tab as a small web app",

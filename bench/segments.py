@@ -1,7 +1,8 @@
 """Extract once, reuse everywhere: a 3-segment and a 10-segment run on one structure video.
 
 For each run (fresh cache): the flow backend is invoked exactly once (counted), the first segment
-pays the extraction, and segments 2..k only read their slice of the cached flows and render it —
+pays the extraction, and segments 2..k only read (and resample in time) their slice of the cached
+flows and render it —
 each must cost ≤ 2 % of the first extraction (the flow slice read from the cache). Then a second
 process on the same video must hit the cache. Prints the ratios.
 
@@ -18,7 +19,7 @@ import numpy as np
 from pathlib import Path
 
 from wan2gp_structure_video.memory import AnnotatorPool
-from wan2gp_structure_video.pipeline import build as build_module
+from wan2gp_structure_video.pipeline import source_flows as source_flows_module
 from wan2gp_structure_video.pipeline.build import RunContext, open_flows, prepare
 from wan2gp_structure_video.pipeline.multi import build_segment_guides
 from wan2gp_structure_video.pipeline.request import GuideRequest
@@ -40,7 +41,7 @@ def one_run(source: Path, segments: int, length: int, backend: str, work: Path) 
     windows = sliding_windows(frames, length, overlap)
     assert len(windows) == segments
     calls = []
-    original = build_module._produce
+    original = source_flows_module._produce
 
     def counting(*args, **kwargs):
         calls.append(time.perf_counter())
@@ -50,14 +51,14 @@ def one_run(source: Path, segments: int, length: int, backend: str, work: Path) 
         finally:
             calls[-1] = time.perf_counter() - started
 
-    build_module._produce = counting
+    source_flows_module._produce = counting
     try:
         cache = FlowCache(work / f"cache_{segments}")
         ctx = RunContext(cache=cache, pool=AnnotatorPool(offload="plain"), progress=Progress())
         request = request_for(source, frames, backend)
         run = build_segment_guides(request, windows, work / f"out_{segments}", ctx)
     finally:
-        build_module._produce = original
+        source_flows_module._produce = original
     extraction = calls[0]
     # The flow slice of segments 2..k read from the cache (what the segment adds on top of rendering).
     reads = []
@@ -68,9 +69,8 @@ def one_run(source: Path, segments: int, length: int, backend: str, work: Path) 
         started = time.perf_counter()
         with open_flows(prepared, ctx) as flows:
             lo, hi = prepared.window
-            for row in flows.frame_rows[lo:hi]:
-                if row >= 0:
-                    flows.rows[row].sum(dtype=np.float32)  # touch the slice
+            for k in range(lo, hi):
+                flows.guide_flow(k).sum(dtype=np.float32)  # resample the slice
         reads.append(time.perf_counter() - started)
     totals = [segment.timings.get("total", 0.0) for segment in run.segments]
     worst_read = max(reads) / extraction

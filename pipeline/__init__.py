@@ -1,8 +1,10 @@
 """Orchestration: a guide request → a guide video, using preprocessors/ and memory/."""
 from __future__ import annotations
 
-from .build import PreparedGuide, RunContext, build_guide, iter_guide_frames, prepare
+from .build import build_guide, iter_guide_flows, iter_guide_frames
+from .context import RunContext
+from .prepare import PreparedGuide, prepare
 from .request import GuideRequest, GuideResult
 
-__all__ = ["GuideRequest", "GuideResult", "PreparedGuide", "RunContext", "build_guide", "iter_guide_frames",
-           "prepare"]
+__all__ = ["GuideRequest", "GuideResult", "PreparedGuide", "RunContext", "build_guide", "iter_guide_flows",
+           "iter_guide_frames", "prepare"]

@@ -1,94 +1,64 @@
-"""Flow extraction: plan the distinct pairs, stream fitted frames through the backend in batches.
+"""Flow extraction on the source timeline: stream fitted node frames through a backend in batches.
 
-Only one batch of frame pairs exists at a time (decoded, fitted, on the device); flows go
-straight to a :class:`FlowStoreWriter` row by row. A pair whose two frames are the same source
-frame is zero motion and is never computed; a pair that occurs again (a ``clip`` plan that loops)
-is computed once.
+Row ``j`` of the output is the flow from source node ``j`` to node ``j+1`` (see
+``preprocessors/motion_resample``). Only one batch of frame pairs exists at a time (decoded,
+fitted, on the device); flows go straight to a :class:`FlowStoreWriter` row by row.
+
+The batch loop is :func:`extract_flows` (OOM back-off, pressure checks between batches, progress)
+and the batch size is chosen in :func:`choose_batch_size` — nowhere else.
 """
 from __future__ import annotations
 
+import gc
 import logging
-from collections import OrderedDict
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
+import torch
 
-from ..memory import run_with_backoff
+from ..memory import BatchSizeHistory, MemoryMonitor, run_with_backoff
 from ..preprocessors.fit import FrameFitter
+from ..preprocessors.flow_dis import DisFlowBackend
+from ..preprocessors.flow_raft import RaftFlowBackend, estimate_bytes_per_pair
 from ..preprocessors.flow_store import FlowStoreWriter
-from ..preprocessors.frame_plan import FramePlan, Pair
 from ..preprocessors.video_io import VideoInfo, iter_planned_frames
 from ..progress import Progress
+from .backend_choice import BackendChoice, register_raft, resolve_device
+from .context import RunContext
+from .request import GuideRequest
 
 logger = logging.getLogger(__name__)
 
-#: ``FlowLayout.frame_rows`` value of a guide frame with zero motion.
-ZERO_ROW = -1
+CPU_RAFT_BATCH = 2
+DIS_BATCH = 8
+MAX_AUTO_BATCH = 16
 
 FramePair = tuple[np.ndarray, np.ndarray]
 ComputeFn = Callable[[list[FramePair]], Sequence[np.ndarray]]
 
 
-@dataclass(frozen=True)
-class FlowLayout:
-    """The distinct pairs to compute (one stored row each) and the row of every guide frame."""
+@dataclass
+class ExtractionReport:
+    """What one extraction did (returned, never written into a shared result)."""
 
-    jobs: tuple[Pair, ...]
-    frame_rows: tuple[int, ...]
-
-    @property
-    def rows(self) -> int:
-        return len(self.jobs)
-
-
-def plan_flow_layout(plan: FramePlan) -> FlowLayout:
-    """Map a frame plan's pairs onto distinct stored rows (zero-motion pairs get no row)."""
-    row_of_pair: dict[Pair, int] = {}
-    jobs: list[Pair] = []
-    rows: list[Optional[int]] = []
-    for pair in plan.pairs:
-        if pair is None:
-            rows.append(None)
-        elif pair[0] == pair[1]:
-            rows.append(ZERO_ROW)
-        else:
-            if pair not in row_of_pair:
-                row_of_pair[pair] = len(jobs)
-                jobs.append(pair)
-            rows.append(row_of_pair[pair])
-    for k, source in enumerate(plan.copy_from):
-        if source is not None:
-            rows[k] = rows[source]
-    return FlowLayout(tuple(jobs), tuple(ZERO_ROW if r is None else r for r in rows))
+    device: str
+    batch_size: int
+    seconds: float = 0.0
+    peak_device_bytes: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
-def restrict_layout(layout: FlowLayout, lo: int, hi: int) -> FlowLayout:
-    """Only the jobs that guide frames ``[lo, hi)`` need; frames outside the window get no row."""
-    used = sorted({row for row in layout.frame_rows[lo:hi] if row != ZERO_ROW})
-    renumber = {old: new for new, old in enumerate(used)}
-    rows = tuple(renumber[row] if lo <= k < hi and row != ZERO_ROW else ZERO_ROW
-                 for k, row in enumerate(layout.frame_rows))
-    return FlowLayout(tuple(layout.jobs[old] for old in used), rows)
-
-
-def iter_job_frames(path: str, info: VideoInfo, jobs: Sequence[Pair], fitter: FrameFitter) -> Iterator[FramePair]:
-    """Fitted (first, second) frames for every job, decoding each needed source frame once in a row."""
-    needed: list[int] = []
-    for pair in jobs:
-        for index in pair:
-            if not needed or needed[-1] != index:
-                needed.append(index)
-    source = zip(needed, iter_planned_frames(path, needed, info))
-    recent: "OrderedDict[int, np.ndarray]" = OrderedDict()
-    for first, second in jobs:
-        while first not in recent or second not in recent:
-            index, frame = next(source)
-            recent[index] = fitter(frame)
-            del frame
-            while len(recent) > 3:
-                recent.popitem(last=False)
-        yield recent[first], recent[second]
+def iter_node_pairs(path: str, info: VideoInfo, nodes: Sequence[int], fitter: FrameFitter) -> Iterator[FramePair]:
+    """Fitted (node j, node j+1) frames, decoding the source once, front to back."""
+    previous: Optional[np.ndarray] = None
+    for frame in iter_planned_frames(path, nodes, info):
+        fitted = fitter(frame)
+        del frame
+        if previous is not None:
+            yield previous, fitted
+        previous = fitted
 
 
 def stack_and_compute(compute: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> ComputeFn:
@@ -102,13 +72,32 @@ def stack_and_compute(compute: Callable[[np.ndarray, np.ndarray], np.ndarray]) -
     return run
 
 
+def choose_batch_size(request: GuideRequest, kind: str, device: torch.device, height: int, width: int,
+                      monitor: Optional[MemoryMonitor] = None, history: Optional[BatchSizeHistory] = None,
+                      history_key: Optional[str] = None) -> int:
+    """The one place a batch size is chosen: the request's, else DIS/CPU constants, else what the
+    free GPU memory holds (per the batch-size history when it knows this device and size)."""
+    if request.batch_size:
+        return request.batch_size
+    if kind == "dis":
+        return DIS_BATCH
+    if device.type != "cuda" or monitor is None:
+        return CPU_RAFT_BATCH
+    snapshot = monitor.snapshot()
+    per_pair = estimate_bytes_per_pair(height, width)
+    estimate = max(1, min(MAX_AUTO_BATCH, int(snapshot.free * 0.85 // max(1, per_pair))))
+    if history is not None and history_key is not None:
+        return max(1, min(MAX_AUTO_BATCH, history.suggest(history_key, snapshot.free, default=estimate)))
+    return estimate
+
+
 def extract_flows(pairs: Iterator[FramePair], total: int, writer: FlowStoreWriter, compute: ComputeFn, *,
                   batch_size: int, progress: Progress,
                   cpu_fallback: Optional[Callable[[], ComputeFn]] = None,
                   cleanup: Optional[Callable[[], None]] = None,
                   between_batches: Optional[Callable[[int], Optional[int]]] = None,
                   on_batch: Optional[Callable[[int, int], None]] = None) -> int:
-    """Run every pair through ``compute`` with OOM back-off, storing row ``i`` for pair ``i``."""
+    """The batch loop: every pair through ``compute`` with OOM back-off, row ``i`` for pair ``i``."""
     done = 0
 
     def report(count: int, size: int) -> None:
@@ -124,3 +113,84 @@ def extract_flows(pairs: Iterator[FramePair], total: int, writer: FlowStoreWrite
     if done != total:
         raise RuntimeError(f"flow extraction produced {done} of {total} flows")
     return done
+
+
+def extract_node_flows(request: GuideRequest, info: VideoInfo, fitter: FrameFitter, choice: BackendChoice,
+                       nodes: Sequence[int], writer: FlowStoreWriter, ctx: RunContext,
+                       size: tuple[int, int]) -> ExtractionReport:
+    """Flows between consecutive ``nodes`` into ``writer`` with the chosen backend."""
+    started = time.perf_counter()
+    total = len(nodes) - 1
+    if total <= 0:
+        return ExtractionReport("cpu", 0)
+    pairs = iter_node_pairs(str(request.input), info, nodes, fitter)
+    if choice.kind == "dis":
+        cpu = torch.device("cpu")
+        batch = choose_batch_size(request, "dis", cpu, size[1], size[0])
+        extract_flows(pairs, total, writer, stack_and_compute(DisFlowBackend().compute), batch_size=batch,
+                      progress=ctx.progress, on_batch=lambda done, _: ctx.timeline.record(f"batch {done}/{total}"))
+        report = ExtractionReport("cpu", batch)
+    else:
+        report = _extract_with_raft(request, choice, pairs, total, writer, ctx, size)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _extract_with_raft(request: GuideRequest, choice: BackendChoice, pairs: Iterator[FramePair], total: int,
+                       writer: FlowStoreWriter, ctx: RunContext, size: tuple[int, int]) -> ExtractionReport:
+    """RAFT through the annotator pool: loaded under the GPU lock, torn down in ``finally``."""
+    width, height = size
+    device = resolve_device(request.device)
+    name = register_raft(ctx.pool, choice)
+    monitor = MemoryMonitor(str(device))
+    timeline = ctx.timeline
+    on_cuda = device.type == "cuda"
+    history_key = None
+    if on_cuda and ctx.history is not None:
+        history_key = ctx.history.key(choice.name, torch.cuda.get_device_name(device), height, width,
+                                      request.precision)
+    batch_size = choose_batch_size(request, "raft", device, height, width, monitor, ctx.history, history_key)
+    report = ExtractionReport(str(device), batch_size)
+    if on_cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    timeline.record("start", monitor.snapshot())
+    current = {"size": batch_size}
+
+    def between(size_now: int) -> Optional[int]:
+        current["size"] = size_now
+        decision = ctx.pressure.check(monitor, ctx.pool, size_now) if on_cuda else None
+        return None if decision is None else decision.new_batch_size
+
+    def on_batch(done: int, size_now: int) -> None:
+        current["size"] = size_now
+        timeline.record(f"batch {done}/{total}", monitor.snapshot())
+
+    with ctx.gpu_lock(), ctx.pool.use(name, device, teardown=request.teardown) as lease:
+        timeline.record(f"{choice.name} loaded", monitor.snapshot())
+        backend = RaftFlowBackend(lease.model, lease.device, iterations=request.iterations,
+                                  precision=request.precision, name=choice.name)
+
+        def cpu_fallback() -> ComputeFn:
+            logger.warning("Out of memory at batch size 1 on %s: continuing %s on the CPU.", device, choice.name)
+            report.warnings.append(f"Ran out of GPU memory at batch size 1; finished {choice.name} on the CPU.")
+            cpu_backend = RaftFlowBackend(lease.move_to("cpu"), "cpu", iterations=request.iterations,
+                                          precision="fp32", name=choice.name)
+            return stack_and_compute(cpu_backend.compute)
+
+        extract_flows(pairs, total, writer, stack_and_compute(backend.compute), batch_size=batch_size,
+                      progress=ctx.progress, cpu_fallback=cpu_fallback if on_cuda else None,
+                      cleanup=lambda: _free_device_cache(device), between_batches=between, on_batch=on_batch)
+    timeline.record(f"{choice.name} {request.teardown if request.teardown != 'keep' else 'kept'}",
+                    monitor.snapshot())
+    if on_cuda:
+        report.peak_device_bytes = int(torch.cuda.max_memory_allocated(device))
+        if ctx.history is not None and history_key is not None and current["size"] > 0:
+            ctx.history.record(history_key, current["size"], report.peak_device_bytes // max(1, current["size"]))
+    return report
+
+
+def _free_device_cache(device: torch.device) -> None:
+    """What the OOM back-off does before retrying with a smaller batch."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

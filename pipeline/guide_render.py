@@ -1,4 +1,5 @@
-"""Guide frames from stored flows (one clip-wide scale) or from fitted source frames (canny, raw)."""
+"""Guide frames from source flows resampled in time (one clip-wide scale) or from fitted source
+frames (canny, raw: a repeated planned frame is a repeated image)."""
 from __future__ import annotations
 
 from typing import Iterator, Optional, Sequence
@@ -7,36 +8,41 @@ import numpy as np
 
 from ..preprocessors.canny import canny_edges
 from ..preprocessors.fit import FrameFitter
-from ..preprocessors.flow_viz import MagnitudeHistogram, clip_scale, flow_to_rgb
+from ..preprocessors.flow_viz import MIN_SCALE, MagnitudeHistogram, clip_scale, flow_to_rgb
 from ..preprocessors.video_io import VideoInfo, iter_planned_frames
-from .flow_extraction import ZERO_ROW
+from .source_flows import SourceFlows
 
 
-def _frame_flow(rows: np.ndarray, row: int, height: int, width: int) -> np.ndarray:
-    """The float32 flow of one guide frame (a fresh array, never a view of the mapped file)."""
-    if row == ZERO_ROW:
-        return np.zeros((height, width, 2), dtype=np.float32)
-    return np.asarray(rows[row], dtype=np.float32)
+def iter_guide_flows(flows: SourceFlows, lo: int, hi: int) -> Iterator[np.ndarray]:
+    """The float32 motion of guide frames ``[lo, hi)``, one at a time."""
+    for k in range(lo, hi):
+        yield flows.guide_flow(k)
 
 
-def flow_histogram(rows: np.ndarray, frame_rows: Sequence[int], height: int, width: int) -> MagnitudeHistogram:
-    """Histogram of flow magnitudes over every guide frame (a repeated row counts each time)."""
+def flow_histogram(flows: SourceFlows, lo: int, hi: int) -> MagnitudeHistogram:
+    """Histogram of flow magnitudes over guide frames ``[lo, hi)``."""
     histogram = MagnitudeHistogram()
-    for row in frame_rows:
-        histogram.add(_frame_flow(rows, row, height, width))
+    for flow in iter_guide_flows(flows, lo, hi):
+        histogram.add(flow)
     return histogram
 
 
-def guide_scale(histogram: MagnitudeHistogram, percentile: float, max_motion: Optional[float]) -> float:
-    """The one magnitude that maps to the rim of the colour wheel for the whole clip."""
-    return clip_scale(histogram, percentile=percentile, max_motion=max_motion)
+def guide_scale(histogram: MagnitudeHistogram, percentile: float, max_motion: Optional[float],
+                step: float = 1.0) -> float:
+    """The one magnitude that maps to the rim of the colour wheel for the whole clip.
+
+    The noise floor (``flow_viz.MIN_SCALE``) is a motion per *source* frame; a guide frame spans
+    ``step`` source frames, so the floor is scaled by it — a 2-frame source stretched over 81 frames
+    moves 1/80 of its motion per guide frame and must still be drawn in full colour.
+    """
+    floor = MIN_SCALE * step if step > 0 else MIN_SCALE
+    return clip_scale(histogram, percentile=percentile, max_motion=max_motion, min_scale=floor)
 
 
-def iter_flow_guide(rows: np.ndarray, frame_rows: Sequence[int], height: int, width: int,
-                    scale: float, strength: float) -> Iterator[np.ndarray]:
+def iter_flow_guide(flows: SourceFlows, lo: int, hi: int, scale: float, strength: float) -> Iterator[np.ndarray]:
     """Colour-wheel frames, all with the same scale, so colours do not flicker and strength matters."""
-    for row in frame_rows:
-        yield flow_to_rgb(_frame_flow(rows, row, height, width), scale, strength)
+    for flow in iter_guide_flows(flows, lo, hi):
+        yield flow_to_rgb(flow, scale, strength)
 
 
 def iter_image_guide(path: str, info: VideoInfo, indices: Sequence[int], fitter: FrameFitter,

@@ -24,8 +24,10 @@ from ..errors import OptionError, TargetError
 from ..preprocessors.flow_cache import FlowCache
 from ..preprocessors.segments import SegmentWindow
 from ..preprocessors.video_io import GuideVideoWriter
-from .build import RunContext, build_guide, iter_guide_frames, open_flows, prepare
+from .build import build_guide, iter_guide_frames, open_flows
+from .context import RunContext
 from .guide_render import flow_histogram, guide_scale
+from .prepare import prepare
 from .request import GuideRequest, GuideResult
 
 NEUTRAL_VALUE = {"flow": 255, "canny": 0, "raw": 0}
@@ -77,9 +79,8 @@ def build_segment_guides(request: GuideRequest, windows: Sequence[SegmentWindow]
             with open_flows(prepared, ctx) as flows:
                 extraction_cached = bool(prepared.result.cache_hit)
                 if consistent_scale and max_motion is None:
-                    width, height = prepared.size
-                    max_motion = guide_scale(flow_histogram(flows.rows, flows.frame_rows, height, width),
-                                             request.scale_percentile, None)
+                    max_motion = guide_scale(flow_histogram(flows, 0, request.frames),
+                                             request.scale_percentile, None, prepared.motion.step)
         extraction = time.perf_counter() - extraction_started
         results = []
         for number, window in enumerate(windows, 1):

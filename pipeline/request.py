@@ -133,6 +133,12 @@ class GuideResult:
     cache_hit: Optional[bool] = None
     cache_key: Optional[str] = None
     render_cached: bool = False
+    #: True when no flow model ran: the guide came from flows (or a rendered guide) already in the cache.
+    flows_from_cache: bool = False
+    #: Distinct source frames the guide's frame plan shows (fewer than ``frames`` when it repeats some).
+    distinct_source_frames: int = 0
+    #: Source frames between stored flows (1 = every consecutive pair); 0 for canny and raw.
+    flow_stride: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     peak_device_bytes: int = 0
     peak_rss_bytes: int = 0
@@ -153,9 +159,17 @@ class GuideResult:
         if self.guide_type == "flow":
             parts.append(f"backend {self.backend} on {self.device}")
             if self.render_cached:
-                parts.append("guide from cache")
-            elif self.cache_hit is not None:
-                parts.append("flows from cache" if self.cache_hit else "flows computed")
+                parts.append("guide from cache (no flow model loaded)")
+            elif self.flows_from_cache:
+                parts.append("flows from cache, re-targeted (no flow model loaded)")
+            elif self.cache_hit is not None or self.flow_stride:
+                parts.append("flows computed" + (f" every {self.flow_stride} source frames"
+                                                 if self.flow_stride > 1 else ""))
+        if 0 < self.distinct_source_frames < self.frames:
+            if self.guide_type == "flow":
+                parts.append(f"motion of {self.distinct_source_frames} source frames spread over {self.frames}")
+            else:
+                parts.append(f"{self.distinct_source_frames} distinct source frames, repeated to fill {self.frames}")
         parts.append(f"{self.timings.get('total', 0.0):.1f}s")
         if self.peak_device_bytes:
             parts.append(f"peak GPU {self.peak_device_bytes / 2**20:.0f} MiB")

@@ -9,24 +9,20 @@ Two treatments:
   source frame shown at ``k / target_fps`` seconds after the range start) and loops back to the
   range start when the range is too short.
 
-Flow convention (the one VACE was trained with): guide frame ``k`` shows the motion from
-planned source frame ``k-1`` to ``k``. Guide frame 0, and a frame where a ``clip`` plan loops
-back, takes the motion *into* its source frame from the frame just before it when the source has
-one; otherwise it copies its neighbour (guide frame 1 for frame 0).
+Flow guides do not use these plans for motion: they resample motion on the source's timeline
+(``motion_resample``), so a repeated source frame still gets its share of the motion. ``raw`` and
+``canny`` guides show the planned frames as they are: a repeated frame is a repeated image.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 from ..errors import OptionError, TargetError
 
 TREATMENTS = ("adjust", "clip")
 RANGE_UNITS = ("frames", "seconds")
-
-#: A flow pair: (source index of the earlier frame, source index of the later frame).
-Pair = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -40,34 +36,18 @@ class SourceRange:
 
 @dataclass(frozen=True)
 class FramePlan:
-    """The source frame of every guide frame, plus the flow pair of every guide frame.
-
-    ``pairs[k]`` is ``None`` when guide frame ``k`` has no pair of its own and copies the flow
-    of ``copy_from[k]`` instead.
-    """
+    """The source frame of every guide frame, and the resolved source range ``[first, stop)``."""
 
     indices: tuple[int, ...]
-    pairs: tuple[Optional[Pair], ...]
-    copy_from: tuple[Optional[int], ...]
     first: int
     stop: int
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    @property
-    def anchor(self) -> Optional[int]:
-        """The source frame just before the plan that guide frame 0 is measured from, if any."""
-        pair = self.pairs[0] if self.pairs else None
-        return pair[0] if pair is not None and pair[0] != self.indices[0] else None
-
-    def decode_order(self) -> tuple[int, ...]:
-        """Source frames in the order flow extraction reads them (both ends of every pair)."""
-        order: list[int] = []
-        for pair in self.pairs:
-            if pair is not None:
-                order.extend(pair)
-        return tuple(order)
+    def distinct(self, lo: int = 0, hi: Optional[int] = None) -> int:
+        """How many distinct source frames guide frames ``[lo, hi)`` show."""
+        return len(set(self.indices[lo:hi]))
 
 
 def resolve_range(frame_count: int, fps: float, source_range: Optional[SourceRange] = None) -> tuple[int, int]:
@@ -126,36 +106,6 @@ def plan_clip(count: int, source_fps: float, target_fps: float, first: int, stop
     return [first + int(math.floor(k * ratio + 1e-6)) % span for k in range(count)]
 
 
-def flow_pairs(indices: Sequence[int]) -> tuple[tuple[Optional[Pair], ...], tuple[Optional[int], ...]]:
-    """Flow pairs for a plan, following the convention in the module docstring.
-
-    Returns ``(pairs, copy_from)``: for every guide frame either a pair or the guide frame
-    whose flow it copies.
-    """
-    count = len(indices)
-    pairs: list[Optional[Pair]] = []
-    for k, current in enumerate(indices):
-        if k > 0 and current >= indices[k - 1]:
-            pairs.append((indices[k - 1], current))
-        elif current > 0:
-            pairs.append((current - 1, current))  # frame 0 or a loop: motion into this frame
-        else:
-            pairs.append(None)
-    if count == 1 and pairs[0] is None:
-        # A single guide frame at the very start: measure the motion out of it instead.
-        pairs[0] = (indices[0], indices[0] + 1)
-    copy_from: list[Optional[int]] = []
-    for k, pair in enumerate(pairs):
-        if pair is not None:
-            copy_from.append(None)
-            continue
-        # Copy the next guide frame that has a pair, else the previous one.
-        nxt = next((j for j in range(k + 1, count) if pairs[j] is not None), None)
-        prev = next((j for j in range(k - 1, -1, -1) if pairs[j] is not None), None)
-        copy_from.append(nxt if nxt is not None else prev)
-    return tuple(pairs), tuple(copy_from)
-
-
 def make_plan(treatment: str, count: int, frame_count: int, source_fps: float, target_fps: float,
               source_range: Optional[SourceRange] = None) -> FramePlan:
     """Build the full plan for a request."""
@@ -166,8 +116,7 @@ def make_plan(treatment: str, count: int, frame_count: int, source_fps: float, t
         indices = plan_adjust(count, first, stop)
     else:
         indices = plan_clip(count, source_fps, target_fps, first, stop)
-    pairs, copy_from = flow_pairs(indices)
-    return FramePlan(tuple(indices), pairs, copy_from, first, stop)
+    return FramePlan(tuple(indices), first, stop)
 
 
 def _check_count(count: int) -> None:

@@ -1,4 +1,4 @@
-"""Frame plans: property tests for counts, bounds, monotonicity, spacing and the flow convention."""
+"""Frame plans: property tests for counts, bounds, monotonicity, spacing and distinct frames."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from wan2gp_structure_video.errors import OptionError, TargetError
 from wan2gp_structure_video.preprocessors.frame_plan import (
-    SourceRange, flow_pairs, make_plan, plan_adjust, plan_clip, resolve_range)
+    SourceRange, make_plan, plan_adjust, plan_clip, resolve_range)
 
 counts = st.integers(min_value=1, max_value=400)
 spans = st.integers(min_value=1, max_value=3000)
@@ -91,30 +91,11 @@ def test_resolve_range_units_and_errors():
         resolve_range(100, 25.0, SourceRange(0, 5, "minutes"))
 
 
-@given(st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=60))
-def test_flow_pairs_convention(indices):
-    pairs, copy_from = flow_pairs(indices)
-    assert len(pairs) == len(copy_from) == len(indices)
-    for k, (pair, copy) in enumerate(zip(pairs, copy_from)):
-        if pair is None:
-            assert copy is not None and pairs[copy] is not None
-            continue
-        assert copy is None
-        a, b = pair
-        assert b == indices[k] or (len(indices) == 1 and a == indices[0])
-        if k > 0 and indices[k] >= indices[k - 1]:
-            assert a == indices[k - 1]  # motion from the previous planned frame
-        elif b == indices[k]:
-            assert a == indices[k] - 1  # first frame or a loop: motion into this frame
-
-
-def test_first_frame_uses_anchor_or_copies_next():
-    mid = make_plan("clip", 4, 100, 16.0, 16.0, SourceRange(10, None))
-    assert mid.indices == (10, 11, 12, 13)
-    assert mid.pairs[0] == (9, 10) and mid.anchor == 9
-    start = make_plan("adjust", 4, 100, 16.0, 16.0)
-    assert start.pairs[0] is None and start.copy_from[0] == 1 and start.anchor is None
-    assert start.pairs[1] == (start.indices[0], start.indices[1])
+def test_plan_counts_distinct_source_frames():
+    stretched = make_plan("adjust", 81, 48, 24.0, 16.0)
+    assert len(stretched) == 81 and stretched.distinct() == 48  # every source frame shown, 33 repeated
+    assert make_plan("adjust", 5, 100, 16.0, 16.0).distinct() == 5
+    assert make_plan("clip", 8, 100, 24.0, 16.0).distinct(0, 4) == 4
 
 
 def test_make_plan_rejects_bad_options():

@@ -7,7 +7,7 @@ import pytest
 from videogen import make_video
 from wan2gp_structure_video.errors import TargetError
 from wan2gp_structure_video.memory import AnnotatorPool
-from wan2gp_structure_video.pipeline import build as build_module
+from wan2gp_structure_video.pipeline import source_flows as source_flows_module
 from wan2gp_structure_video.pipeline.build import RunContext, build_guide
 from wan2gp_structure_video.pipeline.multi import Placement, build_composite_guide, build_segment_guides
 from wan2gp_structure_video.pipeline.request import GuideRequest
@@ -25,13 +25,13 @@ def sample(tmp_path_factory):
 @pytest.fixture()
 def produce_calls(monkeypatch):
     calls = []
-    original = build_module._produce
+    original = source_flows_module._produce
 
-    def counting(prepared, choice, layout, folder, ctx):
-        calls.append(layout.rows)
-        return original(prepared, choice, layout, folder, ctx)
+    def counting(prepared, choice, nodes, folder, ctx):
+        calls.append(len(nodes) - 1)
+        return original(prepared, choice, nodes, folder, ctx)
 
-    monkeypatch.setattr(build_module, "_produce", counting)
+    monkeypatch.setattr(source_flows_module, "_produce", counting)
     return calls
 
 

@@ -204,9 +204,9 @@ def cache_action(action: str, plugin: Any = None) -> str:
 def sample_video_path() -> str:
     from ..preprocessors.sample_video import write_sample_video
 
-    path = output_dir() / "sample_structure.mp4"
+    path = output_dir() / "sample_structure_v2.mp4"  # v2: 130 frames, camera pan + zoom, moving objects
     if not path.is_file():
-        write_sample_video(path, width=640, height=360, frames=48, fps=24.0)
+        write_sample_video(path, width=640, height=360)
     return str(path)
 
 

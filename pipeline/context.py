@@ -1,0 +1,45 @@
+"""The collaborators of one run (pool, progress, GPU lock, memory, cache), with standalone defaults."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, ContextManager, Optional
+
+from ..memory import PROCESS_GPU_LOCK, AnnotatorPool, BatchSizeHistory, PressurePolicy, Timeline, get_default_pool
+from ..preprocessors.flow_cache import FlowCache
+from ..progress import Progress, ensure_progress
+from .backend_choice import WeightsLocator
+
+#: Serialises annotator work on the GPU when the host provides no lock of its own.
+_PROCESS_GPU_LOCK = PROCESS_GPU_LOCK
+
+
+@dataclass
+class RunContext:
+    """Collaborators of one run; every field has a sensible standalone default."""
+
+    pool: Optional[AnnotatorPool] = None
+    progress: Optional[Progress] = None
+    weights_locator: Optional[WeightsLocator] = None
+    gpu_lock: Optional[Callable[[], ContextManager[object]]] = None
+    timeline: Optional[Timeline] = None
+    history: Optional[BatchSizeHistory] = None
+    pressure: Optional[PressurePolicy] = None
+    work_dir: Optional[Path] = None
+    cache: Optional[FlowCache] = None
+    use_cache: bool = True
+
+    def resolved(self) -> "RunContext":
+        """A copy with defaults filled in."""
+        return RunContext(
+            pool=self.pool or get_default_pool(),
+            progress=ensure_progress(self.progress),
+            weights_locator=self.weights_locator,
+            gpu_lock=self.gpu_lock or (lambda: _PROCESS_GPU_LOCK),
+            timeline=self.timeline if self.timeline is not None else Timeline(),
+            history=self.history,
+            pressure=self.pressure or PressurePolicy(),
+            work_dir=self.work_dir,
+            cache=(self.cache or FlowCache()) if self.use_cache else None,
+            use_cache=self.use_cache,
+        )

@@ -1,0 +1,99 @@
+"""Cache keys: one for the flows of a source span, one for a rendered guide.
+
+A flow entry is identified by what changes the flows — source content, the node span and stride,
+fitted size and fit, backend and compute settings — and by nothing that only changes the guide
+(frame count, fps, treatment, window, strength, colour scale). So one extraction serves every
+target; :func:`flow_key_candidates` lists the entries that can serve a request, best first.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..preprocessors.flow_cache import FlowCache, make_key
+from ..preprocessors.motion_resample import source_nodes
+from .backend_choice import BackendChoice, resolve_device
+from .prepare import PreparedGuide
+
+#: Bump when the stored flows change meaning (v2: rows between source nodes).
+FLOW_FORMAT = 2
+#: Bump when rendering from flows changes (v2: motion resampled in time), so old renders are not reused.
+RENDER_VERSION = 2
+
+
+@dataclass(frozen=True)
+class NodeSpan:
+    """The source frames a flow entry covers: range ``[first, last]`` with its stride."""
+
+    first: int
+    last: int
+    stride: int
+
+    @property
+    def nodes(self) -> tuple[int, ...]:
+        return source_nodes(self.first, self.last, self.stride)
+
+    @property
+    def pairs(self) -> int:
+        return len(self.nodes) - 1
+
+
+def compute_identity(prepared: PreparedGuide, choice: BackendChoice) -> dict[str, Any]:
+    """Device class, precision and iterations: what changes the numbers a backend returns."""
+    req = prepared.request
+    if choice.kind != "raft":
+        return {"device": "cpu", "precision": "fp32"}
+    device = resolve_device(req.device)
+    precision = req.precision if device.type == "cuda" and req.precision != "auto" else \
+        ("fp16" if device.type == "cuda" else "fp32")
+    return {"device": device.type, "precision": precision, "iterations": req.iterations}
+
+
+def flow_key_params(prepared: PreparedGuide, choice: BackendChoice, cache: FlowCache, span: NodeSpan) -> dict[str, Any]:
+    """Everything that changes the flows of ``span`` — and nothing that only changes the guide."""
+    info = prepared.info
+    return {
+        "kind": "source-flow",
+        "format": FLOW_FORMAT,
+        "content": cache.content_hash(info.path),
+        "source": {"frame_count": info.frame_count, "fps": round(info.fps, 6), "rotation": info.rotation,
+                   "size": [info.width, info.height]},
+        "span": {"first": span.first, "last": span.last, "stride": span.stride},
+        "fit": prepared.request.fit,
+        "size": list(prepared.size),
+        "backend": choice.identity(),
+        "compute": compute_identity(prepared, choice),
+    }
+
+
+def planned_span(prepared: PreparedGuide) -> NodeSpan:
+    """The span this request extracts when nothing in the cache serves it."""
+    return NodeSpan(prepared.plan.first, prepared.plan.stop - 1, prepared.stride)
+
+
+def flow_key_candidates(prepared: PreparedGuide, choice: BackendChoice,
+                        cache: FlowCache) -> list[tuple[NodeSpan, dict[str, Any], str]]:
+    """Entries that can serve the request, best first: its own span at its stride, then the whole
+    source at that stride, then the same two at every finer stride (finer flows serve coarser plans)."""
+    whole_last = prepared.info.frame_count - 1
+    own = planned_span(prepared)
+    seen: set[str] = set()
+    candidates = []
+    for stride in range(own.stride, 0, -1):
+        for span in (NodeSpan(own.first, own.last, stride), NodeSpan(0, whole_last, stride)):
+            params = flow_key_params(prepared, choice, cache, span)
+            key = make_key(params)
+            if key not in seen:
+                seen.add(key)
+                candidates.append((span, params, key))
+    return candidates
+
+
+def render_key(prepared: PreparedGuide, choice: BackendChoice, cache: FlowCache) -> str:
+    """Key of a rendered flow guide: the request's flows plus every timing and rendering parameter."""
+    req = prepared.request
+    flows = make_key(flow_key_params(prepared, choice, cache, planned_span(prepared)))
+    return make_key({"kind": "render", "version": RENDER_VERSION, "flows": flows, "treatment": req.treatment,
+                     "frames": req.frames, "fps": req.fps, "range": [prepared.plan.first, prepared.plan.stop],
+                     "window": list(prepared.window), "strength": req.motion_strength,
+                     "percentile": req.scale_percentile, "max_motion": req.max_motion})

@@ -1,0 +1,76 @@
+"""Validate a request, probe its source and plan it: everything known before any work starts."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..errors import InvalidVideoError
+from ..preprocessors.fit import FrameFitter
+from ..preprocessors.frame_plan import FramePlan, make_plan
+from ..preprocessors.motion_resample import MotionTimeline, choose_stride, guide_timeline
+from ..preprocessors.video_io import VideoInfo, probe_video
+from .backend_choice import BackendChoice
+from .request import GuideRequest, GuideResult
+
+
+@dataclass
+class PreparedGuide:
+    """A validated request with its probed source, frame plan, motion timeline and fitter.
+
+    ``result`` is the record :func:`build_guide` / :func:`iter_guide_frames` fill in as work ends.
+    """
+
+    request: GuideRequest
+    info: VideoInfo
+    plan: FramePlan
+    motion: MotionTimeline
+    fitter: FrameFitter
+    result: GuideResult
+    started: float = field(default_factory=time.perf_counter)
+    choice: Optional[BackendChoice] = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.result.width, self.result.height
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """Guide frames ``[lo, hi)`` of the timeline that come out."""
+        lo = self.request.window_start
+        return lo, lo + self.request.output_frames
+
+    @property
+    def stride(self) -> int:
+        """Source frames between stored flows for this request (see ``motion_resample``)."""
+        return choose_stride(self.motion.step)
+
+
+def prepare(request: GuideRequest) -> PreparedGuide:
+    """Validate, probe the source and plan the frames; raises typed errors, writes nothing."""
+    started = time.perf_counter()
+    requested = request.size
+    request = request.validated()
+    width, height = request.resolution  # type: ignore[misc]
+    info = probe_video(request.input)
+    if request.guide_type == "flow" and info.frame_count < 2:
+        raise InvalidVideoError(
+            f"{Path(str(request.input)).name} has only {info.frame_count} frame; optical flow needs at least two: "
+            "use --type canny or raw, or a longer video.")
+    plan = make_plan(request.treatment, request.frames, info.frame_count, info.fps, request.fps,
+                     request.source_range)
+    motion = guide_timeline(request.treatment, request.frames, plan.first, plan.stop, info.fps, request.fps)
+    fitter = FrameFitter(info.width, info.height, width, height, request.fit)
+    lo = request.window_start
+    result = GuideResult(output=None, frames=request.output_frames, width=width, height=height, fps=request.fps,
+                         guide_type=request.guide_type, requested_size=requested,
+                         source={"path": info.path, "width": info.width, "height": info.height, "fps": info.fps,
+                                 "frame_count": info.frame_count, "duration": info.duration,
+                                 "rotation": info.rotation, "codec": info.codec,
+                                 "range": [plan.first, plan.stop]},
+                         distinct_source_frames=plan.distinct(lo, lo + request.output_frames))
+    if result.snapped:
+        result.warnings.append(f"Resolution snapped from {requested[0]}x{requested[1]} to {width}x{height} "
+                               "(multiples of 16, as Wan2GP does).")
+    return PreparedGuide(request, info, plan, motion, fitter, result, started)

@@ -1,0 +1,110 @@
+"""The stored flows a flow guide reads: from the cache (any entry that covers the request) or
+extracted now — into the cache, or, without one, only the part the request's window needs."""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from ..errors import CacheError
+from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
+from ..preprocessors.motion_resample import Interval, guide_intervals, interval_flow, nodes_needed
+from .backend_choice import BackendChoice
+from .context import RunContext
+from .flow_extraction import ExtractionReport, extract_node_flows
+from .flow_keys import flow_key_candidates, planned_span
+from .prepare import PreparedGuide
+
+
+@dataclass
+class SourceFlows:
+    """Mapped flows between source ``nodes`` and the interval of every guide frame of the timeline."""
+
+    rows: np.ndarray
+    nodes: tuple[int, ...]
+    intervals: tuple[Interval, ...]
+    shape: tuple[int, int]
+    from_cache: bool
+    key: Optional[str] = None
+    stride: int = 1
+    extraction: Optional[ExtractionReport] = None
+    read_seconds: float = 0.0
+
+    def row(self, j: int) -> np.ndarray:
+        """Flow from node ``j`` to ``j+1`` as float32 (a fresh array, never a view of the mapped file)."""
+        return np.asarray(self.rows[j], dtype=np.float32)
+
+    def guide_flow(self, k: int) -> np.ndarray:
+        """The motion guide frame ``k`` of the timeline shows (H, W, 2) float32."""
+        return interval_flow(self.row, self.nodes, self.intervals, k, self.shape)
+
+
+def _produce(prepared: PreparedGuide, choice: BackendChoice, nodes: tuple[int, ...], folder: Path,
+             ctx: RunContext) -> tuple[dict[str, Any], ExtractionReport]:
+    """Extract the flows between ``nodes`` into ``folder/flows.npy``; return manifest fields and report."""
+    width, height = prepared.size
+    writer = FlowStoreWriter(folder / "flows.npy", len(nodes) - 1, height, width)
+    try:
+        report = extract_node_flows(prepared.request, prepared.info, prepared.fitter, choice, nodes, writer, ctx,
+                                    prepared.size)
+    finally:
+        writer.close()
+    fields = {"shape": [len(nodes) - 1, height, width, 2], "nodes": list(nodes), "backend": choice.name,
+              "backend_reason": choice.reason}
+    return fields, report
+
+
+@contextlib.contextmanager
+def open_source_flows(prepared: PreparedGuide, choice: BackendChoice, ctx: RunContext) -> Iterator[SourceFlows]:
+    """The flows of ``prepared``; the mapping stays valid (and the cache entry in use) inside the block."""
+    shape = (prepared.size[1], prepared.size[0])
+    if ctx.cache is not None:
+        started = time.perf_counter()
+        entry, hit, stride = None, False, prepared.stride
+        reports: list[ExtractionReport] = []
+        candidates = flow_key_candidates(prepared, choice, ctx.cache)
+        for span, _params, key in candidates:
+            entry = ctx.cache.lookup(key)
+            if entry is not None:
+                hit, stride = True, span.stride
+                break
+        if entry is None:
+            span, params, key = candidates[0]
+
+            def produce(folder: Path) -> dict[str, Any]:
+                fields, report = _produce(prepared, choice, span.nodes, folder, ctx)
+                reports.append(report)
+                return fields
+
+            entry, hit = ctx.cache.get_or_create(key, produce, params)
+        nodes = tuple(int(n) for n in entry.manifest["nodes"])
+        with ctx.cache.use(entry):
+            yield SourceFlows(entry.rows(), nodes, guide_intervals(prepared.motion, nodes[0], nodes[-1]), shape,
+                              from_cache=hit, key=entry.key, stride=stride,
+                              extraction=reports[0] if reports else None,
+                              read_seconds=time.perf_counter() - started if hit else 0.0)
+        return
+    span = planned_span(prepared)
+    nodes = span.nodes
+    intervals = guide_intervals(prepared.motion, nodes[0], nodes[-1])
+    j0, j1 = nodes_needed(nodes, intervals, *prepared.window)
+    work_dir = Path(tempfile.mkdtemp(prefix="sv-flows-", dir=ctx.work_dir))
+    rows = None
+    try:
+        try:
+            _, report = _produce(prepared, choice, nodes[j0:j1 + 1], work_dir, ctx)
+        except OSError as exc:
+            raise CacheError(f"Cannot write temporary flows in {work_dir.parent}: {exc.strerror or exc}; "
+                             "free disk space.") from exc
+        rows = open_flow_rows(work_dir / "flows.npy")
+        yield SourceFlows(rows, nodes[j0:j1 + 1], intervals, shape, from_cache=False, stride=span.stride,
+                          extraction=report)
+    finally:
+        rows = None
+        shutil.rmtree(work_dir, ignore_errors=True)

@@ -1,0 +1,244 @@
+"""Motion in time: flows measured on the source's timeline, resampled to the guide's timeline.
+
+Flows are extracted once per source, between consecutive *nodes* of the source range (source
+frames ``first, first+s, first+2s, …, last``, ``s`` the stride, plus one anchor node before the
+range when the source has frames there). Row ``j`` of the stored flows is the motion from node
+``j`` to node ``j+1``. Nothing here depends on the guide's frame count, fps or treatment, so one
+extraction serves every target.
+
+Every guide frame ``k`` sits at a real-valued *position* on the source timeline (in source frames):
+
+* ``adjust``: ``p_k = first + k·(span−1)/(n−1)`` — the range spread evenly over the ``n`` frames;
+* ``clip``: ``p_k = first + (k·r mod span)`` with ``r = source fps / target fps``; a position past
+  the range's last frame (inside the last frame's display time, before the loop) stays on it.
+
+The guide step ``d`` is ``(span−1)/(n−1)`` (adjust) or ``r`` (clip) source frames.
+
+Guide frame ``k`` shows the motion over ``[p_{k−1}, p_k]``: the rows that interval covers are
+*composed by warping* (each next row sampled where the motion so far has carried the pixel), and a
+row the interval covers only partly is scaled by the covered fraction. A repeated source frame
+(``adjust`` stretching 48 frames to 81) therefore gets its share of the motion, never zero, and
+constant source motion gives constant guide motion whatever the frame counts and fps.
+
+Conventions kept from the frame plans (see ``frame_plan``):
+
+* **frame 0, and the first frame after a ``clip`` loop** (the *seam*; also a ``clip`` frame held
+  on the range's last frame) have no interval of their own: they show the motion *into* their
+  position over one guide step, ``[p−d, p]``, taken from the source before it. When the stored
+  flows start later than ``p−d`` the available part is scaled up to a whole guide step (constant
+  velocity assumed); when none is available (``p`` is the first node, e.g. a range starting at
+  source frame 0) the frame copies the motion of the next frame that has an interval of its own
+  (else the previous one).
+* A one-frame guide with nothing before it shows the motion *out of* its frame over one step.
+* A one-frame range is a still: every guide frame is zero motion (white).
+
+Stride (cost bound): ``s = max(1, round(d / 2))`` — stride 1 whenever the guide steps through
+at most 1.5 source frames per guide frame, else about half a guide step, so every guide interval
+composes about two stored rows or more. Extraction costs ``(span−1)/s`` flow pairs (plus the
+anchor): for ``d ≤ 1.5`` that is ``d·(n−1)`` pairs, never more than ~3 × the ``n−1`` pairs of
+flows between resampled frames, and about 2 × for strong compression.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from ..errors import OptionError
+
+__all__ = ["MotionTimeline", "Interval", "guide_timeline", "choose_stride", "source_nodes", "guide_intervals",
+           "nodes_needed", "compose_motion", "interval_flow"]
+
+#: Positions closer than this (in source frames) count as equal.
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class MotionTimeline:
+    """Where every guide frame sits on the source timeline, and which frames start a new run."""
+
+    positions: tuple[float, ...]
+    seams: tuple[bool, ...]         # True: no interval of its own (frame 0, a loop, a held last frame)
+    step: float                     # source frames per guide step (d)
+    first: int                      # the range's first source frame
+    last: int                       # the range's last source frame (inclusive)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The source time a guide frame's motion covers: ``[start, end]`` scaled by ``scale``.
+
+    ``copy_of`` names another guide frame whose motion this one repeats (then start/end are unused).
+    ``start == end`` with no copy is zero motion.
+    """
+
+    start: float
+    end: float
+    scale: float = 1.0
+    copy_of: Optional[int] = None
+
+
+def guide_timeline(treatment: str, count: int, first: int, stop: int, source_fps: float = 1.0,
+                   target_fps: float = 1.0) -> MotionTimeline:
+    """Positions of ``count`` guide frames on the source range ``[first, stop)``."""
+    if count < 1 or stop <= first:
+        raise OptionError(f"Cannot place {count} guide frames on the source range {first}..{stop}.")
+    span, last = stop - first, stop - 1
+    if treatment == "adjust":
+        step = (span - 1) / (count - 1) if count > 1 else float(min(1, span - 1))
+        positions = tuple(first + min(k * step, span - 1) for k in range(count))
+        seams = (True,) + (False,) * (count - 1)
+    elif treatment == "clip":
+        if not (source_fps > 0 and target_fps > 0):
+            raise OptionError(f"Clip needs positive fps, not {source_fps} → {target_fps}.")
+        step = source_fps / target_fps
+        positions_list: list[float] = []
+        seam_list: list[bool] = []
+        previous_cycle, previous_local = -1, -1.0
+        for k in range(count):
+            unwrapped = k * step
+            cycle = int(math.floor(unwrapped / span + 1e-12))
+            local = min(unwrapped - cycle * span, span - 1.0)
+            local = max(local, 0.0)
+            seam_list.append(k == 0 or cycle != previous_cycle or local <= previous_local + _EPS)
+            positions_list.append(first + local)
+            previous_cycle, previous_local = cycle, local
+        positions, seams = tuple(positions_list), tuple(seam_list)
+    else:
+        raise OptionError(f"Unknown treatment {treatment!r}: use adjust or clip.")
+    if span == 1:
+        step = 0.0
+    return MotionTimeline(positions, seams, float(step), first, last)
+
+
+def choose_stride(step: float) -> int:
+    """Source frames between stored flows: 1 up to 1.5 source frames per guide step, else ~half a step."""
+    return max(1, int(math.floor(step / 2.0 + 0.5)))
+
+
+def source_nodes(first: int, last: int, stride: int) -> tuple[int, ...]:
+    """The source frames flows are measured between: an anchor before the range when there is one,
+    then every ``stride``-th frame of the range, always ending on its last frame."""
+    if stride < 1 or last < first or first < 0:
+        raise ValueError(f"bad node span {first}..{last} stride {stride}")
+    nodes = [max(0, first - stride)] if first > 0 else []
+    nodes.extend(range(first, last, stride))
+    if not nodes or nodes[-1] != last:
+        nodes.append(last)
+    return tuple(nodes)
+
+
+def guide_intervals(timeline: MotionTimeline, first_node: int, last_node: int) -> tuple[Interval, ...]:
+    """The interval of every guide frame, following the conventions of the module docstring."""
+    d = timeline.step
+    count = len(timeline)
+    own: list[Optional[Interval]] = []
+    for k, position in enumerate(timeline.positions):
+        if d <= 0:
+            own.append(Interval(position, position))
+        elif not timeline.seams[k]:
+            own.append(Interval(timeline.positions[k - 1], position))
+        else:
+            start = max(float(first_node), position - d)
+            if position - start > _EPS:
+                own.append(Interval(start, position, d / (position - start)))
+            elif count == 1 and last_node > position + _EPS:
+                end = min(float(last_node), position + d)
+                own.append(Interval(position, end, d / (end - position)))
+            else:
+                own.append(None)
+    intervals: list[Interval] = []
+    for k, interval in enumerate(own):
+        if interval is not None:
+            intervals.append(interval)
+            continue
+        source = next((j for j in range(k + 1, count) if own[j] is not None), None)
+        if source is None:
+            source = next((j for j in range(k - 1, -1, -1) if own[j] is not None), None)
+        position = timeline.positions[k]
+        intervals.append(Interval(position, position) if source is None else Interval(0.0, 0.0, 1.0, source))
+    return tuple(intervals)
+
+
+def _resolve(intervals: Sequence[Interval], k: int) -> Interval:
+    interval = intervals[k]
+    return intervals[interval.copy_of] if interval.copy_of is not None else interval
+
+
+def nodes_needed(nodes: Sequence[int], intervals: Sequence[Interval], lo: int, hi: int) -> tuple[int, int]:
+    """Node indices ``[j0, j1]`` (inclusive) whose rows guide frames ``[lo, hi)`` read."""
+    spans = [_resolve(intervals, k) for k in range(lo, hi)]
+    spans = [s for s in spans if s.end - s.start > _EPS]
+    if not spans:
+        return 0, 0
+    start, end = min(s.start for s in spans), max(s.end for s in spans)
+    j0 = max(0, bisect.bisect_right(nodes, start + _EPS) - 1)
+    j1 = min(len(nodes) - 1, bisect.bisect_left(nodes, end - _EPS))
+    return j0, max(j1, j0)
+
+
+def _coordinate(nodes: Sequence[int], position: float) -> float:
+    """Position in node units (node ``j`` at ``j``, linear between nodes)."""
+    j = min(max(0, bisect.bisect_right(nodes, position) - 1), len(nodes) - 2)
+    coordinate = j + (position - nodes[j]) / (nodes[j + 1] - nodes[j])
+    return min(max(coordinate, 0.0), len(nodes) - 1.0)
+
+
+class _Warper:
+    """Samples a flow field at ``x + displacement`` (bilinear, edges replicated); grids reused."""
+
+    def __init__(self) -> None:
+        self._grid: Optional[tuple[np.ndarray, np.ndarray]] = None
+
+    def __call__(self, flow: np.ndarray, displacement: np.ndarray) -> np.ndarray:
+        height, width = flow.shape[:2]
+        if self._grid is None or self._grid[0].shape != (height, width):
+            ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+            self._grid = (xs, ys)
+        xs, ys = self._grid
+        return cv2.remap(flow, xs + displacement[..., 0], ys + displacement[..., 1], cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+
+
+_WARP = _Warper()
+
+
+def compose_motion(row: Callable[[int], np.ndarray], nodes: Sequence[int], start: float, end: float,
+                   shape: tuple[int, int]) -> np.ndarray:
+    """Motion (H, W, 2) float32 from source time ``start`` to ``end``, in the coordinates of ``start``.
+
+    ``row(j)`` is the float32 flow from node ``j`` to node ``j+1``. Whole rows are composed by
+    warping; a partly covered row counts with the covered fraction.
+    """
+    height, width = shape
+    total: Optional[np.ndarray] = None
+    if len(nodes) >= 2 and end - start > _EPS:
+        u, stop = _coordinate(nodes, start), _coordinate(nodes, end)
+        while u < stop - 1e-7:
+            j = min(int(math.floor(u + 1e-7)), len(nodes) - 2)
+            segment_end = min(stop, j + 1.0)
+            fraction = np.float32(segment_end - u)
+            flow = row(j)
+            if total is None:
+                total = flow * fraction
+            else:
+                total += _WARP(flow, total) * fraction
+            u = segment_end
+    return total if total is not None else np.zeros((height, width, 2), dtype=np.float32)
+
+
+def interval_flow(row: Callable[[int], np.ndarray], nodes: Sequence[int], intervals: Sequence[Interval], k: int,
+                  shape: tuple[int, int]) -> np.ndarray:
+    """The flow guide frame ``k`` shows (float32, a fresh array)."""
+    interval = _resolve(intervals, k)
+    flow = compose_motion(row, nodes, interval.start, interval.end, shape)
+    if interval.scale != 1.0:
+        flow *= np.float32(interval.scale)
+    return flow
