@@ -241,7 +241,7 @@ def run_guide(args: argparse.Namespace) -> int:
                 if args.timeline:
                     _write_timeline(result.timeline, Path(args.timeline) if not many else
                                     Path(args.out_dir) / f"{path.stem}_timeline{Path(args.timeline).suffix}")
-                print(result.summary(), flush=True)
+                print(result.summary(verbose=args.verbose), flush=True)
         finally:
             if many and args.teardown != "keep":
                 pool.release() if args.teardown == "release" else pool.unload_all()

@@ -1,7 +1,7 @@
 """Memory lifecycle of annotators: pool with offload handles, monitor and timeline, pressure policy,
 OOM back-off, batch-size history, the per-run bookkeeping (:class:`RunMemory`), host hooks. Imports torch (and mmgp when present), never gradio or
 the preprocessors."""
-from .batch_history import BatchOutcome, BatchSizeHistory, Recommendation
+from .batch_history import BatchOutcome, BatchSizeHistory, Recommendation, default_history
 from .host_hooks import HostHooks, active_hooks, host_gpu_lock, install_host_hooks, PROCESS_GPU_LOCK
 from .monitor import (MemoryMonitor, MemorySnapshot, RamReading, empty_device_cache, format_bytes,
                       format_cleanup_report, process_anon, process_rss, read_ram)
@@ -14,7 +14,7 @@ from .timeline import Timeline, TimelineEvent, TimelinePhase, TimelineSample
 
 __all__ = [
     "AnnotatorPool", "BatchOutcome", "BatchSizeHistory", "RamReading", "Recommendation", "RunMemory",
-    "TimelineEvent", "TimelinePhase", "process_anon", "read_ram", "HostHooks", "Lease", "MemoryMonitor", "MemorySnapshot", "OffloadOptions",
+    "TimelineEvent", "TimelinePhase", "default_history", "process_anon", "read_ram", "HostHooks", "Lease", "MemoryMonitor", "MemorySnapshot", "OffloadOptions",
     "PROCESS_GPU_LOCK", "PressureDecision", "PressurePolicy", "Timeline", "TimelineSample", "active_hooks",
     "empty_device_cache", "format_bytes", "format_cleanup_report", "get_default_pool", "host_gpu_lock",
     "install_host_hooks", "is_out_of_memory", "next_batch_size", "process_rss", "run_with_backoff",

@@ -154,3 +154,17 @@ def _clean(value: object) -> Optional[dict]:
             "ooms": value["ooms"], "troubled": bool(value.get("troubled", False)),
             "headroom": bool(value.get("headroom", True)),
             "used": float(used) if isinstance(used, (int, float)) and not isinstance(used, bool) else 0.0}
+
+
+_DEFAULT: dict[Path, BatchSizeHistory] = {}
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_history() -> BatchSizeHistory:
+    """The process-wide history in the user data folder (one instance per folder), shared by every run
+    of the process so that the inputs of a batch learn from each other."""
+    path = user_data_dir() / FILE_NAME
+    with _DEFAULT_LOCK:
+        if path not in _DEFAULT:
+            _DEFAULT[path] = BatchSizeHistory(path)
+        return _DEFAULT[path]

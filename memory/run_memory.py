@@ -45,6 +45,7 @@ class RunMemory:
         self.start_size = 0
         self.size = 0
         self.batch_note = ""
+        self.short_note = ""
         self.ooms = 0
         self.shrinks = 0
         self.changes: list[str] = []
@@ -96,13 +97,16 @@ class RunMemory:
         self.key = key
         if requested:
             size, self.batch_note = int(requested), f"batch size {requested} (set explicitly)"
+            self.short_note = f"batch {size} (set)"
         else:
             found = self.history.recommend(key, self.free_bytes(), cap) if self.history and key else None
             if found is not None:
                 size, self.batch_note = found.size, f"batch size {found.size}, {found.reason}"
+                self.short_note = f"batch {size} (learned)"
             else:
                 size = max(1, min(int(default), int(cap)))
                 self.batch_note = f"batch size {size} (default; no history yet for this device and size)"
+                self.short_note = f"batch {size} (default)"
         self.start_size = self.size = self.max_size = size
         self._baseline = self.monitor.snapshot()
         self.timeline.event("batch size", f"batch size {size}")
