@@ -107,7 +107,7 @@ class BatchSizeHistory:
         if entry is None:
             return None
         cap = max(1, int(cap))
-        size, why = cap, f"the cap of {cap}"
+        size, why = cap, f"nothing limits it below the maximum of {cap}"
         if entry["bytes_per_item"] and free_bytes > 0:
             fits = max(1, int(free_bytes * self.safety // entry["bytes_per_item"]))
             if fits < size:

@@ -162,7 +162,7 @@ def format_ram_report(before: RamReading, after: RamReading) -> str:
 
 def _report(title: str, device_before: Optional[MemorySnapshot], device_after: Optional[MemorySnapshot],
             ram_before: RamReading, ram_after: RamReading, device_acted: bool) -> str:
-    parts = [title]
+    parts = [title + "."]
     if device_acted and device_before is not None and device_after is not None:
         parts.append(format_cleanup_report(device_before, device_after))
     parts.append(format_ram_report(ram_before, ram_after))

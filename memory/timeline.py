@@ -259,11 +259,12 @@ class Timeline:
             axes.plot(times, [s.allocated / MIB for s in samples], label="GPU allocated", color="tab:red")
             axes.plot(times, [s.reserved / MIB for s in samples], label="GPU reserved", color="tab:orange",
                       linestyle="--")
-        for event in events[:40]:
+        for number, event in enumerate(events[:40]):
             colour = EVENT_COLOURS.get(event.kind, "dimgrey")
             axes.axvline(event.t, color=colour, alpha=0.6, linewidth=0.9)
-            axes.annotate(event.text[:48], (event.t, 0.02), xycoords=("data", "axes fraction"), rotation=90,
-                          fontsize=7, va="bottom", ha="right", color=colour)
+            # Stagger the labels: events often come in bursts (load, batch size, first pressure check).
+            axes.annotate(event.text[:40], (event.t, 0.02 + 0.33 * (number % 3)), xycoords=("data", "axes fraction"),
+                          rotation=90, fontsize=7, va="bottom", ha="right", color=colour)
         axes.set_xlabel("seconds")
         axes.set_ylabel("MiB")
         axes.set_ylim(bottom=0)
