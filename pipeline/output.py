@@ -22,7 +22,7 @@ def write_guide_video(frames: Iterator[np.ndarray], output: Path, width: int, he
     (from the second frame on) and encoding of each frame are marked as phases and memory is sampled a few times a second."""
     written = 0
     encode_started = None
-    timeline = timeline or Timeline()
+    timeline = timeline if timeline is not None else Timeline()
     source = iter(frames)
     try:
         with publishing(output) as partial:
