@@ -20,7 +20,7 @@ from ..errors import OptionError, OutputError
 from .backend_choice import BackendChoice, choose_backend
 from .context import RunContext
 from .flow_keys import render_key
-from .guide_render import flow_histogram, guide_scale, iter_flow_guide, iter_guide_flows as _iter_flows
+from .guide_render import flow_histogram, guide_scale, iter_flow_guide, iter_resampled_flows
 from .guide_render import iter_image_guide
 from .output import publish_cached_guide, write_guide_video
 from .prepare import PreparedGuide, prepare
@@ -80,7 +80,7 @@ def iter_guide_flows(request: GuideRequest, context: Optional[RunContext] = None
     ctx = (context or RunContext()).resolved()
     prepared = prepared or prepare(request)
     with open_flows(prepared, ctx) as flows:
-        yield from _iter_flows(flows, *prepared.window)
+        yield from iter_resampled_flows(flows, *prepared.window)
 
 
 def iter_guide_frames(request: GuideRequest, context: Optional[RunContext] = None,

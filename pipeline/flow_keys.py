@@ -19,6 +19,8 @@ from .prepare import PreparedGuide
 FLOW_FORMAT = 2
 #: Bump when rendering from flows changes (v2: motion resampled in time), so old renders are not reused.
 RENDER_VERSION = 2
+#: The coarsest cached stride looked for when re-targeting (finer ones are always looked for).
+MAX_SERVING_STRIDE = 8
 
 
 @dataclass(frozen=True)
@@ -49,13 +51,14 @@ def compute_identity(prepared: PreparedGuide, choice: BackendChoice) -> dict[str
     return {"device": device.type, "precision": precision, "iterations": req.iterations}
 
 
-def flow_key_params(prepared: PreparedGuide, choice: BackendChoice, cache: FlowCache, span: NodeSpan) -> dict[str, Any]:
-    """Everything that changes the flows of ``span`` — and nothing that only changes the guide."""
+def flow_key_params(prepared: PreparedGuide, choice: BackendChoice, content: str, span: NodeSpan) -> dict[str, Any]:
+    """Everything that changes the flows of ``span`` (``content``: the source's content hash) — and
+    nothing that only changes the guide."""
     info = prepared.info
     return {
         "kind": "source-flow",
         "format": FLOW_FORMAT,
-        "content": cache.content_hash(info.path),
+        "content": content,
         "source": {"frame_count": info.frame_count, "fps": round(info.fps, 6), "rotation": info.rotation,
                    "size": [info.width, info.height]},
         "span": {"first": span.first, "last": span.last, "stride": span.stride},
@@ -71,17 +74,24 @@ def planned_span(prepared: PreparedGuide) -> NodeSpan:
     return NodeSpan(prepared.plan.first, prepared.plan.stop - 1, prepared.stride)
 
 
+def candidate_strides(planned: int, longest: int = MAX_SERVING_STRIDE) -> list[int]:
+    """Strides whose flows may serve a plan, best first: its own (identical to a fresh extraction),
+    then finer ones (composed over more rows), then coarser ones (spread inside each stored step)."""
+    return [planned] + list(range(planned - 1, 0, -1)) + list(range(planned + 1, max(planned, longest) + 1))
+
+
 def flow_key_candidates(prepared: PreparedGuide, choice: BackendChoice,
                         cache: FlowCache) -> list[tuple[NodeSpan, dict[str, Any], str]]:
-    """Entries that can serve the request, best first: its own span at its stride, then the whole
-    source at that stride, then the same two at every finer stride (finer flows serve coarser plans)."""
+    """Entries that can serve the request, best first: for every candidate stride, the request's own
+    span, then the whole source (which covers any range)."""
     whole_last = prepared.info.frame_count - 1
     own = planned_span(prepared)
+    content = cache.content_hash(prepared.info.path)
     seen: set[str] = set()
     candidates = []
-    for stride in range(own.stride, 0, -1):
+    for stride in candidate_strides(own.stride):
         for span in (NodeSpan(own.first, own.last, stride), NodeSpan(0, whole_last, stride)):
-            params = flow_key_params(prepared, choice, cache, span)
+            params = flow_key_params(prepared, choice, content, span)
             key = make_key(params)
             if key not in seen:
                 seen.add(key)
@@ -92,7 +102,8 @@ def flow_key_candidates(prepared: PreparedGuide, choice: BackendChoice,
 def render_key(prepared: PreparedGuide, choice: BackendChoice, cache: FlowCache) -> str:
     """Key of a rendered flow guide: the request's flows plus every timing and rendering parameter."""
     req = prepared.request
-    flows = make_key(flow_key_params(prepared, choice, cache, planned_span(prepared)))
+    content = cache.content_hash(prepared.info.path)
+    flows = make_key(flow_key_params(prepared, choice, content, planned_span(prepared)))
     return make_key({"kind": "render", "version": RENDER_VERSION, "flows": flows, "treatment": req.treatment,
                      "frames": req.frames, "fps": req.fps, "range": [prepared.plan.first, prepared.plan.stop],
                      "window": list(prepared.window), "strength": req.motion_strength,

@@ -13,7 +13,7 @@ from ..preprocessors.video_io import VideoInfo, iter_planned_frames
 from .source_flows import SourceFlows
 
 
-def iter_guide_flows(flows: SourceFlows, lo: int, hi: int) -> Iterator[np.ndarray]:
+def iter_resampled_flows(flows: SourceFlows, lo: int, hi: int) -> Iterator[np.ndarray]:
     """The float32 motion of guide frames ``[lo, hi)``, one at a time."""
     for k in range(lo, hi):
         yield flows.guide_flow(k)
@@ -22,7 +22,7 @@ def iter_guide_flows(flows: SourceFlows, lo: int, hi: int) -> Iterator[np.ndarra
 def flow_histogram(flows: SourceFlows, lo: int, hi: int) -> MagnitudeHistogram:
     """Histogram of flow magnitudes over guide frames ``[lo, hi)``."""
     histogram = MagnitudeHistogram()
-    for flow in iter_guide_flows(flows, lo, hi):
+    for flow in iter_resampled_flows(flows, lo, hi):
         histogram.add(flow)
     return histogram
 
@@ -41,7 +41,7 @@ def guide_scale(histogram: MagnitudeHistogram, percentile: float, max_motion: Op
 
 def iter_flow_guide(flows: SourceFlows, lo: int, hi: int, scale: float, strength: float) -> Iterator[np.ndarray]:
     """Colour-wheel frames, all with the same scale, so colours do not flicker and strength matters."""
-    for flow in iter_guide_flows(flows, lo, hi):
+    for flow in iter_resampled_flows(flows, lo, hi):
         yield flow_to_rgb(flow, scale, strength)
 
 

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
+from ..atomic_files import publishing
 from ..errors import OptionError, TargetError
 from ..preprocessors.flow_cache import FlowCache
 from ..preprocessors.segments import SegmentWindow
@@ -136,10 +137,9 @@ def build_composite_guide(output: str | Path, frames: int, placements: Sequence[
     width, height = base.resolution  # type: ignore[misc]
     neutral = np.full((height, width, 3), NEUTRAL_VALUE[guide_type], dtype=np.uint8)
     output = Path(output).expanduser().resolve()
-    output.parent.mkdir(parents=True, exist_ok=True)
     parts: list[GuideResult] = []
     with _with_cache(context) as ctx:
-        with GuideVideoWriter(output, width, height, fps) as writer:
+        with publishing(output) as partial, GuideVideoWriter(partial, width, height, fps) as writer:
             cursor = 0
             for placement in ordered:
                 for _ in range(cursor, placement.start):
@@ -164,6 +164,7 @@ def build_composite_guide(output: str | Path, frames: int, placements: Sequence[
                          requested_size=base.size, backend=first.backend, backend_reason=first.backend_reason,
                          weights=first.weights, device=first.device,
                          cache_hit=all(bool(p.cache_hit) for p in parts) if guide_type == "flow" else None,
+                         flows_from_cache=guide_type == "flow" and all(p.flows_from_cache for p in parts),
                          source={"placements": [{"input": str(p.input), "start": p.start, "length": p.length}
                                                 for p in ordered]},
                          timeline=ctx.timeline)

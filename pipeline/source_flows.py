@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from collections import OrderedDict
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from .flow_extraction import ExtractionReport, extract_node_flows
 from .flow_keys import flow_key_candidates, planned_span
 from .prepare import PreparedGuide
 
+#: Converted float32 rows kept for neighbouring guide frames (a few MB each at 832×480).
+RECENT_ROWS = 3
+
 
 @dataclass
 class SourceFlows:
@@ -36,9 +40,22 @@ class SourceFlows:
     extraction: Optional[ExtractionReport] = None
     read_seconds: float = 0.0
 
+    def __post_init__(self) -> None:
+        self._recent: "OrderedDict[int, np.ndarray]" = OrderedDict()
+
     def row(self, j: int) -> np.ndarray:
-        """Flow from node ``j`` to ``j+1`` as float32 (a fresh array, never a view of the mapped file)."""
-        return np.asarray(self.rows[j], dtype=np.float32)
+        """Flow from node ``j`` to ``j+1`` as float32 (never a view of the mapped file; treat as read-only).
+
+        Neighbouring guide frames read the same rows, so the last few converted rows are kept."""
+        flow = self._recent.get(j)
+        if flow is None:
+            flow = np.asarray(self.rows[j], dtype=np.float32)
+            self._recent[j] = flow
+            while len(self._recent) > RECENT_ROWS:
+                self._recent.popitem(last=False)
+        else:
+            self._recent.move_to_end(j)
+        return flow
 
     def guide_flow(self, k: int) -> np.ndarray:
         """The motion guide frame ``k`` of the timeline shows (H, W, 2) float32."""

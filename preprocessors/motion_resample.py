@@ -32,11 +32,15 @@ Conventions kept from the frame plans (see ``frame_plan``):
 * A one-frame guide with nothing before it shows the motion *out of* its frame over one step.
 * A one-frame range is a still: every guide frame is zero motion (white).
 
-Stride (cost bound): ``s = max(1, round(d / 2))`` — stride 1 whenever the guide steps through
-at most 1.5 source frames per guide frame, else about half a guide step, so every guide interval
-composes about two stored rows or more. Extraction costs ``(span−1)/s`` flow pairs (plus the
-anchor): for ``d ≤ 1.5`` that is ``d·(n−1)`` pairs, never more than ~3 × the ``n−1`` pairs of
-flows between resampled frames, and about 2 × for strong compression.
+Stride (cost bound): ``s = max(1, ceil(d / 2))`` — stride 1 whenever the guide steps through at
+most 2 source frames per guide frame, else about half a guide step, so every guide interval still
+composes 1.3 to 2 stored rows. Extraction costs ``(span−1)/s`` flow pairs (plus the anchor):
+``d·(n−1)`` pairs for ``d ≤ 2`` and never more than about 2 × the ``n−1`` pairs of flows between
+resampled frames.
+
+Any stored stride can serve any plan: a finer one is composed over more rows, a coarser one is
+spread linearly inside each stored step (the fractional rule above), which assumes constant
+velocity within that step.
 """
 from __future__ import annotations
 
@@ -119,8 +123,8 @@ def guide_timeline(treatment: str, count: int, first: int, stop: int, source_fps
 
 
 def choose_stride(step: float) -> int:
-    """Source frames between stored flows: 1 up to 1.5 source frames per guide step, else ~half a step."""
-    return max(1, int(math.floor(step / 2.0 + 0.5)))
+    """Source frames between stored flows: 1 up to 2 source frames per guide step, else ~half a step."""
+    return max(1, int(math.ceil(step / 2.0 - 1e-9)))
 
 
 def source_nodes(first: int, last: int, stride: int) -> tuple[int, ...]:
@@ -199,10 +203,11 @@ class _Warper:
 
     def __call__(self, flow: np.ndarray, displacement: np.ndarray) -> np.ndarray:
         height, width = flow.shape[:2]
-        if self._grid is None or self._grid[0].shape != (height, width):
+        grid = self._grid  # read once: another thread may swap in a grid of another size
+        if grid is None or grid[0].shape != (height, width):
             ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-            self._grid = (xs, ys)
-        xs, ys = self._grid
+            grid = self._grid = (xs, ys)
+        xs, ys = grid
         return cv2.remap(flow, xs + displacement[..., 0], ys + displacement[..., 1], cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
 

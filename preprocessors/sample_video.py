@@ -169,8 +169,8 @@ def sample_frames(width: int = 640, height: int = 360, frames: int = SAMPLE_FRAM
         t = k / max(1, frames - 1)
         frame = cv2.warpAffine(world, _camera(k, frames, width, height, world_w, world_h), (width, height),
                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
-        # Cart: drives left along the hills, independent of the camera.
-        _paste(frame, cart, cart_mask, int(width * (0.95 - 0.7 * t)) - cart_w // 2, int(height * 0.56))
+        # Cart: drives right along the hills, against the scene's motion in the frame.
+        _paste(frame, cart, cart_mask, int(width * (0.1 + 0.6 * t)) - cart_w // 2, int(height * 0.56))
         # Ball: rolls right across the meadow, bouncing (spins as it goes).
         bx = width * (0.1 + 0.75 * t)
         by = height * 0.9 - radius - abs(math.sin(math.pi * 3.5 * t)) * height * 0.35

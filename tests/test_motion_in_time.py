@@ -114,3 +114,26 @@ def test_retargeting_is_served_from_the_cache_without_the_flow_backend(tmp_path,
     assert backend_spy and len(cached) == len(fresh) == 33
     for a, b in zip(cached, fresh):
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3)  # float16 storage on both sides
+
+
+def test_coarser_cached_flows_serve_a_finer_plan(tmp_path, backend_spy):
+    source = _pan_video(tmp_path / "pan.mp4", [2.0 * i for i in range(48)], 24.0)
+    ctx = _ctx(tmp_path)
+    coarse = GuideRequest(source, tmp_path / "a.mp4", resolution=(WIDTH, HEIGHT), frames=9, fps=16, backend="dis")
+    result = build_guide(coarse, ctx)
+    assert result.flow_stride == 3 and sum(backend_spy) == 16  # 47 source steps / 3, rounded up
+    assert "flows computed every 3 source frames" in result.summary()
+    backend_spy.clear()
+    fine = GuideRequest(source, resolution=(WIDTH, HEIGHT), frames=81, fps=16, backend="dis")
+    magnitudes = _mean_magnitudes(fine, ctx)
+    assert backend_spy == []
+    expected = 2.0 * 47 / 80
+    assert all(abs(m - expected) <= 0.1 * expected for m in magnitudes[1:]), magnitudes
+
+
+def test_cached_strides_are_tried_own_first_then_finer_then_coarser():
+    from wan2gp_structure_video.pipeline.flow_keys import candidate_strides
+
+    assert candidate_strides(3, 5) == [3, 2, 1, 4, 5]
+    assert candidate_strides(1, 3) == [1, 2, 3]
+    assert candidate_strides(6, 4) == [6, 5, 4, 3, 2, 1]

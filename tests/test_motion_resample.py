@@ -79,7 +79,7 @@ def test_frame_zero_scales_a_short_history_to_a_whole_guide_step():
 
 
 def test_stride_rule_and_nodes():
-    assert [choose_stride(d) for d in (0.0, 0.5, 1.0, 1.49, 2.99, 3.0, 7.47, 10.0)] == [1, 1, 1, 1, 1, 2, 4, 5]
+    assert [choose_stride(d) for d in (0.0, 0.5, 1.0, 1.5, 2.0, 2.99, 7.47, 10.0)] == [1, 1, 1, 1, 1, 2, 4, 5]
     assert source_nodes(0, 10, 4) == (0, 4, 8, 10)
     assert source_nodes(5, 10, 4) == (1, 5, 9, 10)
     assert source_nodes(0, 0, 1) == (0,)

@@ -129,9 +129,15 @@ def details_markdown(result: Any) -> str:
         if result.batch_size:
             lines.append(f"Batch size: {result.batch_size} pairs")
         if result.render_cached:
-            lines.append("Cache: guide reused from the cache")
+            lines.append("Cache: guide reused from the cache (no flow model loaded)")
+        elif result.flows_from_cache:
+            lines.append("Cache: flows **hit** — re-targeted from the cached source flows, no flow model loaded")
         elif result.cache_hit is not None:
             lines.append("Cache: flows " + ("**hit** (reused)" if result.cache_hit else "miss (computed and stored)"))
+    distinct = result.distinct_source_frames
+    if 0 < distinct < result.frames:
+        lines.append(f"Source frames: {distinct} distinct over {result.frames} guide frames"
+                     + (" (motion spread in time, no still frames)" if result.guide_type == "flow" else " (repeated)"))
     timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in (result.timings or {}).items())
     if timings:
         lines.append(f"Timings: {timings}")
