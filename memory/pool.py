@@ -1,12 +1,14 @@
 """The annotator pool: annotators built lazily by registered factories, reused across calls, and
 torn down by policy when a scoped use ends — on success, on error and on cancel.
 
-    with pool.use("raft-large", device="cuda", teardown="unload") as lease:
+    pool.register(name, build_on_cpu)     # the pipeline's RAFT name is its backend identity
+    with pool.use(name, device="cuda", teardown="unload") as lease:
         flows = run(lease.model)
 
 Teardown policies: ``keep`` (stay on the device for the next call; reported to listeners as a GPU
 resident), ``unload`` (weights back to RAM, cached blocks freed), ``release`` (destroyed). A
 ``release``/``unload_all`` asked for while an annotator is in use is deferred to the end of that use.
+Every clean-up decides ("nobody uses it") and acts under the pool lock, in one step.
 """
 from __future__ import annotations
 
