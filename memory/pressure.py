@@ -11,7 +11,8 @@ Tiers (defaults; the higher of the two fractions decides):
   freed heap pages back to the system (RAM);
 * ``aggressive`` ≥ 80 % — also unload idle annotators from the GPU (GPU) or release them (RAM);
 * ``emergency`` ≥ 90 % — release every idle annotator, shrink the batch, and when memory is still
-  above the emergency line afterwards, pause once (``pause_s``) so that a neighbour can finish.
+  above the emergency line afterwards, pause (``pause_s``, at most once every ``pause_interval_s``)
+  so that a neighbour can finish — memory held by the host itself would not go away by waiting.
 
 An annotator in use is never released by the policy. Every action is logged with before/after figures.
 """
@@ -66,9 +67,11 @@ class PressurePolicy:
     shrink: float = 0.5
     ram_budget: Optional[int] = None
     pause_s: float = 0.5
+    pause_interval_s: float = 10.0
     ram_reader: Optional[RamReader] = field(default=None, repr=False)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     decisions: list[PressureDecision] = field(default_factory=list, repr=False)
+    _last_pause: Optional[float] = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.standard <= self.aggressive <= self.emergency <= 1.0:
@@ -111,7 +114,8 @@ class PressurePolicy:
             new_batch = max(1, int(batch_size * self.shrink))
             actions.append(f"batch {batch_size} -> {new_batch}")
         device_after, ram_after = self.measure(monitor)
-        if level == "emergency" and self.pause_s > 0 and self._still_emergency(device_after, ram_after):
+        if level == "emergency" and self._may_pause() and self._still_emergency(device_after, ram_after):
+            self._last_pause = time.monotonic()
             self.sleep(self.pause_s)
             actions.append(f"pause {self.pause_s:g}s")
             device_after, ram_after = self.measure(monitor)
@@ -138,6 +142,10 @@ class PressurePolicy:
         if ram_rank >= 1 and trim_heap():
             actions.append("trim heap")
         return actions
+
+    def _may_pause(self) -> bool:
+        return self.pause_s > 0 and (self._last_pause is None
+                                     or time.monotonic() - self._last_pause >= self.pause_interval_s)
 
     def _still_emergency(self, device: Optional[MemorySnapshot], ram: RamReading) -> bool:
         device_used = device.used_fraction if device is not None else 0.0

@@ -1,12 +1,15 @@
 """The memory side of real runs (CPU, DIS and RAFT-small): history, pressure, timeline, summary."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from wan2gp_structure_video.memory import BatchSizeHistory, PressurePolicy, RamReading, Timeline, default_history
 from wan2gp_structure_video.paths import user_data_dir
 from wan2gp_structure_video.pipeline import GuideRequest, RunContext, build_guide, iter_guide_frames, prepare
+from wan2gp_structure_video.pipeline.multi import Placement, build_composite_guide
 from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
 from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
 
@@ -91,3 +94,25 @@ def test_a_cache_hit_says_nothing_was_extracted(sample, tmp_path) -> None:
     assert any("nothing was extracted" in note for note in hit.timeline.notes)
     assert "nothing was extracted" in hit.summary(verbose=True)
     assert not [e for e in hit.timeline.events if e.kind in ("load", "batch size")]
+
+
+def test_multi_input_runs_check_pressure_and_adapt_between_inputs(sample, tmp_path) -> None:
+    other = write_sample_video(tmp_path / "other.mp4", width=320, height=180, frames=30, seed=3)
+    readings = iter([0.95] * 3 + [0.2] * 1000)  # tight before the first input only
+
+    def reader() -> RamReading:
+        used = next(readings)
+        return RamReading(int(used * 4 * GIB), int((1 - used) * 4 * GIB), 4 * GIB)
+
+    history, timeline = BatchSizeHistory(tmp_path / "h.json"), Timeline()
+    ctx = RunContext(history=history, timeline=timeline, use_cache=False,
+                     pressure=PressurePolicy(ram_reader=reader, sleep=lambda s: None))
+    result = build_composite_guide(tmp_path / "c.mp4", 20, [Placement(sample, 0, 10), Placement(other, 10, 10)],
+                                   resolution=(160, 96), backend="dis", context=ctx)
+    assert result.output.exists()
+    (key,) = [k for k in json.loads((tmp_path / "h.json").read_text())]
+    assert history.get(key)["runs"] == 2  # both inputs recorded; the second started from the first's outcome
+    sizes = [e.text for e in timeline.events if e.kind == "batch size"]
+    assert sizes == ["batch size 8", "batch size 8"]
+    pressure = [e.text for e in timeline.events if e.kind == "pressure"]
+    assert pressure and pressure[0].startswith("emergency (RAM 95%) before the input")

@@ -86,6 +86,15 @@ def test_the_worse_resource_decides() -> None:
     assert "empty cache" in decision.actions  # the GPU's own standard tier still acts
 
 
+def test_pauses_are_rate_limited() -> None:
+    pauses = []
+    policy = PressurePolicy(ram_reader=_ram(0.95), sleep=pauses.append, pause_interval_s=60)
+    for _ in range(3):
+        assert policy.check(None, None, 8).level == "emergency"
+    assert pauses == [policy.pause_s]  # memory the host holds does not go away by waiting: once a minute
+    assert [any("pause" in a for a in d.actions) for d in policy.decisions] == [True, False, False]
+
+
 def test_no_pause_when_the_clean_up_worked() -> None:
     readings = iter([0.95, 0.5, 0.5])
     pauses = []
