@@ -32,6 +32,7 @@ from .monitor import (MemoryMonitor, MemorySnapshot, RamReading, empty_device_ca
 logger = logging.getLogger(__name__)
 
 LEVELS = ("none", "standard", "aggressive", "emergency")
+MAX_DECISIONS = 1000
 RamReader = Callable[[], RamReading]
 
 
@@ -124,6 +125,7 @@ class PressurePolicy:
         logger.info(report)
         decision = PressureDecision(level, used, tuple(actions), new_batch, report, resource, device_used, ram_used)
         self.decisions.append(decision)
+        del self.decisions[:-MAX_DECISIONS]  # a policy shared by many runs stays small
         return decision
 
     def _act(self, device_level: str, ram_level: str, pool: Any) -> list[str]:
