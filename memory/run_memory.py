@@ -56,9 +56,11 @@ class RunMemory:
         self._baseline: Optional[MemorySnapshot] = None
         self._peak_growth = 0
         self._attached = False
+        self._report_before: Optional[str] = None
 
     # pool events ----------------------------------------------------------------------------
     def __enter__(self) -> "RunMemory":
+        self._report_before = getattr(self.pool, "last_report", None)
         if self.pool is not None and hasattr(self.pool, "add_event_listener"):
             self.pool.add_event_listener(self._pool_event)
             self._attached = True
@@ -69,7 +71,7 @@ class RunMemory:
             self.pool.remove_event_listener(self._pool_event)
             self._attached = False
         report = getattr(self.pool, "last_report", None)
-        if report and report not in self.reports:
+        if report and report is not self._report_before:  # this run's unload/release of the annotator
             self.reports.append(report)
 
     def _pool_event(self, kind: str, name: str) -> None:
