@@ -32,7 +32,11 @@ def main() -> int:
     parser.add_argument("--budget-margin", type=float, default=0.93,
                         help="RAM budget = anonymous memory at the start / this (0.93: emergency from the start)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="sv-bench-mem-"))
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as folder:
+        return bench(args, Path(folder))
+
+
+def bench(args: argparse.Namespace, work: Path) -> int:
     os.environ["WAN2GP_STRUCTURE_VIDEO_HOME"] = str(work / "home")  # a fresh history
 
     from wan2gp_structure_video.memory import BatchSizeHistory, PressurePolicy, process_anon
