@@ -345,7 +345,7 @@ def run_guide(args: argparse.Namespace) -> int:
                     backend_noted = True
                 if timeline is not None:
                     _write_timeline(result.timeline, timeline)
-                print(result.summary(), flush=True)
+                print(result.summary(verbose=args.verbose), flush=True)
         finally:
             if many and args.teardown != "keep":
                 pool.release() if args.teardown == "release" else pool.unload_all()

@@ -1,7 +1,18 @@
-"""Snapshots of device memory and process RSS, and before/after cleanup reports.
+"""Snapshots of device memory and of this process's RAM, and before/after cleanup reports.
 
-Free memory counts PyTorch's cached-but-unused blocks as free (they are ours to reuse) and respects a
-per-process memory fraction set with ``torch.cuda.set_per_process_memory_fraction``.
+Device: free memory counts PyTorch's cached-but-unused blocks as free (they are ours to reuse) and
+respects a per-process memory fraction set with ``torch.cuda.set_per_process_memory_fraction``.
+
+RAM: the figure that matters is the process's *anonymous* memory (``RssAnon``: heap, tensors, arrays),
+not its RSS, which also counts file pages mapped in — the memory-mapped flow file would otherwise look
+like a leak. It is compared with what the system still has available (``MemAvailable``).
+
+One definition of each quantity, used everywhere (pressure policy, charts, reports):
+
+* :attr:`MemorySnapshot.used_fraction` — share of the usable device memory this process can no
+  longer get: ``1 − free / total`` (0 on the CPU);
+* :attr:`RamReading.used_fraction` — the process's anonymous memory over its RAM budget, the budget
+  being ``anonymous + available`` (what it could grow to), or less when a lower budget is set.
 """
 from __future__ import annotations
 
@@ -19,6 +30,56 @@ logger = logging.getLogger(__name__)
 GIB = 1024 ** 3
 
 
+def process_anon() -> int:
+    """Anonymous resident memory of this process in bytes (``RssAnon``; RSS where it cannot be read)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return process_rss()
+
+
+def system_available() -> int:
+    """RAM the system can still give processes without swapping, in bytes (0 when unknown)."""
+    try:
+        import psutil
+        return int(psutil.virtual_memory().available)
+    except Exception:  # pragma: no cover - psutil is a dependency; this is a last resort
+        try:
+            with open("/proc/meminfo", encoding="ascii") as handle:
+                for line in handle:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        return 0
+
+
+@dataclass(frozen=True)
+class RamReading:
+    """This process's anonymous memory against its RAM budget, in bytes."""
+
+    anon: int
+    available: int
+    budget: int
+
+    @property
+    def used_fraction(self) -> float:
+        """``anon / budget`` (0 when the budget is unknown)."""
+        return min(1.0, self.anon / self.budget) if self.budget > 0 else 0.0
+
+
+def read_ram(budget: Optional[int] = None) -> RamReading:
+    """The current :class:`RamReading`; ``budget`` (bytes) lowers the budget below ``anon + available``."""
+    anon, available = process_anon(), system_available()
+    natural = anon + available if available else 0
+    limit = min(natural, int(budget)) if budget and natural else int(budget or natural)
+    return RamReading(anon, available, limit)
+
+
 def process_rss() -> int:
     """Resident set size of this process in bytes (0 when it cannot be read)."""
     try:
@@ -34,7 +95,11 @@ def process_rss() -> int:
 
 @dataclass(frozen=True)
 class MemorySnapshot:
-    """Memory figures at one moment, in bytes (device figures are 0 on the CPU)."""
+    """Memory figures at one moment, in bytes (device figures are 0 on the CPU).
+
+    ``rss`` is the resident set (file-backed pages included), ``anon`` the anonymous part of it,
+    ``available`` the system's available RAM.
+    """
 
     time: float
     device: str
@@ -44,11 +109,13 @@ class MemorySnapshot:
     total: int
     peak: int
     rss: int
+    anon: int = 0
+    available: int = 0
 
     @property
     def used_fraction(self) -> float:
-        """Allocated share of the usable device memory (0 on the CPU)."""
-        return self.allocated / self.total if self.total else 0.0
+        """Share of the usable device memory this process can no longer get: ``1 − free/total`` (0 on the CPU)."""
+        return min(1.0, max(0.0, 1.0 - self.free / self.total)) if self.total else 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,9 +149,9 @@ class MemoryMonitor:
         what this process could still allocate: driver-free memory plus PyTorch's cached-but-free blocks,
         capped by the fraction."""
         now = time.time()
-        rss = process_rss()
+        rss, anon, available = process_rss(), process_anon(), system_available()
         if not self.on_cuda:
-            return MemorySnapshot(now, str(self.device), 0, 0, 0, 0, 0, rss)
+            return MemorySnapshot(now, str(self.device), 0, 0, 0, 0, 0, rss, anon, available)
         index = self.device.index or 0
         allocated = int(torch.cuda.memory_allocated(index))
         reserved = int(torch.cuda.memory_reserved(index))
@@ -92,7 +159,8 @@ class MemoryMonitor:
         driver_free, device_total = torch.cuda.mem_get_info(index)
         usable = int(device_total * min(1.0, max(0.0, _cuda_fraction(index))))
         free = min(int(driver_free) + (reserved - allocated), max(0, usable - allocated))
-        return MemorySnapshot(now, str(self.device), allocated, reserved, max(0, free), usable, peak, rss)
+        return MemorySnapshot(now, str(self.device), allocated, reserved, max(0, free), usable, peak, rss, anon,
+                              available)
 
 
 def format_bytes(count: float) -> str:
@@ -104,7 +172,8 @@ def format_cleanup_report(before: MemorySnapshot, after: MemorySnapshot, action:
     """``Before: 2.34 GB allocated, 2.56 GB reserved. After: 0.12 GB allocated, 1.45 GB reserved.``"""
     prefix = f"{action}: " if action else ""
     if before.total == 0 and after.total == 0:
-        return (f"{prefix}Before: {format_bytes(before.rss)} RSS. After: {format_bytes(after.rss)} RSS.")
+        return (f"{prefix}Before: {format_bytes(before.anon or before.rss)} process memory. "
+                f"After: {format_bytes(after.anon or after.rss)} process memory.")
     return (f"{prefix}Before: {format_bytes(before.allocated)} allocated, {format_bytes(before.reserved)} reserved. "
             f"After: {format_bytes(after.allocated)} allocated, {format_bytes(after.reserved)} reserved.")
 

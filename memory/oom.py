@@ -41,14 +41,16 @@ def run_with_backoff(items: Iterable[Item], process: BatchFn, batch_size: int, *
                      min_batch_size: int = 1, cleanup: Optional[Callable[[], None]] = None,
                      cpu_fallback: Optional[Callable[[], BatchFn]] = None,
                      between_batches: Optional[Callable[[int], Optional[int]]] = None,
-                     on_batch: Optional[Callable[[int, int], None]] = None) -> Iterator[Result]:
+                     on_batch: Optional[Callable[[int, int], None]] = None,
+                     on_oom: Optional[Callable[[int, Optional[int]], None]] = None) -> Iterator[Result]:
     """Yield ``process(batch)`` results item by item, in order.
 
     ``items`` is consumed lazily: only the current batch is held. On an out-of-memory error the
     ``cleanup`` runs, the batch size is cut (``× shrink``) and the same items are retried; at
     ``min_batch_size`` the ``cpu_fallback`` (a factory of a new ``process``) takes over when given,
     else :class:`OutOfMemoryAfterBackoff` is raised. ``between_batches(size)`` may return a new batch
-    size (pressure policy); ``on_batch(done, size)`` reports progress after each batch.
+    size (pressure policy); ``on_batch(done, size)`` reports progress after each batch;
+    ``on_oom(size, new_size)`` is told of each back-off (``new_size`` None: the CPU fallback).
     """
     if batch_size < 1 or min_batch_size < 1:
         raise ValueError("batch_size and min_batch_size must be at least 1")
@@ -84,10 +86,14 @@ def run_with_backoff(items: Iterable[Item], process: BatchFn, batch_size: int, *
                 new_size = next_batch_size(size, shrink, min_batch_size)
                 logger.warning("Out of memory at batch size %d: retrying the same items at batch size %d.",
                                size, new_size)
+                if on_oom is not None:
+                    on_oom(size, new_size)
                 size = new_size
                 continue
             if cpu_fallback is not None and not fell_back:
                 logger.warning("Out of memory at batch size %d: falling back to the CPU.", size)
+                if on_oom is not None:
+                    on_oom(size, None)
                 process = cpu_fallback()
                 fell_back = True
                 continue

@@ -1,12 +1,14 @@
 """The annotator pool: annotators built lazily by registered factories, reused across calls, and
 torn down by policy when a scoped use ends — on success, on error and on cancel.
 
-    with pool.use("raft-large", device="cuda", teardown="unload") as lease:
+    pool.register(name, build_on_cpu)     # the pipeline's RAFT name is its backend identity
+    with pool.use(name, device="cuda", teardown="unload") as lease:
         flows = run(lease.model)
 
 Teardown policies: ``keep`` (stay on the device for the next call; reported to listeners as a GPU
 resident), ``unload`` (weights back to RAM, cached blocks freed), ``release`` (destroyed). A
 ``release``/``unload_all`` asked for while an annotator is in use is deferred to the end of that use.
+Every clean-up decides ("nobody uses it") and acts under the pool lock, in one step.
 """
 from __future__ import annotations
 
@@ -81,6 +83,7 @@ class AnnotatorPool:
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.RLock()
         self._listeners: list[ResidentListener] = []
+        self._event_listeners: list[Callable[[str, str], None]] = []
         self.last_report: Optional[str] = None
 
     # registry -----------------------------------------------------------------------------
@@ -145,14 +148,15 @@ class AnnotatorPool:
             self._place(entry, device)
             yield Lease(self, entry, device)
         finally:
+            # Decide and act under the pool lock: a use starting meanwhile waits, then rebuilds if needed.
             with self._lock:
                 entry.users -= 1
-                last = entry.users == 0
-                action = entry.pending if last and entry.pending else teardown
-                if last:
+                notice = None
+                if entry.users == 0:
+                    action = entry.pending or teardown
                     entry.pending = None
-            if last:
-                self._teardown(entry, action)
+                    notice = self._teardown(entry, action)
+            self._notify_all([notice])
 
     def _build(self, entry: _Entry) -> None:
         logger.info("Building annotator %s", entry.name)
@@ -162,6 +166,7 @@ class AnnotatorPool:
             module.requires_grad_(False)
         entry.placement = PlainPlacement(module)
         entry.constructed += 1
+        self._cleanup_event("load", entry.name)
 
     def _wants_mmgp(self, device: torch.device) -> bool:
         if device.type != "cuda" or self.offload == "plain":
@@ -193,20 +198,20 @@ class AnnotatorPool:
                 placement.place(device)
             entry.device = device
 
-    def _teardown(self, entry: _Entry, action: str) -> None:
+    def _teardown(self, entry: _Entry, action: str) -> Optional[tuple[str, bool]]:
+        """Apply ``action`` to an idle entry (pool lock held); returns the listener notice to send."""
         if entry.placement is None:
-            return
+            return None
         if action == "keep":
-            if entry.device is not None and entry.device.type == "cuda":
-                self._notify(entry.name, True)
-            return
-        if action == "unload":
-            self._unload(entry)
-        else:
-            self._release(entry)
+            on_gpu = entry.device is not None and entry.device.type == "cuda"
+            return (entry.name, True) if on_gpu else None
+        return self._unload(entry) if action == "unload" else self._release(entry)
 
     # cleanup --------------------------------------------------------------------------------
-    def _unload(self, entry: _Entry) -> None:
+    # Every public clean-up checks ``users`` and acts while holding the pool lock, so no use can start
+    # between the check and the act (a use increments ``users`` under the same lock). Listeners are
+    # told afterwards, outside the lock.
+    def _unload(self, entry: _Entry) -> tuple[str, bool]:
         with entry.lock:
             if entry.placement is not None:
                 was_on_gpu = entry.device is not None and entry.device.type == "cuda"
@@ -215,9 +220,10 @@ class AnnotatorPool:
                 entry.device = torch.device("cpu")
                 if was_on_gpu:
                     self.last_report = report_cleanup(MemoryMonitor(before.device), f"unload {entry.name}", before)
-        self._notify(entry.name, False)
+                    self._cleanup_event("unload", entry.name)
+        return entry.name, False
 
-    def _release(self, entry: _Entry) -> None:
+    def _release(self, entry: _Entry) -> tuple[str, bool]:
         with entry.lock:
             placement, entry.placement = entry.placement, None
             was_on_gpu = entry.device is not None and entry.device.type == "cuda"
@@ -226,54 +232,78 @@ class AnnotatorPool:
             if placement is not None:
                 placement.release()
                 del placement
+                self._cleanup_event("release", entry.name)
             drop_references()
             if was_on_gpu:
                 self.last_report = report_cleanup(MemoryMonitor(before.device), f"release {entry.name}", before)
-        self._notify(entry.name, False)
+        return entry.name, False
 
     def unload_all(self) -> None:
         """Move every annotator's weights off the GPU (kept in RAM); in-use ones when their use ends."""
-        for entry in list(self._entries.values()):
-            with self._lock:
+        notices = []
+        with self._lock:
+            for entry in list(self._entries.values()):
                 if entry.users:
                     entry.pending = entry.pending or "unload"
-                    continue
-            if entry.placement is not None:
-                self._unload(entry)
+                elif entry.placement is not None:
+                    notices.append(self._unload(entry))
+        self._notify_all(notices)
 
     def release(self, name: Optional[str] = None) -> None:
         """Destroy annotator ``name`` (default: all); in-use ones are destroyed when their use ends."""
-        entries = [self._entries[name]] if name is not None and name in self._entries else \
-            [] if name is not None else list(self._entries.values())
-        for entry in entries:
-            with self._lock:
+        notices = []
+        with self._lock:
+            entries = [self._entries[name]] if name is not None and name in self._entries else \
+                [] if name is not None else list(self._entries.values())
+            for entry in entries:
                 if entry.users:
                     entry.pending = "release"
-                    continue
-            self._release(entry)
-        drop_references()
+                elif entry.placement is not None:
+                    notices.append(self._release(entry))
+            drop_references()
+        self._notify_all(notices)
 
     def release_idle(self) -> list[str]:
         """Release every annotator that is built and not in use; returns their names."""
-        released = []
-        for entry in list(self._entries.values()):
-            with self._lock:
-                idle = entry.users == 0 and entry.placement is not None
-            if idle:
-                self._release(entry)
-                released.append(entry.name)
-        return released
+        notices = []
+        with self._lock:
+            for entry in list(self._entries.values()):
+                if entry.users == 0 and entry.placement is not None:
+                    notices.append(self._release(entry))
+        self._notify_all(notices)
+        return [name for name, _ in notices]
 
     def unload_idle(self) -> list[str]:
         """Unload every annotator on the GPU that is not in use; returns their names."""
-        unloaded = []
-        for entry in list(self._entries.values()):
-            with self._lock:
-                idle = entry.users == 0 and entry.placement is not None
-            if idle and entry.device is not None and entry.device.type == "cuda":
-                self._unload(entry)
-                unloaded.append(entry.name)
-        return unloaded
+        notices = []
+        with self._lock:
+            for entry in list(self._entries.values()):
+                if entry.users == 0 and entry.placement is not None and entry.device is not None \
+                        and entry.device.type == "cuda":
+                    notices.append(self._unload(entry))
+        self._notify_all(notices)
+        return [name for name, _ in notices]
+
+    def add_event_listener(self, listener: Callable[[str, str], None]) -> None:
+        """``listener(kind, name)`` is told of every load, unload and release (for the run's timeline)."""
+        if listener not in self._event_listeners:
+            self._event_listeners.append(listener)
+
+    def remove_event_listener(self, listener: Callable[[str, str], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._event_listeners.remove(listener)
+
+    def _cleanup_event(self, kind: str, name: str) -> None:
+        for listener in list(self._event_listeners):
+            try:
+                listener(kind, name)
+            except Exception:  # an observer must never break a clean-up
+                logger.exception("pool event listener failed for %s %s", kind, name)
+
+    def _notify_all(self, notices: list) -> None:
+        for notice in notices:
+            if notice is not None:
+                self._notify(*notice)
 
     def _notify(self, name: str, resident: bool) -> None:
         for listener in list(self._listeners):

@@ -53,11 +53,15 @@ def _record_flows(result: GuideResult, flows: SourceFlows) -> None:
     if flows.from_cache:
         result.device = "cache"
         result.timings["cache_read"] = flows.read_seconds
+        result.memory_notes.append("Flows read from the cache: nothing was extracted, no flow model loaded.")
     elif report is not None:
         result.device, result.batch_size = report.device, report.batch_size
         result.timings["flow"] = report.seconds
         result.peak_device_bytes = max(result.peak_device_bytes, report.peak_device_bytes)
         result.warnings.extend(report.warnings)
+        result.batch_note = report.batch_note
+        result.memory_notes.extend(report.memory_notes)
+        result.memory_reports.extend(report.memory_reports)
 
 
 @contextlib.contextmanager
@@ -68,6 +72,8 @@ def open_flows(prepared: PreparedGuide, ctx: RunContext) -> Iterator[SourceFlows
         problem = ctx.cache.problem(flows.key) if ctx.cache is not None and flows.key is not None else None
         if problem and not flows.from_cache:
             prepared.result.warnings.append(f"cached flows were invalid ({problem}); extracted again.")
+        if flows.from_cache:
+            ctx.timeline.note(prepared.result.memory_notes[-1])
         yield flows
 
 
@@ -133,13 +139,16 @@ def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> 
             publish_cached_guide(cached, output)
         else:
             seconds = write_guide_video(iter_guide_frames(req, ctx, prepared), output, width, height, req.fps,
-                                        req.output_frames, ctx.progress)
+                                        req.output_frames, ctx.progress, ctx.timeline)
             result.timings["render_encode"] = seconds
     except OSError as exc:  # disk full, permissions: the partial file is gone
         raise output_error(output, exc) from exc
     if cached is not None:
         result.cache_hit, result.render_cached, result.flows_from_cache = True, True, True
         result.device = "cache"
+        note = "Guide copied from the cache: nothing was extracted or rendered, no flow model loaded."
+        result.memory_notes.append(note)
+        ctx.timeline.note(note)
     elif key is not None:
         with contextlib.suppress(Exception):  # a render that cannot be cached is still a good result
             ctx.cache.store_render(key, output)
@@ -147,5 +156,6 @@ def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> 
     result.timings["total"] = time.perf_counter() - prepared.started
     result.timeline = ctx.timeline
     result.peak_rss_bytes = max([s.rss for s in ctx.timeline.samples] + [result.peak_rss_bytes])
+    result.peak_anon_bytes = max([s.anon for s in ctx.timeline.samples] + [result.peak_anon_bytes])
     logger.info(result.summary())
     return result

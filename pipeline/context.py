@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager, Optional
 
-from ..memory import PROCESS_GPU_LOCK, AnnotatorPool, BatchSizeHistory, PressurePolicy, Timeline, get_default_pool
+from ..memory import (PROCESS_GPU_LOCK, AnnotatorPool, BatchSizeHistory, PressurePolicy, Timeline, default_history,
+                      get_default_pool)
 from ..preprocessors.flow_cache import FlowCache
 from ..progress import Progress, ensure_progress
 from .backend_choice import WeightsLocator
@@ -16,7 +17,8 @@ _PROCESS_GPU_LOCK = PROCESS_GPU_LOCK
 
 @dataclass
 class RunContext:
-    """Collaborators of one run; every field has a sensible standalone default."""
+    """Collaborators of one run; every field has a sensible standalone default (the batch-size history
+    in the user data folder and the default pressure policy included, so every run adapts and is guarded)."""
 
     pool: Optional[AnnotatorPool] = None
     progress: Optional[Progress] = None
@@ -37,7 +39,7 @@ class RunContext:
             weights_locator=self.weights_locator,
             gpu_lock=self.gpu_lock or (lambda: _PROCESS_GPU_LOCK),
             timeline=self.timeline if self.timeline is not None else Timeline(),
-            history=self.history,
+            history=self.history if self.history is not None else default_history(),
             pressure=self.pressure or PressurePolicy(),
             work_dir=self.work_dir,
             cache=(self.cache or FlowCache()) if self.use_cache else None,

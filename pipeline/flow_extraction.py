@@ -4,8 +4,9 @@ Row ``j`` of the output is the flow from source node ``j`` to node ``j+1`` (see
 ``preprocessors/motion_resample``). Only one batch of frame pairs exists at a time (decoded,
 fitted, on the device); flows go straight to a :class:`FlowStoreWriter` row by row.
 
-The batch loop is :func:`extract_flows` (OOM back-off, pressure checks between batches, progress)
-and the batch size is chosen in :func:`choose_batch_size` — nowhere else.
+The batch loop is :func:`extract_flows` (OOM back-off, pressure checks before each batch, progress)
+and the batch size is chosen in :func:`choose_batch_size` — nowhere else. The memory side of a run
+(history, pressure, timeline events and phases) is one :class:`RunMemory`.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from ..memory import BatchSizeHistory, MemoryMonitor, run_with_backoff
+from ..memory import RunMemory, Timeline, run_with_backoff
 from ..preprocessors.fit import FrameFitter
 from ..preprocessors.flow_dis import DisFlowBackend
 from ..preprocessors.flow_raft import RaftFlowBackend, estimate_bytes_per_pair
@@ -48,6 +49,16 @@ class ExtractionReport:
     seconds: float = 0.0
     peak_device_bytes: int = 0
     warnings: list[str] = field(default_factory=list)
+    batch_note: str = ""
+    memory_notes: list[str] = field(default_factory=list)
+    memory_reports: list[str] = field(default_factory=list)
+
+    def add_memory(self, memory: RunMemory) -> None:
+        """Take the run's batch-size and pressure notes and its before/after reports."""
+        self.batch_size = memory.start_size
+        self.batch_note = memory.short_note
+        self.memory_notes = memory.summary_lines()
+        self.memory_reports = list(memory.reports)
 
 
 def iter_node_pairs(path: str, info: VideoInfo, nodes: Sequence[int], fitter: FrameFitter) -> Iterator[FramePair]:
@@ -72,23 +83,43 @@ def stack_and_compute(compute: Callable[[np.ndarray, np.ndarray], np.ndarray]) -
     return run
 
 
-def choose_batch_size(request: GuideRequest, kind: str, device: torch.device, height: int, width: int,
-                      monitor: Optional[MemoryMonitor] = None, history: Optional[BatchSizeHistory] = None,
-                      history_key: Optional[str] = None) -> int:
-    """The one place a batch size is chosen: the request's, else DIS/CPU constants, else what the
-    free GPU memory holds (per the batch-size history when it knows this device and size)."""
-    if request.batch_size:
-        return request.batch_size
+def choose_batch_size(request: GuideRequest, kind: str, memory: RunMemory, key: str, height: int, width: int) -> int:
+    """The one place a batch size is chosen: the request's, else the batch-size history's
+    recommendation, else a default (DIS and the CPU: constants; CUDA: what free memory holds)."""
     if kind == "dis":
-        return DIS_BATCH
-    if device.type != "cuda" or monitor is None:
-        return CPU_RAFT_BATCH
-    snapshot = monitor.snapshot()
-    per_pair = estimate_bytes_per_pair(height, width)
-    estimate = max(1, min(MAX_AUTO_BATCH, int(snapshot.free * 0.85 // max(1, per_pair))))
-    if history is not None and history_key is not None:
-        return max(1, min(MAX_AUTO_BATCH, history.suggest(history_key, snapshot.free, default=estimate)))
-    return estimate
+        default = cap = DIS_BATCH
+    elif not memory.on_cuda:
+        default = cap = CPU_RAFT_BATCH
+    else:
+        per_pair = estimate_bytes_per_pair(height, width)
+        default = max(1, min(MAX_AUTO_BATCH, int(memory.monitor.snapshot().free * 0.85 // max(1, per_pair))))
+        cap = MAX_AUTO_BATCH
+    return memory.choose_batch(key, request.batch_size, default, cap)
+
+
+def _precision(request: GuideRequest, kind: str, device: torch.device) -> str:
+    if kind == "dis" or device.type != "cuda":
+        return "fp32"
+    return "fp16" if request.precision == "auto" else request.precision
+
+
+def timed_pairs(pairs: Iterator[FramePair], timeline: Timeline) -> Iterator[FramePair]:
+    """``pairs``, with the decoding of each marked as the ``decode`` phase."""
+    source = iter(pairs)
+    while True:
+        with timeline.phase("decode"):
+            pair = next(source, None)
+        if pair is None:
+            return
+        yield pair
+
+
+def timed_compute(compute: ComputeFn, timeline: Timeline) -> ComputeFn:
+    """``compute``, marked as the ``flow`` phase."""
+    def run(batch: list[FramePair]) -> Sequence[np.ndarray]:
+        with timeline.phase("flow"):
+            return compute(batch)
+    return run
 
 
 def extract_flows(pairs: Iterator[FramePair], total: int, writer: FlowStoreWriter, compute: ComputeFn, *,
@@ -96,18 +127,34 @@ def extract_flows(pairs: Iterator[FramePair], total: int, writer: FlowStoreWrite
                   cpu_fallback: Optional[Callable[[], ComputeFn]] = None,
                   cleanup: Optional[Callable[[], None]] = None,
                   between_batches: Optional[Callable[[int], Optional[int]]] = None,
-                  on_batch: Optional[Callable[[int, int], None]] = None) -> int:
-    """The batch loop: every pair through ``compute`` with OOM back-off, row ``i`` for pair ``i``."""
+                  on_batch: Optional[Callable[[int, int], None]] = None,
+                  memory: Optional[RunMemory] = None) -> int:
+    """The batch loop: every pair through ``compute`` with OOM back-off, row ``i`` for pair ``i``.
+
+    With ``memory`` the pressure policy runs before each batch (it may shrink the batch), each batch
+    is sampled on the timeline with decode and flow phases marked, and OOM back-offs are recorded."""
     done = 0
 
     def report(count: int, size: int) -> None:
+        if memory is not None:
+            memory.after_batch(count, total, size)
         if on_batch is not None:
             on_batch(count, size)
         progress.update("flow", count, total, f"optical flow {count}/{total} (batch {size})")
 
+    on_oom = None
+    if memory is not None:
+        pairs, compute = timed_pairs(pairs, memory.timeline), timed_compute(compute, memory.timeline)
+        between_batches = between_batches or memory.before_batch
+        on_oom = memory.on_oom
+        if cpu_fallback is not None:
+            fallback = cpu_fallback
+            cpu_fallback = lambda: timed_compute(fallback(), memory.timeline)  # noqa: E731
+        if memory.check_pressure("before the first batch").new_batch_size is not None:
+            batch_size = memory.size
     progress.update("flow", 0, total, f"optical flow 0/{total}")
     for flow in run_with_backoff(pairs, compute, batch_size, cleanup=cleanup, cpu_fallback=cpu_fallback,
-                                 between_batches=between_batches, on_batch=report):
+                                 between_batches=between_batches, on_batch=report, on_oom=on_oom):
         writer.put(done, flow)
         done += 1
     if done != total:
@@ -124,49 +171,39 @@ def extract_node_flows(request: GuideRequest, info: VideoInfo, fitter: FrameFitt
     if total <= 0:
         return ExtractionReport("cpu", 0)
     pairs = iter_node_pairs(str(request.input), info, nodes, fitter)
-    if choice.kind == "dis":
-        cpu = torch.device("cpu")
-        batch = choose_batch_size(request, "dis", cpu, size[1], size[0])
-        extract_flows(pairs, total, writer, stack_and_compute(DisFlowBackend().compute), batch_size=batch,
-                      progress=ctx.progress, on_batch=lambda done, _: ctx.timeline.record(f"batch {done}/{total}"))
-        report = ExtractionReport("cpu", batch)
-    else:
-        report = _extract_with_raft(request, choice, pairs, total, writer, ctx, size)
+    device = torch.device("cpu") if choice.kind == "dis" else resolve_device(request.device)
+    memory = RunMemory(ctx.timeline, ctx.pressure, pool=ctx.pool, history=ctx.history, device=device)
+    width, height = size
+    with memory:
+        memory.check_pressure("before the input")  # between inputs of a batch run, before anything loads
+        key = memory.history_key(choice.identity(), height, width, _precision(request, choice.kind, device))
+        batch = choose_batch_size(request, choice.kind, memory, key, height, width)
+        if choice.kind == "dis":
+            extract_flows(pairs, total, writer, stack_and_compute(DisFlowBackend().compute), batch_size=batch,
+                          progress=ctx.progress, memory=memory)
+            report = ExtractionReport("cpu", batch)
+        else:
+            report = _extract_with_raft(request, choice, pairs, total, writer, ctx, memory, batch)
+    memory.finish()
+    report.add_memory(memory)
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _extract_with_raft(request: GuideRequest, choice: BackendChoice, pairs: Iterator[FramePair], total: int,
-                       writer: FlowStoreWriter, ctx: RunContext, size: tuple[int, int]) -> ExtractionReport:
+                       writer: FlowStoreWriter, ctx: RunContext, memory: RunMemory,
+                       batch_size: int) -> ExtractionReport:
     """RAFT through the annotator pool: loaded under the GPU lock, torn down in ``finally``."""
-    width, height = size
-    device = resolve_device(request.device)
+    device = memory.device
     name = register_raft(ctx.pool, choice)
-    monitor = MemoryMonitor(str(device))
     timeline = ctx.timeline
     on_cuda = device.type == "cuda"
-    history_key = None
-    if on_cuda and ctx.history is not None:
-        history_key = ctx.history.key(choice.name, torch.cuda.get_device_name(device), height, width,
-                                      request.precision)
-    batch_size = choose_batch_size(request, "raft", device, height, width, monitor, ctx.history, history_key)
     report = ExtractionReport(str(device), batch_size)
     if on_cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    timeline.record("start", monitor.snapshot())
-    current = {"size": batch_size}
-
-    def between(size_now: int) -> Optional[int]:
-        current["size"] = size_now
-        decision = ctx.pressure.check(monitor, ctx.pool, size_now) if on_cuda else None
-        return None if decision is None else decision.new_batch_size
-
-    def on_batch(done: int, size_now: int) -> None:
-        current["size"] = size_now
-        timeline.record(f"batch {done}/{total}", monitor.snapshot())
-
+    timeline.record("start")
     with ctx.gpu_lock(), ctx.pool.use(name, device, teardown=request.teardown) as lease:
-        timeline.record(f"{choice.name} loaded", monitor.snapshot())
+        timeline.record(f"{choice.name} loaded")
         backend = RaftFlowBackend(lease.model, lease.device, iterations=request.iterations,
                                   precision=request.precision, name=choice.name)
 
@@ -179,13 +216,10 @@ def _extract_with_raft(request: GuideRequest, choice: BackendChoice, pairs: Iter
 
         extract_flows(pairs, total, writer, stack_and_compute(backend.compute), batch_size=batch_size,
                       progress=ctx.progress, cpu_fallback=cpu_fallback if on_cuda else None,
-                      cleanup=lambda: _free_device_cache(device), between_batches=between, on_batch=on_batch)
-    timeline.record(f"{choice.name} {request.teardown if request.teardown != 'keep' else 'kept'}",
-                    monitor.snapshot())
+                      cleanup=lambda: _free_device_cache(device), memory=memory)
+    timeline.record(f"{choice.name} {request.teardown if request.teardown != 'keep' else 'kept'}")
     if on_cuda:
         report.peak_device_bytes = int(torch.cuda.max_memory_allocated(device))
-        if ctx.history is not None and history_key is not None and current["size"] > 0:
-            ctx.history.record(history_key, current["size"], report.peak_device_bytes // max(1, current["size"]))
     return report
 
 

@@ -2,34 +2,47 @@
 file appears at its final name only when complete (``atomic_files.publishing``)."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 
 from ..atomic_files import copy_atomic, sweep_stale_partials
 from ..errors import OutputError
+from ..memory import Timeline
 from ..preprocessors.video_io import BackgroundGuideWriter
 from ..progress import Progress
 
 
 def write_guide_video(frames: Iterator[np.ndarray], output: Path, width: int, height: int, fps: float, total: int,
-                      progress: Progress) -> float:
+                      progress: Progress, timeline: Optional[Timeline] = None) -> float:
     """Encode exactly ``total`` frames to ``output``; returns the seconds spent rendering and encoding
     (from the first frame on). ``frames`` is closed in every case.
 
     Encoding runs on a worker thread behind a small bounded queue (``BackgroundGuideWriter``), so
-    x264 encodes frame *k* while frame *k+1* is being resampled and coloured."""
+    x264 encodes frame *k* while frame *k+1* is being resampled and coloured. With a ``timeline`` the
+    rendering (from the second frame on) and the hand-over to the encoder (which waits when the encoder
+    is behind) of each frame are marked as phases and memory is sampled a few times a second."""
     written = 0
     encode_started = None
+    timeline = timeline if timeline is not None else Timeline()
+    source = iter(frames)
     try:
         with BackgroundGuideWriter(output, width, height, fps) as writer:  # publishes atomically itself
-            for frame in frames:
+            while True:
+                # The first frame also opens the flows (extraction has its own phases): not "render".
+                with timeline.phase("render") if written else contextlib.nullcontext():
+                    frame = next(source, None)
+                if frame is None:
+                    break
                 if encode_started is None:
                     encode_started = time.perf_counter()
-                writer.write(frame)
+                with timeline.phase("encode"):
+                    writer.write(frame)
+                timeline.sample_every(f"frame {written + 1}/{total}")
                 written += 1
                 progress.update("encode", written, total, f"writing guide frame {written}/{total}")
             if written != total:

@@ -142,6 +142,10 @@ class GuideResult:
     timings: dict[str, float] = field(default_factory=dict)
     peak_device_bytes: int = 0
     peak_rss_bytes: int = 0
+    peak_anon_bytes: int = 0
+    batch_note: str = ""
+    memory_notes: list[str] = field(default_factory=list)
+    memory_reports: list[str] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
     timeline: Any = None
     warnings: list[str] = field(default_factory=list)
@@ -151,8 +155,9 @@ class GuideResult:
         """Whether the target size was snapped down to multiples of 16."""
         return self.requested_size != (self.width, self.height)
 
-    def summary(self) -> str:
-        """One line for the CLI and logs."""
+    def summary(self, verbose: bool = False) -> str:
+        """One line for the CLI and logs; ``verbose`` adds the memory notes (batch size and why,
+        pressure clean-ups) and every before/after clean-up report, one per line."""
         parts = [f"{self.frames} frames {self.width}x{self.height} @ {self.fps:g} fps, type {self.guide_type}"]
         if self.snapped:
             parts.append(f"snapped from {self.requested_size[0]}x{self.requested_size[1]}")
@@ -171,10 +176,19 @@ class GuideResult:
             else:
                 parts.append(f"{self.distinct_source_frames} distinct source frames, repeated to fill {self.frames}")
         parts.append(f"{self.timings.get('total', 0.0):.1f}s")
+        if self.batch_note:
+            parts.append(self.batch_note)
         if self.peak_device_bytes:
             parts.append(f"peak GPU {self.peak_device_bytes / 2**20:.0f} MiB")
         where = f" -> {self.output}" if self.output is not None else ""
-        return "Guide: " + ", ".join(parts) + where
+        line = "Guide: " + ", ".join(parts) + where
+        if not verbose:
+            return line
+        details = [f"  Memory: {note}" for note in self.memory_notes]
+        details += [f"  Clean-up: {report}" for report in self.memory_reports]
+        if self.peak_anon_bytes:
+            details.append(f"  Peak process memory (anonymous): {self.peak_anon_bytes / 2**20:.0f} MiB")
+        return "\n".join([line] + details)
 
 
 def _choice(label: str, value: Any, allowed: tuple[str, ...]) -> None:
