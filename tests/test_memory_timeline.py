@@ -39,13 +39,24 @@ def test_anon_ignores_a_mapped_file_but_follows_an_allocation(tmp_path) -> None:
     del block
 
 
+_RSS_PROBE = """
+import numpy as np
+from wan2gp_structure_video.memory import MemoryMonitor
+monitor = MemoryMonitor("cpu")
+before = monitor.snapshot().rss
+block = np.ones(64 * 2**20, dtype=np.uint8)
+print(monitor.snapshot().rss - before)
+"""
+
+
 def test_rss_follows_a_large_allocation() -> None:
-    monitor = MemoryMonitor("cpu")
-    before = monitor.snapshot().rss
-    block = np.ones(64 * 2**20, dtype=np.uint8)
-    after = monitor.snapshot().rss
-    assert after - before > 48 * 2**20
-    del block
+    # In a fresh process: in this one, freed heap pages that are still resident can absorb the block.
+    import subprocess
+    import sys
+
+    grown = int(subprocess.run([sys.executable, "-c", _RSS_PROBE], check=True, capture_output=True,
+                               text=True, timeout=120).stdout.split()[-1])
+    assert grown > 48 * 2**20
 
 
 def test_cleanup_report_text() -> None:
