@@ -34,7 +34,8 @@ def client(app_url):
 
 def test_extract_returns_playable_guide_of_the_right_size_and_count(client, tmp_path):
     source = write_sample_video(tmp_path / "s.mp4", width=160, height=96, frames=12, fps=12)
-    guide, details, preview, _slider, chart, cache_info = extract_via_api(client, source, EXTRACT_DEFAULTS)
+    guide, details, preview, _slider, chart, cache_info, status = extract_via_api(client, source, EXTRACT_DEFAULTS)
+    assert status.startswith("Done: 8 frames")
     info = probe_video(video_path(guide))
     assert (info.width, info.height, info.frame_count) == (128, 96, 8)
     assert info.codec in ("h264", "libx264")
