@@ -70,7 +70,9 @@ def test_bad_target_gives_a_clear_error(client, tmp_path):
     assert "banana" in str(caught.value) or "resolution" in str(caught.value).lower()
 
 
-def test_app_command_serves_on_localhost(tmp_path):
+def test_app_command_serves_on_localhost_and_prints_one_line(tmp_path):
+    """The ``app`` command serves the page and says where in one line of its own: no httpx request
+    log, no Gradio banner or share hint."""
     import os
     import subprocess
     import sys
@@ -100,3 +102,8 @@ def test_app_command_serves_on_localhost(tmp_path):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+    output = proc.stdout.read().decode(errors="replace")
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert f"Running on http://127.0.0.1:{port}/" in lines, output
+    assert not [line for line in lines if "httpx" in line or "HTTP Request" in line], output
+    assert "share=True" not in output and "public link" not in output, output
