@@ -33,9 +33,10 @@ def client(app_url):
 
 
 def test_extract_returns_playable_guide_of_the_right_size_and_count(client, tmp_path):
-    # A source no other test makes: a guide served from the cache has no memory chart (nothing was extracted).
-    source = write_sample_video(tmp_path / "s.mp4", width=168, height=96, frames=12, fps=12)
-    guide, details, preview, _slider, chart, cache_info = extract_via_api(client, source, EXTRACT_DEFAULTS)
+    # a source no other test uses: a cache hit would leave the memory chart without samples
+    source = write_sample_video(tmp_path / "s.mp4", width=160, height=96, frames=12, fps=12, seed=4242)
+    guide, details, preview, _slider, chart, cache_info, status = extract_via_api(client, source, EXTRACT_DEFAULTS)
+    assert status.startswith("Done: 8 frames")
     info = probe_video(video_path(guide))
     assert (info.width, info.height, info.frame_count) == (128, 96, 8)
     assert info.codec in ("h264", "libx264")
@@ -70,7 +71,9 @@ def test_bad_target_gives_a_clear_error(client, tmp_path):
     assert "banana" in str(caught.value) or "resolution" in str(caught.value).lower()
 
 
-def test_app_command_serves_on_localhost(tmp_path):
+def test_app_command_serves_on_localhost_and_prints_one_line(tmp_path):
+    """The ``app`` command serves the page and says where in one line of its own: no httpx request
+    log, no Gradio banner or share hint."""
     import os
     import subprocess
     import sys
@@ -100,3 +103,8 @@ def test_app_command_serves_on_localhost(tmp_path):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+    output = proc.stdout.read().decode(errors="replace")
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert f"Running on http://127.0.0.1:{port}/" in lines, output
+    assert not [line for line in lines if "httpx" in line or "HTTP Request" in line], output
+    assert "share=True" not in output and "public link" not in output, output

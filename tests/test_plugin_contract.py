@@ -400,7 +400,8 @@ def test_only_generate_is_an_api_session_click(fake_host, tmp_path):
         set_components_and_post_setup(plugin, host_form(STATE))
         build_tabs(plugin, session)
     assert _uses_api_session(event_fn(demo, "generate").fn, session)
-    for name in ("extract", "cancel", "abort", "send", "use_sample", "take_target", "clear", "prune"):
+    for name in ("extract", "begin", "finish", "cancel", "abort", "send", "use_sample", "take_target",
+                 "ask_clear", "confirm_clear", "prune"):
         assert not _uses_api_session(event_fn(demo, name).fn, session), name
 
 

@@ -19,7 +19,8 @@ from wan2gp_structure_video.ui.outputs import OutputFolder  # noqa: E402
 
 @pytest.fixture
 def source(tmp_path):
-    return str(write_sample_video(tmp_path / "s.mp4", width=160, height=96, frames=12, fps=12))
+    # a seed no other test uses: flows cached by the browser / API tests would empty the memory chart
+    return str(write_sample_video(tmp_path / "s.mp4", width=160, height=96, frames=12, fps=12, seed=3131))
 
 
 def _request(source, out, **kw):
@@ -164,3 +165,112 @@ def test_output_folder_stays_bounded_over_20_runs(source, tmp_path):
     assert max(counts) <= 5, counts
     assert os.path.exists(last) and not old.exists()
     assert not [p for p in folder.root.iterdir() if ".partial" in p.name]
+
+
+class _Req:
+    def __init__(self, key="s1"):
+        self.session_hash = key
+
+
+def test_errors_speak_the_ui_words():
+    from wan2gp_structure_video.ui.wording import ui_words
+
+    raft = ("No RAFT-things weights found (searched x): pass --raft-weights PATH, put raft-things.pth in "
+            "Wan2GP's ckpts/flow/, or use --backend dis.")
+    text = ui_words(raft)
+    assert "--" not in text and "raft-things.pth in Wan2GP's ckpts/flow/" in text
+    assert 'choose Flow backend "DIS (OpenCV, CPU, fast)"' in text
+    assert ui_words("Video too short for flow: use --type canny or raw, or a longer video.") == (
+        'Video too short for flow: choose Type "Canny edges" or "Raw (fitted frames)", or a longer video.')
+    cache = ui_words("Cannot write the flow cache: choose another folder with --cache-dir, or use --no-cache.")
+    assert "--" not in cache and "Flow cache ▸ Clear" in cache
+    assert ui_words("--end 20 is past the end; check --range-unit.") == '"Range end" 20 is past the end; check "Range unit".'
+    assert ui_words("Resolution 'banana' is not WIDTHxHEIGHT.") == "Resolution 'banana' is not WIDTHxHEIGHT."
+
+
+def test_batch_size_zero_is_automatic_and_negative_is_refused(source, tmp_path):
+    from wan2gp_structure_video.errors import OptionError
+
+    assert _request(source, tmp_path / "g.mp4", batch_size=0).batch_size is None
+    assert _request(source, tmp_path / "g.mp4", batch_size=3).batch_size == 3
+    with pytest.raises(OptionError, match="0 for automatic"):
+        _request(source, tmp_path / "g.mp4", batch_size=-2)
+
+
+def test_cancel_is_a_neutral_status_with_cleared_panels(tmp_path, monkeypatch):
+    deps = _deps(tmp_path)
+    sample = tab.use_sample(deps)
+
+    def cancelled(*args, **kwargs):
+        raise CancelledError("Cancelled by the user; nothing was written.")
+
+    monkeypatch.setattr(tab, "run_extraction", cancelled)
+    guide, details, preview, slider, chart, cache_info, status = tab.extract(
+        deps, sample, "96x64", 3, 8, "canny", "adjust", "crop", 0, 0, "frames", 1.0, "dis", 4, 0, request=_Req())
+    assert status == tab.CANCELLED == "Cancelled — nothing was written."
+    assert (guide, details, preview, chart) == (None, "", None, None) and slider["visible"] is False
+    assert "Flow cache" in cache_info
+    cancel_button, status_after = tab.finish(deps, _Req())
+    assert cancel_button["interactive"] is False and status_after == {"__type__": "update"}  # no error to show
+    assert deps.run_for(_Req()) is None
+
+
+def test_an_error_after_a_success_leaves_no_stale_result(tmp_path):
+    import gradio as gr
+
+    deps = _deps(tmp_path)
+    sample = tab.use_sample(deps)
+    args = ("96x64", 3, 8, "canny", "adjust", "crop", 0, 0, "frames", 1.0, "dis", 4, 0)
+    first = tab.extract(deps, sample, *args, request=_Req())
+    assert first[0] and first[-1].startswith("Done: 3 frames") and deps.run_for(_Req())["guide"] == first[0]
+    cleared = tab.begin(deps)  # what the page shows as soon as Extract is clicked again
+    assert cleared[:3] == (None, "", None) and cleared[4] is None and cleared[5] == tab.RUNNING
+    assert cleared[6]["interactive"] is True  # Cancel is clickable while the run goes on
+    with pytest.raises(gr.Error) as caught:
+        tab.extract(deps, sample, "banana", *args[1:], request=_Req())
+    assert "banana" in str(caught.value)
+    assert deps.run_for(_Req()) is None  # Send / preview no longer reach the old guide
+    cancel_button, status = tab.finish(deps, _Req())
+    assert cancel_button["interactive"] is False and status.startswith("**Not extracted:**") and "banana" in status
+    assert tab.finish(deps, _Req())[1] == {"__type__": "update"}  # shown once
+
+
+def test_errors_raised_to_the_page_use_the_ui_words(tmp_path, monkeypatch):
+    import gradio as gr
+
+    from wan2gp_structure_video.errors import WeightsNotFoundError
+
+    deps = _deps(tmp_path)
+    sample = tab.use_sample(deps)
+
+    def no_weights(*args, **kwargs):
+        raise WeightsNotFoundError("No RAFT weights: pass --raft-weights PATH, put raft-things.pth in "
+                                   "Wan2GP's ckpts/flow/, or use --backend dis.")
+
+    monkeypatch.setattr(tab, "run_extraction", no_weights)
+    with pytest.raises(gr.Error) as caught:
+        tab.extract(deps, sample, "96x64", 3, 8, "flow", "adjust", "crop", 0, 0, "frames", 1.0, "raft", 4, 0,
+                    request=_Req())
+    assert "--" not in str(caught.value) and "Flow backend" in str(caught.value)
+
+
+def test_a_non_video_upload_says_so_in_the_info_text(tmp_path, monkeypatch):
+    deps = _deps(tmp_path)
+    deps.outputs.ensure()
+    bad = deps.outputs.root / "notes.txt"
+    bad.write_text("not a video")
+    text, poster = tab.on_upload(deps, str(bad))
+    assert poster is None and text.startswith("**Cannot use this file.**") and "notes.txt" in text
+    assert tab.NO_VIDEO not in text
+
+
+def test_clearing_the_cache_asks_first(tmp_path):
+    from wan2gp_structure_video.ui import cache_panel
+
+    deps = _deps(tmp_path)
+    row, text = cache_panel.ask_clear(deps)
+    assert row["visible"] is True and text.startswith("Delete every cached entry?")
+    row, text = cache_panel.keep_cache(deps)
+    assert row["visible"] is False and text.startswith("Flow cache")
+    row, text = cache_panel.confirm_clear(deps)
+    assert row["visible"] is False and text.startswith("Cleared")

@@ -1,5 +1,5 @@
-"""The flow-cache panel: statistics, prune to the size limit, clear. Handlers take the tab's
-:class:`~.deps.TabDeps` first."""
+"""The flow-cache panel: statistics, prune to the size limit, clear (after a confirmation). Handlers
+take the tab's :class:`~.deps.TabDeps` first."""
 from __future__ import annotations
 
 from .deps import TabDeps
@@ -29,3 +29,22 @@ def prune(deps: TabDeps) -> str:
 
 def clear(deps: TabDeps) -> str:
     return _run(deps, "clear")
+
+
+def ask_clear(deps: TabDeps) -> tuple:
+    """Clear is two clicks: the first shows what would go and the confirm / keep buttons."""
+    import gradio as gr
+
+    return gr.update(visible=True), f"Delete every cached entry? {stats_text(deps)}"
+
+
+def confirm_clear(deps: TabDeps) -> tuple:
+    import gradio as gr
+
+    return gr.update(visible=False), clear(deps)
+
+
+def keep_cache(deps: TabDeps) -> tuple:
+    import gradio as gr
+
+    return gr.update(visible=False), stats_text(deps)

@@ -24,6 +24,7 @@ class TabDeps:
     cancel_events: dict[str, threading.Event] = field(default_factory=dict)
     jobs: dict[str, Any] = field(default_factory=dict)
     runs: dict[str, dict] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
     guard: threading.Lock = field(default_factory=threading.Lock)
 
     # Per-browser-session data lives here, keyed by the session, not in ``gr.State`` inputs: the file
@@ -33,9 +34,27 @@ class TabDeps:
         """The last extraction of this browser session (the guide Send / Generate / preview use)."""
         return self.runs.get(session_key(request))
 
-    def set_run(self, request: Any, run: dict) -> None:
+    def set_run(self, request: Any, run: Optional[dict]) -> None:
+        """Keep ``run`` as this session's last extraction; None forgets it (a failed or cancelled run
+        leaves nothing for Send / Generate / the preview)."""
         with self.guard:
-            self.runs[session_key(request)] = run
+            if run is None:
+                self.runs.pop(session_key(request), None)
+            else:
+                self.runs[session_key(request)] = run
+
+    def note_error(self, request: Any, message: Optional[str]) -> None:
+        """Remember the message of this session's failed run (None: the run did not fail)."""
+        with self.guard:
+            if message is None:
+                self.errors.pop(session_key(request), None)
+            else:
+                self.errors[session_key(request)] = message
+
+    def take_error(self, request: Any) -> Optional[str]:
+        """The message of this session's last failed run, once."""
+        with self.guard:
+            return self.errors.pop(session_key(request), None)
 
     def host_state(self, request: Any) -> Any:
         """The host's live per-session ``state`` dict of this browser session (None standalone), read

@@ -12,15 +12,18 @@ from typing import Any, Optional
 import gradio as gr
 import numpy as np
 
-from ..errors import StructureVideoError
+from ..errors import CancelledError, OptionError, StructureVideoError
 from . import host_bridge
 from .compat import upload_path
 from .deps import TabDeps
 from .outputs import SAMPLE_NAME
+from .wording import ui_words
 
 logger = logging.getLogger(__name__)
 
 NO_VIDEO = "No structure video yet: upload one or use the sample."
+CANCELLED = "Cancelled — nothing was written."
+RUNNING = "Extracting…"
 #: Extra folders (os.pathsep-separated) the tab may read structure videos from, besides the upload folder.
 ALLOWED_DIRS_ENV = "WAN2GP_STRUCTURE_VIDEO_ALLOWED_DIRS"
 
@@ -77,7 +80,10 @@ def make_request(source: str, output: Path, resolution: str, frames: Any, fps: A
         number = float(value)
         return None if number == 0 else number
 
-    batch = int(batch_size) if batch_size not in (None, "") and int(batch_size) > 0 else None
+    batch = None if batch_size in (None, "") else int(batch_size)
+    if batch is not None and batch < 0:
+        raise OptionError(f"Batch size {batch}: give a positive number of frame pairs, or 0 for automatic.")
+    batch = batch or None  # 0 = automatic, as on the command line
     return GuideRequest(
         input=source, output=output, resolution=str(resolution or "").strip(), frames=int(frames or 0),
         fps=float(fps or 0), guide_type=guide_type, treatment=treatment, fit=fit, start=opt_number(start),
@@ -183,13 +189,15 @@ def tab_cache(deps: TabDeps):
 # Event handlers ----------------------------------------------------------------------------------------
 
 def on_upload(deps: TabDeps, file_value: Any):
+    """(info markdown, poster) of the chosen video; a file that is no usable video says so in the info
+    text itself (no error badge drawn over the panel)."""
     path = upload_path(file_value)
     if not path:
         return NO_VIDEO, None
     try:
         return describe_video(check_upload_allowed(deps, path))
     except StructureVideoError as exc:
-        raise gr.Error(str(exc)) from exc
+        return f"**Cannot use this file.** {ui_words(str(exc))}", None
 
 
 def use_sample(deps: TabDeps) -> str:
@@ -202,21 +210,54 @@ def use_sample(deps: TabDeps) -> str:
     return str(path)
 
 
+def cleared_results(status: str = "") -> tuple:
+    """The extract outputs with no result on screen: guide, details, preview, preview slider, memory
+    chart (the cache line is left alone) and the status line."""
+    return None, "", None, gr.update(value=0, visible=False), None, status
+
+
+def begin(deps: TabDeps) -> tuple:
+    """Before a run: the previous run's results go (so an error never sits over stale results), the
+    status says a run is under way and Cancel becomes clickable."""
+    guide, details, preview, slider, chart, status = cleared_results(RUNNING)
+    return guide, details, preview, slider, chart, status, gr.update(interactive=True)
+
+
+def finish(deps: TabDeps, request: gr.Request = gr.Request()) -> tuple:
+    """After a run, whatever its outcome: Cancel is disabled again, and a failed run's message (already
+    in the UI's words) stays in the status line once the toast is gone."""
+    error = deps.take_error(request)
+    return gr.update(interactive=False), (f"**Not extracted:** {error}" if error else gr.update())
+
+
 def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: Any, guide_type: str, treatment: str,
             fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any, backend: str, iterations: Any,
             batch_size: Any, progress: gr.Progress = gr.Progress(), request: gr.Request = gr.Request()):
-    """Extract: the guide, its details, the first preview, the preview slider, the memory chart and the
-    cache line; the run (for Send / Generate / the preview) is kept for this browser session."""
+    """Extract: the guide, its details, the first preview, the preview slider, the memory chart, the
+    cache line and the status line; the run (for Send / Generate / the preview) is kept for this browser
+    session. A cancel the user asked for is no error: the panels are cleared and the status says so.
+    Errors are raised as ``gr.Error`` in the UI's words."""
+    try:
+        return _extract(deps, file_value, resolution, frames, fps, guide_type, treatment, fit, start, end,
+                        range_unit, motion_strength, backend, iterations, batch_size, progress, request)
+    except StructureVideoError as exc:
+        deps.set_run(request, None)
+        message = ui_words(str(exc))
+        deps.note_error(request, message)
+        raise gr.Error(message) from exc
+
+
+def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: Any, guide_type: str,
+             treatment: str, fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any, backend: str,
+             iterations: Any, batch_size: Any, progress: Any, request: Any) -> tuple:
     from ..progress import Progress
     from . import cache_panel
 
+    deps.note_error(request, None)
     path = upload_path(file_value)
     if not path:
-        raise gr.Error("Upload a structure video first (or click 'Use the sample video').")
-    try:
-        path = check_upload_allowed(deps, path)
-    except StructureVideoError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise StructureVideoError("Upload a structure video first (or click 'Use the sample video').")
+    path = check_upload_allowed(deps, path)
     cancel = deps.cancel_event(request, fresh=True)
     out = deps.outputs.new_path(f"{Path(path).stem}_{guide_type}", ".mp4")
 
@@ -233,8 +274,10 @@ def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: A
         result = run_extraction(req, progress=Progress(on_update, cancel), gpu_lock=deps.gpu_lock_for(deps.host_state(request)),
                                 weights_locator=host_bridge.weights_locator(deps.plugin), cache=tab_cache(deps))
         indices = plan_indices(req)
-    except StructureVideoError as exc:
-        raise gr.Error(str(exc)) from exc
+    except CancelledError:
+        deps.set_run(request, None)
+        guide, details, preview, slider, chart, status = cleared_results(CANCELLED)
+        return guide, details, preview, slider, chart, cache_panel.stats_text(deps), status
     finally:
         deps.outputs.prune()
     run = {"guide": str(result.output), "source": path, "fit": fit, "indices": indices,
@@ -247,7 +290,7 @@ def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: A
     chart, chart_note = chart_value(result)
     return (str(result.output), details_markdown(result, chart_note), preview,
             gr.update(minimum=0, maximum=max(1, result.frames - 1), value=0, visible=True),
-            chart, cache_panel.stats_text(deps))
+            chart, cache_panel.stats_text(deps), f"Done: {result.frames} frames → {Path(result.output).name}")
 
 
 def cancel(deps: TabDeps, request: gr.Request = gr.Request()) -> None:
@@ -259,4 +302,4 @@ def on_preview(deps: TabDeps, index: Any, request: gr.Request = gr.Request()):
     try:
         return preview_frame(deps.run_for(request), index)
     except StructureVideoError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise gr.Error(ui_words(str(exc))) from exc

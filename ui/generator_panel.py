@@ -13,6 +13,7 @@ import gradio as gr
 
 from . import host_bridge
 from .deps import TabDeps, session_key
+from .wording import ui_words
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def download_weights(deps: TabDeps):
     try:
         found = host_bridge.download_host_weights(deps.plugin)
     except Exception as exc:
-        raise gr.Error(f"Downloading the RAFT weights failed: {exc}") from exc
+        raise gr.Error(ui_words(f"Downloading the RAFT weights failed: {exc}")) from exc
     return weights_text(deps), gr.update(visible=found is None)
 
 
@@ -68,7 +69,7 @@ def send(deps: TabDeps, request: gr.Request = gr.Request()):
         outcome = host_bridge.send_guide_to_settings(state, deps.plugin, run["guide"], run["frames"],
                                                      run["resolution"])
     except ValueError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise gr.Error(ui_words(str(exc))) from exc
     settings = outcome.settings
     text = (f"Sent to the Video Generator: control video `{Path(run['guide']).name}` in **{outcome.model_type}**"
             + (" (the generator switches to this VACE model)" if outcome.switched else "")

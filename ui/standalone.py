@@ -70,14 +70,33 @@ def build_app(plugin_class: Optional[type] = None):
     return demo, plugin
 
 
+#: Loggers that speak at INFO for every request Gradio makes to itself; the app keeps them at WARNING.
+CHATTY_LOGGERS = ("httpx", "httpcore")
+
+
+def quiet_chatty_loggers() -> None:
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def launch(host: str = "127.0.0.1", port: Optional[int] = 7860, share: bool = False,
            prevent_thread_lock: bool = False, **kwargs: Any):
+    """Serve the app; prints one "Running on URL" line (Gradio's own banner and share hint are off)."""
     from .compat import launch_kwargs
 
+    quiet_chatty_loggers()
     demo, plugin = build_app()
-    demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=prevent_thread_lock,
+    demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=True,
                 allowed_paths=[str(plugin.handles.deps.outputs.ensure())], **launch_kwargs(CSS), **kwargs)
+    _announce(demo)
+    if not prevent_thread_lock:
+        demo.block_thread()  # serve until Ctrl+C, as Gradio's own launch would
     return demo
+
+
+def _announce(demo: Any) -> None:
+    print(f"Running on {demo.local_url}" + (f" and {demo.share_url}" if getattr(demo, "share_url", None) else ""),
+          flush=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                      description="Run the Structure Video tab as a small standalone web app.")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     launch(args.host, args.port, args.share)
     return 0
 

@@ -64,54 +64,55 @@ def build_tab(plugin: Any, api_session: Any = None, hooks: Any = None) -> TabHan
     return handles
 
 
+#: Heights (px) that keep the inputs, Extract and the result on one laptop screen (1400×900), whatever
+#: the guide's aspect: a portrait guide is letterboxed inside the box instead of growing the page.
+RESULT_HEIGHT = 300
+PREVIEW_HEIGHT = 220
+
+
 def _layout(handles: TabHandles, deps: TabDeps) -> None:
+    """Three columns: the source | the settings, Extract and the run's status | the result. Rarely
+    changed settings sit in a closed accordion; the memory chart and the cache come below."""
     import gradio as gr
 
     c, hosted = handles.components, handles.hosted
-    gr.Markdown("### Structure Video — turn any video into a VACE control video "
-                "(optical flow, canny or raw), fitted to your generation's size, length and fps.")
-    with gr.Row():
-        with gr.Column(scale=1):
-            c["source"] = gr.File(label="Structure video", file_count="single", type="filepath",
+    gr.Markdown("**Structure Video** — turn any video into a VACE control video (optical flow, canny or raw), "
+                "fitted to your generation's size, length and fps.")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=4, min_width=300):
+            c["source"] = gr.File(label="Structure video", file_count="single", type="filepath", height=120,
                                   elem_id=f"{ELEM}_source")
             c["sample"] = gr.Button("Use the sample video", size="sm", elem_id=f"{ELEM}_sample")
             c["info"] = gr.Markdown(extract_panel.NO_VIDEO, elem_id=f"{ELEM}_info")
-            c["poster"] = gr.Image(label="First frame", interactive=False, height=200, elem_id=f"{ELEM}_poster")
-        with gr.Column(scale=2):
+            c["poster"] = gr.Image(label="First frame", interactive=False, height=150, elem_id=f"{ELEM}_poster")
             with gr.Row():
                 c["resolution"] = gr.Textbox(value=host_bridge.DEFAULT_RESOLUTION, label="Resolution (WxH)",
-                                             elem_id=f"{ELEM}_resolution",
-                                             info="Guide size; snapped down to multiples of 16 like Wan2GP.")
+                                             elem_id=f"{ELEM}_resolution", min_width=110)
                 c["frames"] = gr.Number(value=host_bridge.DEFAULT_FRAMES, precision=0, label="Frames",
-                                        elem_id=f"{ELEM}_frames",
-                                        info="Number of guide frames (the generation's video length).")
-                c["fps"] = gr.Number(value=host_bridge.DEFAULT_FPS, label="FPS", elem_id=f"{ELEM}_fps",
-                                     info="Guide frame rate.")
+                                        elem_id=f"{ELEM}_frames", min_width=70)
+                c["fps"] = gr.Number(value=host_bridge.DEFAULT_FPS, label="FPS", elem_id=f"{ELEM}_fps", min_width=70)
             if hosted:
                 c["from_host"] = gr.Button("Take resolution / length / fps from the Video Generator", size="sm",
                                            elem_id=f"{ELEM}_from_host")
-            with gr.Row():
-                c["guide_type"] = gr.Radio(GUIDE_TYPES, value="flow", label="Type",
-                                           info="What the guide shows: motion, edges or the frames themselves.")
+        with gr.Column(scale=4, min_width=300):
+            c["guide_type"] = gr.Radio(GUIDE_TYPES, value="flow", label="Type", elem_id=f"{ELEM}_type")
+            c["fit"] = gr.Radio(FITS, value="crop", label="Fit (source aspect → target aspect)")
+            c["backend"] = gr.Radio(BACKENDS, value="auto", label="Flow backend", elem_id=f"{ELEM}_backend")
+            with gr.Accordion("More settings: time, range, motion, RAFT", open=False, elem_id=f"{ELEM}_more"):
                 c["treatment"] = gr.Radio(TREATMENTS, value="adjust", label="Treatment",
                                           info="Adjust stretches/squeezes time; clip keeps real speed (loops when short).")
-            with gr.Row():
-                c["fit"] = gr.Radio(FITS, value="crop", label="Fit",
-                                    info="How the source's aspect meets the target's (crop keeps motion undistorted).")
+                with gr.Row():
+                    c["start"] = gr.Number(value=0, label="Range start", info="0 = from the beginning.")
+                    c["end"] = gr.Number(value=0, label="Range end", info="Exclusive; 0 = to the end.")
+                    c["range_unit"] = gr.Radio(["frames", "seconds"], value="frames", label="Range unit")
                 c["motion_strength"] = gr.Slider(0.1, 4.0, value=1.0, step=0.05, label="Motion strength",
                                                  info="Above 1: stronger flow guidance; below 1: gentler.")
-            with gr.Row():
-                c["start"] = gr.Number(value=0, label="Range start", info="0 = from the beginning.")
-                c["end"] = gr.Number(value=0, label="Range end", info="Exclusive; 0 = to the end.")
-                c["range_unit"] = gr.Radio(["frames", "seconds"], value="frames", label="Range unit",
-                                           info="Unit of start / end.")
-            with gr.Row():
-                c["backend"] = gr.Radio(BACKENDS, value="auto", label="Flow backend", elem_id=f"{ELEM}_backend",
-                                        info="RAFT is accurate (GPU); DIS runs anywhere without weights.")
-                c["iterations"] = gr.Slider(1, 32, value=20, step=1, label="RAFT iterations",
-                                            info="More refinement = better flow, slower.")
-                c["batch_size"] = gr.Number(value=0, precision=0, label="Batch size",
-                                            info="Frame pairs per RAFT batch; 0 = fitted to free GPU memory.")
+                with gr.Row():
+                    c["iterations"] = gr.Slider(1, 32, value=20, step=1, label="RAFT iterations",
+                                                info="More refinement = better flow, slower.")
+                    c["batch_size"] = gr.Number(value=0, precision=0, label="Batch size", elem_id=f"{ELEM}_batch",
+                                                info="Frame pairs per RAFT batch; 0 = automatic (fitted to free "
+                                                     "GPU memory).")
             if hosted:
                 with gr.Row():
                     c["weights_info"] = gr.Markdown(generator_panel.weights_text(deps), elem_id=f"{ELEM}_weights")
@@ -120,16 +121,19 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
                         visible=host_bridge.host_weights_path(deps.plugin) is None
                         and host_bridge.can_download_weights(deps.plugin))
             with gr.Row():
-                c["extract"] = gr.Button("Extract", variant="primary", elem_id=f"{ELEM}_extract")
-                c["cancel"] = gr.Button("Cancel", variant="stop", elem_id=f"{ELEM}_cancel")
-    with gr.Row():
-        with gr.Column():
-            c["guide"] = gr.Video(label="Guide video", interactive=False, elem_id=f"{ELEM}_guide")
-            c["details"] = gr.Markdown("", elem_id=f"{ELEM}_details")
-        with gr.Column():
-            c["preview"] = gr.Image(label="Preview: fitted source | guide", interactive=False,
+                c["extract"] = gr.Button("Extract", variant="primary", scale=3, elem_id=f"{ELEM}_extract")
+                c["cancel"] = gr.Button("Cancel", variant="secondary", scale=1, interactive=False,
+                                        elem_id=f"{ELEM}_cancel")
+            # The run's one progress display and its outcome (done / cancelled).
+            c["status"] = gr.Markdown("", elem_id=f"{ELEM}_status", min_height=48)
+        with gr.Column(scale=5, min_width=340):
+            c["guide"] = gr.Video(label="Guide video", interactive=False, height=RESULT_HEIGHT,
+                                  elem_id=f"{ELEM}_guide")
+            c["preview"] = gr.Image(label="Preview: fitted source | guide", interactive=False, height=PREVIEW_HEIGHT,
                                     elem_id=f"{ELEM}_preview")
-            c["preview_frame"] = gr.Slider(0, 1, value=0, step=1, label="Preview frame", visible=False)
+            c["preview_frame"] = gr.Slider(0, 1, value=0, step=1, label="Preview frame", visible=False,
+                                           elem_id=f"{ELEM}_preview_frame")
+    c["details"] = gr.Markdown("", elem_id=f"{ELEM}_details")
     c["timeline"] = gr.LinePlot(x="t", y="mib", color="series", x_title="time (s)", y_title="MiB",
                                 label="Memory during the run", elem_id=f"{ELEM}_timeline")
     if hosted:
@@ -145,12 +149,17 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
                     c["abort"] = gr.Button("Abort", variant="stop", elem_id=f"{ELEM}_abort")
                 c["gen_status"] = gr.Markdown("", elem_id=f"{ELEM}_gen_status")
                 c["gen_video"] = gr.Video(label="Generated video", interactive=False, elem_id=f"{ELEM}_gen_video")
-    with gr.Accordion("Flow cache", open=False):
+    with gr.Accordion("Flow cache", open=False, elem_id=f"{ELEM}_cache_panel"):
         c["cache_info"] = gr.Markdown(cache_panel.stats_text(deps), elem_id=f"{ELEM}_cache")
         with gr.Row():
             c["cache_refresh"] = gr.Button("Refresh", size="sm")
             c["cache_prune"] = gr.Button("Prune to the size limit", size="sm")
-            c["cache_clear"] = gr.Button("Clear", size="sm", variant="stop")
+            c["cache_clear"] = gr.Button("Clear…", size="sm", elem_id=f"{ELEM}_cache_clear")
+        with gr.Row(visible=False) as confirm_row:
+            c["cache_clear_yes"] = gr.Button("Yes, delete the whole cache", size="sm", variant="stop",
+                                             elem_id=f"{ELEM}_cache_clear_yes")
+            c["cache_clear_no"] = gr.Button("Keep it", size="sm", elem_id=f"{ELEM}_cache_clear_no")
+        c["cache_confirm"] = confirm_row
 
 
 def _private() -> dict:
@@ -167,13 +176,26 @@ def _wire_extract(handles: TabHandles, deps: TabDeps) -> None:
     c["source"].change(bind(extract_panel.on_upload, deps), inputs=[c["source"]], outputs=[c["info"], c["poster"]],
                        **private)
     c["sample"].click(bind(extract_panel.use_sample, deps), outputs=[c["source"]], **private)
-    c["extract"].click(bind(extract_panel.extract, deps), inputs=[c[k] for k in EXTRACT_INPUTS],
-                       outputs=[c["guide"], c["details"], c["preview"], c["preview_frame"], c["timeline"],
-                                c["cache_info"]],
-                       api_name="extract", concurrency_limit=1)
+    results = [c["guide"], c["details"], c["preview"], c["preview_frame"], c["timeline"]]
+    # One progress display: the status line under Extract (show_progress_on); the other outputs just change.
+    run = c["extract"].click(bind(extract_panel.begin, deps), outputs=[*results, c["status"], c["cancel"]],
+                             queue=False, show_progress="hidden", show_progress_on=[c["status"]], **private
+                             ).then(bind(extract_panel.extract, deps), inputs=[c[k] for k in EXTRACT_INPUTS],
+                                    outputs=[*results, c["cache_info"], c["status"]],
+                                    show_progress_on=[c["status"]], api_name="extract", concurrency_limit=1)
+    # Cancel goes back to disabled whatever the outcome. Gradio 5 runs ``.then`` after an error too;
+    # Gradio 6's page runs only ``.failure`` listeners then, so both are wired where ``.failure`` exists.
+    finish = dict(fn=bind(extract_panel.finish, deps), outputs=[c["cancel"], c["status"]], queue=False, show_progress="hidden",
+                  **private)
+    run.then(**finish)
+    if hasattr(run, "failure"):
+        run.failure(**finish)
     c["cancel"].click(bind(extract_panel.cancel, deps), inputs=None, outputs=None, api_name="cancel", queue=False)
-    c["preview_frame"].release(bind(extract_panel.on_preview, deps), inputs=[c["preview_frame"]],
-                               outputs=[c["preview"]], **private)
+    # The slider's number box: typing a frame and pressing Enter (or leaving the box) is an input event;
+    # dragging ends with a release. Only the last of a burst of inputs is rendered.
+    for event in (c["preview_frame"].input, c["preview_frame"].release):
+        event(bind(extract_panel.on_preview, deps), inputs=[c["preview_frame"]], outputs=[c["preview"]],
+              trigger_mode="always_last", show_progress="hidden", **private)
 
 
 def _wire_cache(handles: TabHandles, deps: TabDeps) -> None:
@@ -181,7 +203,10 @@ def _wire_cache(handles: TabHandles, deps: TabDeps) -> None:
     private = _private()
     c["cache_refresh"].click(bind(cache_panel.stats_text, deps), outputs=[c["cache_info"]], **private)
     c["cache_prune"].click(bind(cache_panel.prune, deps), outputs=[c["cache_info"]], **private)
-    c["cache_clear"].click(bind(cache_panel.clear, deps), outputs=[c["cache_info"]], **private)
+    confirm = [c["cache_confirm"], c["cache_info"]]
+    c["cache_clear"].click(bind(cache_panel.ask_clear, deps), outputs=confirm, **private)
+    c["cache_clear_yes"].click(bind(cache_panel.confirm_clear, deps), outputs=confirm, **private)
+    c["cache_clear_no"].click(bind(cache_panel.keep_cache, deps), outputs=confirm, **private)
 
 
 def _wire_generator(handles: TabHandles, deps: TabDeps, host: dict, plugin: Any) -> None:

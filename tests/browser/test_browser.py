@@ -36,9 +36,21 @@ def browser():
             browser.close()
 
 
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+LAPTOP = {"width": 1400, "height": 900}
+
+
+def screenshot(page, name: str) -> Path:
+    """Save a screenshot under test-artifacts/browser/ (git-ignored) to look at after the run."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
 @pytest.fixture
 def page(browser, app_url):
-    context = browser.new_context(viewport={"width": 1400, "height": 1800})
+    context = browser.new_context(viewport=LAPTOP)
     page = context.new_page()
     page.console_messages = []  # type: ignore[attr-defined]
     page.on("console", lambda message: page.console_messages.append(message.text))
@@ -83,13 +95,122 @@ def test_upload_extract_shows_guide_and_chart(page, tmp_path):
     details = page.locator("#structure_video_details").inner_text()
     assert "8 frames" in details and "128×96" in details and "Summary:" in details
     assert_no_argument_warnings(page.console_messages)
-    page.screenshot(path=str(tmp_path / "extract.png"), full_page=True)
-    assert (tmp_path / "extract.png").stat().st_size > 0
+    assert screenshot(page, "extract").stat().st_size > 0
 
 
 def test_non_video_upload_shows_the_error(page, tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("this is not a video")
     page.locator("#structure_video_source input[type=file]").set_input_files(str(bad))
-    page.get_by_text("not a readable video").first.wait_for(timeout=30_000)
-    page.screenshot(path=str(tmp_path / "error.png"), full_page=True)
+    page.wait_for_function("document.querySelector('#structure_video_info')?.innerText.includes('not a readable video')")
+    info = page.locator("#structure_video_info")
+    assert "No structure video yet" not in info.inner_text()
+    # the message is the panel's text, not an error badge drawn over it
+    assert info.locator(".error").count() == 0 and page.locator(".toast-body.error").count() == 0
+    screenshot(page, "non_video_upload")
+
+
+def _upload_small(page, tmp_path, name="s.mp4", frames=12, width=160, height=96):
+    from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+
+    source = write_sample_video(tmp_path / name, width=width, height=height, frames=frames, fps=12)
+    page.locator("#structure_video_source input[type=file]").set_input_files(str(source))
+    page.wait_for_function(f"document.querySelector('#structure_video_info')?.innerText.includes('{frames} frames')")
+    page.locator("#structure_video_backend").get_by_text("DIS (OpenCV, CPU, fast)").click()
+
+
+def _extract_small(page, tmp_path) -> None:
+    _upload_small(page, tmp_path)
+    _fill(page, "structure_video_resolution", "128x96")
+    _fill(page, "structure_video_frames", "8")
+    _fill(page, "structure_video_fps", "8")
+    page.locator("#structure_video_extract").click()
+    page.wait_for_selector("#structure_video_guide video[src]", timeout=120_000)
+    page.wait_for_function("document.querySelector('#structure_video_status')?.innerText.includes('Done')")
+
+
+def _visible_progress_owners(page) -> list:
+    return page.evaluate("""() => [...new Set([...document.querySelectorAll('.progress-text, .eta-bar, .progress-level')]
+        .filter(e => e.offsetParent !== null).map(e => (e.closest('[id]') || {}).id))]""")
+
+
+def _in_viewport(page, selector: str) -> bool:
+    box = page.locator(selector).bounding_box()
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= LAPTOP["height"]
+
+
+def test_layout_fits_a_laptop_screen_with_one_progress_display(page, tmp_path):
+    """At 1400×900: the source, the settings, Extract and the guide are all on screen without scrolling;
+    during a run exactly one component shows progress; Cancel is only clickable while a run goes on."""
+    _upload_small(page, tmp_path, "portrait.mp4", frames=40, width=96, height=160)
+    _fill(page, "structure_video_resolution", "480x832")  # a portrait guide must not grow the page
+    _fill(page, "structure_video_frames", "40")
+    assert page.locator("#structure_video_cancel").is_disabled()
+    page.evaluate("""() => { window.__owners = []; new MutationObserver(() => {
+        const ids = [...document.querySelectorAll('.progress-text, .eta-bar, .progress-level')]
+            .filter(e => e.offsetParent !== null).map(e => (e.closest('[id]') || {}).id);
+        window.__owners.push([...new Set(ids)]); }).observe(document.body,
+        {subtree: true, childList: true, attributes: true, characterData: true}); }""")
+    page.locator("#structure_video_extract").click()
+    page.wait_for_function("document.querySelector('#structure_video_cancel') && !document.querySelector('#structure_video_cancel').disabled")
+    screenshot(page, "layout_running")
+    page.wait_for_selector("#structure_video_guide video[src]", timeout=180_000)
+    page.wait_for_function("document.querySelector('#structure_video_cancel').disabled")
+    owners = page.evaluate("window.__owners")
+    assert owners and max(len(ids) for ids in owners) == 1, [ids for ids in owners if len(ids) > 1][:3]
+    assert {ids[0] for ids in owners if ids} == {"structure_video_status"}
+    for selector in ("#structure_video_source", "#structure_video_resolution", "#structure_video_backend",
+                     "#structure_video_extract", "#structure_video_guide", "#structure_video_status"):
+        assert _in_viewport(page, selector), selector
+    assert page.locator("#structure_video_guide").bounding_box()["height"] < 450  # portrait guide stays boxed
+    screenshot(page, "layout_done")
+
+
+def test_cancel_is_a_neutral_status_and_clears_the_panels(page, tmp_path):
+    _upload_small(page, tmp_path, "long.mp4", frames=120, width=640, height=360)
+    _fill(page, "structure_video_resolution", "832x480")
+    _fill(page, "structure_video_frames", "120")
+    page.locator("#structure_video_extract").click()
+    page.wait_for_function("!document.querySelector('#structure_video_cancel').disabled")
+    page.wait_for_function("document.querySelector('#structure_video_status .progress-text')")
+    page.locator("#structure_video_cancel").click()
+    page.wait_for_function("document.querySelector('#structure_video_status')?.innerText.includes('Cancelled')",
+                           timeout=120_000)
+    status = page.locator("#structure_video_status").inner_text()
+    assert "Cancelled — nothing was written" in status
+    assert page.locator("#structure_video_guide video[src]").count() == 0
+    assert page.locator("#structure_video_details").inner_text().strip() == ""
+    assert page.locator("#structure_video_preview img[src]").count() == 0
+    assert page.locator(".toast-body.error").count() == 0  # no red "Error" toast
+    assert page.get_by_text("Error", exact=True).count() == 0  # no Error badge on any panel
+    page.wait_for_function("document.querySelector('#structure_video_cancel').disabled")
+    screenshot(page, "cancelled")
+
+
+def test_an_error_after_a_success_clears_the_stale_results(page, tmp_path):
+    _extract_small(page, tmp_path)
+    assert "8 frames" in page.locator("#structure_video_details").inner_text()
+    _fill(page, "structure_video_resolution", "banana")
+    page.locator("#structure_video_extract").click()
+    page.get_by_text("banana").first.wait_for(timeout=60_000)
+    page.wait_for_function("document.querySelector('#structure_video_cancel').disabled")
+    assert page.locator("#structure_video_guide video[src]").count() == 0
+    assert page.locator("#structure_video_details").inner_text().strip() == ""
+    assert page.locator("#structure_video_preview img[src]").count() == 0
+    status = page.locator("#structure_video_status")
+    page.wait_for_function("document.querySelector('#structure_video_status').innerText.includes('Not extracted')")
+    assert "banana" in status.inner_text() and "Done" not in status.inner_text()  # no stale "Done"
+    screenshot(page, "error_after_success")
+
+
+def test_typing_a_preview_frame_and_enter_updates_the_preview(page, tmp_path):
+    _extract_small(page, tmp_path)
+    image = page.locator("#structure_video_preview img").first
+    first = image.get_attribute("src")
+    box = page.locator("#structure_video_preview_frame input[type=number]").first
+    box.fill("6")
+    box.press("Enter")
+    page.wait_for_function("(old) => { const img = document.querySelector('#structure_video_preview img');"
+                           " return img && img.getAttribute('src') !== old; }", arg=first, timeout=60_000)
+    assert image.get_attribute("src") != first
+    screenshot(page, "preview_frame_typed")
