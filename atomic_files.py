@@ -26,7 +26,7 @@ PARTIAL_MARK = ".partial"
 _PARTIAL_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<token>[0-9a-f]{8})\.partial(?P<suffix>\.[^.]*)?$")
 
 __all__ = ["partial_path", "publishing", "write_text_atomic", "write_bytes_atomic", "copy_atomic", "fsync_dir",
-           "is_partial_name", "partial_writer_pid", "pid_alive", "sweep_stale_partials"]
+           "is_partial_name", "partial_target", "partial_writer_pid", "pid_alive", "sweep_stale_partials"]
 
 
 def partial_path(target: PathLike, suffix: Optional[str] = None) -> Path:
@@ -98,6 +98,16 @@ def is_partial_name(name: str) -> bool:
     return _PARTIAL_RE.match(name) is not None
 
 
+def partial_target(name: str) -> Optional[str]:
+    """The final name a partial name is for (through nested partial names: a partial file of a partial
+    file is for the same final file), or ``None`` for other names."""
+    match = _PARTIAL_RE.match(name)
+    if match is None:
+        return None
+    inner = match.group("name")
+    return partial_target(inner) if is_partial_name(inner) else inner
+
+
 def partial_writer_pid(name: str) -> Optional[int]:
     """The writer's process id encoded in a partial name, or ``None`` for other names."""
     match = _PARTIAL_RE.match(name)
@@ -134,7 +144,7 @@ def sweep_stale_partials(folder: PathLike, final_name: Optional[str] = None) -> 
         return removed
     for entry in entries:
         match = _PARTIAL_RE.match(entry.name)
-        if match is None or (final_name is not None and match.group("name") != final_name):
+        if match is None or (final_name is not None and partial_target(entry.name) != final_name):
             continue
         with contextlib.suppress(OSError):
             if not entry.is_file(follow_symlinks=False) or pid_alive(int(match.group("pid"))):

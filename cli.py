@@ -393,13 +393,13 @@ def _open_cache(args: argparse.Namespace):
 
 def run_cache(args: argparse.Namespace) -> int:
     """The ``cache`` command."""
-    cache = _open_cache(args)
-    if args.action == "prune":
-        removed, freed = cache.prune()
-        print(f"Pruned {removed} items, freed {freed / 2**20:.1f} MiB.")
-    elif args.action == "clear":
-        removed, freed = cache.clear()
-        print(f"Cleared {removed} items, freed {freed / 2**20:.1f} MiB.")
+    from .preprocessors.flow_cache import format_bytes
+
+    cache = _open_cache(args)  # opening creates nothing: stats on a new folder leaves it absent
+    if args.action in ("prune", "clear"):
+        removed, freed = cache.prune() if args.action == "prune" else cache.clear()
+        print(f"{'Pruned' if args.action == 'prune' else 'Cleared'} {removed} item{'' if removed == 1 else 's'}, "
+              f"freed {format_bytes(freed)}.")
     print(f"Cache: {cache.stats()}")
     return EXIT_OK
 

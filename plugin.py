@@ -19,7 +19,8 @@ logger = logging.getLogger(__name__)
 TAB_ID = "structure_video"
 TAB_LABEL = "Structure Video"
 #: Host globals the tab uses (names the host lacks are skipped silently by Wan2GP).
-GLOBALS = ("clear_gen_cache", "server_config", "fl", "process_files_def", "get_model_def", "test_vace_module")
+GLOBALS = ("clear_gen_cache", "server_config", "fl", "process_files_def", "get_model_def", "test_vace_module",
+           "get_current_model_settings", "update_video_prompt_type", "get_default_settings")
 #: Host form components (local variable names of Wan2GP's form builder).
 COMPONENTS = ("state", "main_tabs", "video_guide", "video_prompt_type", "video_length", "resolution",
               "force_fps", "refresh_form_trigger", "model_choice_target")
@@ -58,12 +59,13 @@ class StructureVideoPlugin(WAN2GPPlugin):
         return {}
 
     def install_hooks(self):
+        """The host hooks (``ui/host_bridge``), installed once; None when installing failed."""
         if self._hooks is not None and getattr(self._hooks, "installed", False):
             return self._hooks
         try:
-            from .memory import get_default_pool, install_host_hooks
+            from .ui.host_bridge import install_host_hooks
 
-            self._hooks = install_host_hooks(self, get_default_pool())
+            self._hooks = install_host_hooks(self)
         except Exception:  # never break the host's UI setup
             logger.exception("Structure Video: installing the host hooks failed")
         return self._hooks
@@ -86,14 +88,15 @@ class StructureVideoPlugin(WAN2GPPlugin):
         """Tab constructor; one positional parameter, so Wan2GP passes its in-process API session."""
         from .ui.tab import build_tab
 
-        self.install_hooks()  # idempotent; covers hosts that skip post_ui_setup
-        self.handles = build_tab(self, api_session)
+        hooks = self.install_hooks()  # idempotent; covers hosts that skip post_ui_setup
+        self.handles = build_tab(self, api_session, hooks=hooks)
+        if self.handles.hosted:  # the host's tab-select event writes on_tab_select's values there
+            self.on_tab_outputs = self.handles.target_outputs
 
     def on_tab_select(self, state: Dict[str, Any]) -> Any:
-        """Prefill the target with the generator's current settings (outputs: ``on_tab_outputs``)."""
+        """Prefill the target from the generator, unless the user typed one (``generator_panel``)."""
         if not getattr(self, "on_tab_outputs", None):
             return None
-        from .ui.host_bridge import target_from_host
+        from .ui.generator_panel import prefill_on_tab_select
 
-        target = target_from_host(state, self)
-        return target.resolution, target.frames, target.fps
+        return prefill_on_tab_select(self, state)

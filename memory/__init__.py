@@ -1,8 +1,8 @@
 """Memory lifecycle of annotators: pool with offload handles, monitor and timeline, pressure policy,
-OOM back-off, batch-size history, host hooks. Imports torch (and mmgp when present), never gradio or
+OOM back-off, batch-size history, host-agnostic release callbacks. Imports torch (and mmgp when present), never gradio or
 the preprocessors."""
 from .batch_history import BatchSizeHistory
-from .host_hooks import HostHooks, active_hooks, host_gpu_lock, install_host_hooks, PROCESS_GPU_LOCK
+from .host_hooks import PROCESS_GPU_LOCK, PoolOffloadProxy
 from .monitor import (MemoryMonitor, MemorySnapshot, empty_device_cache, format_bytes, format_cleanup_report,
                       process_rss)
 from .offload import OffloadOptions
@@ -12,8 +12,8 @@ from .pressure import PressureDecision, PressurePolicy
 from .timeline import Timeline, TimelineSample
 
 __all__ = [
-    "AnnotatorPool", "BatchSizeHistory", "HostHooks", "Lease", "MemoryMonitor", "MemorySnapshot", "OffloadOptions",
-    "PROCESS_GPU_LOCK", "PressureDecision", "PressurePolicy", "Timeline", "TimelineSample", "active_hooks",
-    "empty_device_cache", "format_bytes", "format_cleanup_report", "get_default_pool", "host_gpu_lock",
-    "install_host_hooks", "is_out_of_memory", "next_batch_size", "process_rss", "run_with_backoff",
+    "AnnotatorPool", "BatchSizeHistory", "Lease", "MemoryMonitor", "MemorySnapshot", "OffloadOptions",
+    "PROCESS_GPU_LOCK", "PoolOffloadProxy", "PressureDecision", "PressurePolicy", "Timeline", "TimelineSample",
+    "empty_device_cache", "format_bytes", "format_cleanup_report", "get_default_pool",
+    "is_out_of_memory", "next_batch_size", "process_rss", "run_with_backoff",
 ]

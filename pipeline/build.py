@@ -16,7 +16,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from ..errors import OptionError, OutputError
+from ..errors import OptionError
 from .backend_choice import BackendChoice, choose_backend
 from .context import RunContext
 from .depth_render import depth_scale, iter_depth_guide
@@ -24,7 +24,7 @@ from .source_depth import SourceDepth, depth_choice_for, open_source_depth
 from .flow_keys import render_key
 from .guide_render import flow_histogram, guide_scale, iter_flow_guide, iter_resampled_flows
 from .guide_render import iter_image_guide
-from .output import publish_cached_guide, write_guide_video
+from .output import output_error, publish_cached_guide, write_guide_video
 from .prepare import PreparedGuide, prepare
 from .request import GuideRequest, GuideResult
 from .source_flows import SourceFlows, open_source_flows
@@ -67,6 +67,9 @@ def open_flows(prepared: PreparedGuide, ctx: RunContext) -> Iterator[SourceFlows
     """The source flows of a prepared flow request (recorded in its result), valid inside the block."""
     with open_source_flows(prepared, backend_for(prepared, ctx), ctx) as flows:
         _record_flows(prepared.result, flows)
+        problem = ctx.cache.problem(flows.key) if ctx.cache is not None and flows.key is not None else None
+        if problem and not flows.from_cache:
+            prepared.result.warnings.append(f"cached flows were invalid ({problem}); extracted again.")
         yield flows
 
 
@@ -149,6 +152,9 @@ def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> 
     if ctx.cache is not None and req.guide_type == "flow":
         key = render_key(prepared, backend_for(prepared, ctx), ctx.cache)
     cached = ctx.cache.lookup_render(key) if key is not None else None
+    if key is not None and cached is None and ctx.cache.problem(key):
+        result.warnings.append(f"the cached guide was damaged ({ctx.cache.problem(key)}); it was removed and "
+                               "the guide rendered again.")
     width, height = prepared.size
     try:
         if cached is not None:
@@ -158,8 +164,7 @@ def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> 
                                         req.output_frames, ctx.progress)
             result.timings["render_encode"] = seconds
     except OSError as exc:  # disk full, permissions: the partial file is gone
-        raise OutputError(f"Cannot write the guide video {output}: {exc.strerror or exc}; free disk space "
-                          "or choose another output folder.") from exc
+        raise output_error(output, exc) from exc
     if cached is not None:
         result.cache_hit, result.render_cached, result.flows_from_cache = True, True, True
         result.device = "cache"

@@ -2,34 +2,38 @@
 file appears at its final name only when complete (``atomic_files.publishing``)."""
 from __future__ import annotations
 
+import errno
 import time
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from ..atomic_files import copy_atomic, publishing
-from ..preprocessors.video_io import GuideVideoWriter
+from ..atomic_files import copy_atomic, sweep_stale_partials
+from ..errors import OutputError
+from ..preprocessors.video_io import BackgroundGuideWriter
 from ..progress import Progress
 
 
 def write_guide_video(frames: Iterator[np.ndarray], output: Path, width: int, height: int, fps: float, total: int,
                       progress: Progress) -> float:
     """Encode exactly ``total`` frames to ``output``; returns the seconds spent rendering and encoding
-    (from the first frame on). ``frames`` is closed in every case."""
+    (from the first frame on). ``frames`` is closed in every case.
+
+    Encoding runs on a worker thread behind a small bounded queue (``BackgroundGuideWriter``), so
+    x264 encodes frame *k* while frame *k+1* is being resampled and coloured."""
     written = 0
     encode_started = None
     try:
-        with publishing(output) as partial:
-            with GuideVideoWriter(partial, width, height, fps) as writer:
-                for frame in frames:
-                    if encode_started is None:
-                        encode_started = time.perf_counter()
-                    writer.write(frame)
-                    written += 1
-                    progress.update("encode", written, total, f"writing guide frame {written}/{total}")
-                if written != total:
-                    raise RuntimeError(f"produced {written} guide frames instead of {total}")
+        with BackgroundGuideWriter(output, width, height, fps) as writer:  # publishes atomically itself
+            for frame in frames:
+                if encode_started is None:
+                    encode_started = time.perf_counter()
+                writer.write(frame)
+                written += 1
+                progress.update("encode", written, total, f"writing guide frame {written}/{total}")
+            if written != total:
+                raise RuntimeError(f"produced {written} guide frames instead of {total}")
     finally:
         close = getattr(frames, "close", None)
         if close is not None:
@@ -38,5 +42,20 @@ def write_guide_video(frames: Iterator[np.ndarray], output: Path, width: int, he
 
 
 def publish_cached_guide(cached: Path, output: Path) -> None:
-    """Copy a guide rendered earlier to ``output`` atomically."""
+    """Copy a guide rendered earlier to ``output`` atomically (and sweep dead writers' partials of it)."""
     copy_atomic(cached, output)
+    sweep_stale_partials(output.parent, output.name)
+
+
+def output_error(output: Path, exc: OSError) -> OutputError:
+    """The one-line error for a guide that could not be written, with advice that fits the cause."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = "free disk space or choose another output folder"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = "choose an output folder you can write to"
+    elif exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.ENOENT):
+        advice = "choose an output path whose folder exists and is a folder"
+    else:
+        advice = "check the output folder, or choose another one"
+    return OutputError(f"Cannot write the guide video {output}: {reason}; {advice}.")

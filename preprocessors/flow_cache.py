@@ -1,55 +1,46 @@
 """Content-addressed flow cache: extract once, reuse in every segment and every later run.
 
-Layout under the cache root (``v1`` is the format version)::
+``FlowCache`` is a small façade over modules with one job each:
 
-    v1/entries/<k[:2]>/<key>/flows.npy      float16 (rows, H, W, 2), memory-mapped when read
-    v1/entries/<k[:2]>/<key>/manifest.json  shape, dtype, parameters, sha256 of flows.npy, timestamps
-    v1/entries/<k[:2]>/<key>/used           its mtime is the entry's last use (LRU)
-    v1/renders/<render key>.mp4             rendered guide videos (optional)
-    v1/sources/<sha256 of the path>.json    content hash of a video, reused while size+mtime match
-    v1/locks/<key>.lock                     cross-process single-flight
-    v1/tmp/<key>.<pid>.<random>/            entries being written
+- ``cache_layout``   where each file lives, which names are the cache's own, removal guards
+- ``cache_hashing``  request keys, checksums, verified stamps (no re-hash of unchanged files)
+- ``cache_locks``    single-flight per key across processes, "in use" marks
+- ``cache_entries``  flow entries: validate, create atomically, remove
+- ``cache_renders``  rendered guide videos with their size and checksum
+- ``cache_eviction`` the walk of the cache (links never followed), LRU eviction, sweeps
 
-An entry is written in a temporary folder (data fsynced, manifest written last) and renamed into
-place, so a reader sees a whole entry or none. An entry counts only when its manifest is complete
-and the checksum of its data matches; anything else is removed and recomputed with a warning.
-Nothing here is ever unpickled: data files are loaded with ``allow_pickle=False`` and only files
-named by hex digests are ever opened.
+Nothing here is ever unpickled: data files are loaded with ``allow_pickle=False``, only files named
+by hex digests are ever opened, and nothing outside the cache root is read, followed or deleted.
+Problems met with stored data (a damaged entry or render, a foreign object where an entry belongs)
+are logged as warnings and kept per key: ``problem(key)`` tells a caller what to say.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import shutil
 import threading
-import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
-import numpy as np
-from filelock import FileLock, Timeout
-
 from ..errors import CacheError
 from ..paths import user_data_dir
-from .flow_store import FLOW_DTYPE, open_flow_rows
+from .cache_entries import CacheEntry, EntryStore, Foreign
+from .cache_eviction import CacheItem, evict, scan, sweep
+from .cache_hashing import content_hash as _content_hash
+from .cache_hashing import make_key, sha256_file
+from .cache_layout import FORMAT_VERSION, MANIFEST_FILE, USED_FILE, CacheLayout, check_key, is_plain_file
+from .cache_locks import InUse, LockTimeout, key_lock, remove_lock_file, sweep_locks
+from .cache_renders import RenderStore
 
-try:  # shared locks mark entries in use across processes (POSIX); elsewhere only in-process counts apply
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+__all__ = ["FlowCache", "CacheEntry", "CacheStats", "make_key", "default_cache_dir", "sha256_file", "format_bytes",
+           "FORMAT_VERSION", "DEFAULT_MAX_BYTES"]
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 DEFAULT_MAX_BYTES = 10 * 2**30
-FLOWS_FILE, MANIFEST_FILE, USED_FILE = "flows.npy", "manifest.json", "used"
-_HEX = set("0123456789abcdef")
-_CHUNK = 4 * 2**20
 
 
 def default_cache_dir() -> Path:
@@ -57,65 +48,46 @@ def default_cache_dir() -> Path:
     return user_data_dir() / "flow-cache"
 
 
-def sha256_file(path: Union[str, Path]) -> str:
-    """Streamed SHA-256 of a file (constant memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def format_bytes(count: float) -> str:
+    """A size in the unit that shows it: ``512 KiB``, ``51.2 MiB``, ``10.0 GiB``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(count) >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{int(count)} B"
 
 
-def make_key(params: dict[str, Any]) -> str:
-    """A stable key for ``params`` (JSON with sorted keys, plus the format version)."""
-    canonical = json.dumps({"format": FORMAT_VERSION, **params}, sort_keys=True, separators=(",", ":"),
-                           default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def _check_key(key: str) -> str:
-    """Keys are 64 lowercase hex digits: nothing a caller passes can name a path outside the cache."""
-    if len(key) != 64 or not set(key) <= _HEX:
-        raise ValueError(f"not a cache key: {key!r}")
-    return key
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    """A valid entry: its folder and manifest."""
-
-    key: str
-    path: Path
-    manifest: dict[str, Any]
-
-    @property
-    def flows_path(self) -> Path:
-        return self.path / FLOWS_FILE
-
-    def rows(self) -> np.ndarray:
-        """The stored flows, mapped read-only."""
-        if self.manifest["shape"][0] == 0:
-            return np.zeros(tuple(self.manifest["shape"]), dtype=FLOW_DTYPE)
-        return open_flow_rows(self.flows_path)
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
 
 
 @dataclass(frozen=True)
 class CacheStats:
-    """What ``stats`` reports."""
+    """What ``stats`` reports; ``foreign``: objects the cache did not write (left alone)."""
 
     root: Path
     entries: int
     renders: int
     total_bytes: int
     max_bytes: int
+    foreign: tuple[str, ...] = ()
+    exists: bool = True
 
     def __str__(self) -> str:
-        return (f"{self.entries} flow entries, {self.renders} rendered guides, "
-                f"{self.total_bytes / 2**20:.1f} MiB of {self.max_bytes / 2**30:.1f} GiB at {self.root}")
+        text = (f"{_plural(self.entries, 'flow entry', 'flow entries')}, "
+                f"{_plural(self.renders, 'rendered guide', 'rendered guides')}, "
+                f"{format_bytes(self.total_bytes)} of {format_bytes(self.max_bytes)} at {self.root}")
+        if not self.exists:
+            text += " (not created yet)"
+        if self.foreign:
+            shown = ", ".join(self.foreign[:5]) + (", …" if len(self.foreign) > 5 else "")
+            text += (f"; {_plural(len(self.foreign), 'foreign object', 'foreign objects')} the cache did not write, "
+                     f"left alone: {shown}")
+        return text
 
 
 class FlowCache:
-    """One cache folder; safe to share between threads and processes."""
+    """One cache folder; safe to share between threads and processes. Nothing is created on disk
+    until something is stored."""
 
     _inflight_guard = threading.Lock()
     _inflight: dict[str, threading.Lock] = {}
@@ -123,105 +95,53 @@ class FlowCache:
     def __init__(self, root: Union[str, Path, None] = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         if max_bytes <= 0:
             raise CacheError(f"Cache size limit {max_bytes} must be positive.")
-        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.root = (Path(root).expanduser() if root is not None else default_cache_dir()).absolute()
         self.max_bytes = int(max_bytes)
-        self._base = self.root / f"v{FORMAT_VERSION}"
-        self._in_use: dict[str, int] = {}
-        self._in_use_guard = threading.Lock()
-        self._verified: dict[str, tuple[int, int]] = {}
-        try:
-            for sub in ("entries", "renders", "sources", "locks", "tmp"):
-                (self._base / sub).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CacheError(f"Cannot create the cache folder {self.root}: {exc.strerror or exc}; "
-                             "choose another with --cache-dir or use --no-cache.") from exc
+        self._layout = CacheLayout(self.root)
+        self._in_use = InUse()
+        self._entries = EntryStore(self._layout, self._in_use)
+        self._renders = RenderStore(self._layout)
+        self._problems: dict[str, str] = {}
+
+    # ----------------------------------------------------------------- problems met
+    def problem(self, key: str) -> Optional[str]:
+        """What was wrong with the stored entry or render of ``key`` (e.g. "checksum mismatch": it was
+        removed and is made again), or None; forgotten once a valid one is found."""
+        return self._problems.get(key)
+
+    def _note(self, key: str, problem: Optional[str], found: bool) -> None:
+        if problem is not None:
+            self._problems[key] = problem
+        elif found:
+            self._problems.pop(key, None)
 
     # ----------------------------------------------------------------- content identity
     def content_hash(self, video: Union[str, Path]) -> str:
-        """SHA-256 of a video's bytes; re-hashed only when its size or mtime changed."""
-        path = Path(video).resolve()
-        stat = path.stat()
-        memo = self._base / "sources" / (hashlib.sha256(str(path).encode("utf-8")).hexdigest() + ".json")
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            known = json.loads(memo.read_text("utf-8"))
-            if known["size"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns and \
-                    len(known["sha256"]) == 64 and set(known["sha256"]) <= _HEX:
-                return str(known["sha256"])
-        digest = sha256_file(path)
-        with contextlib.suppress(OSError):
-            _atomic_write_text(memo, json.dumps({"path": str(path), "size": stat.st_size,
-                                                 "mtime_ns": stat.st_mtime_ns, "sha256": digest}))
-        return digest
+        """SHA-256 of a video's bytes; re-read only when its verified stamp changed."""
+        def memo_for(digest: str) -> Optional[Path]:
+            try:
+                self._layout.ensure("sources")
+            except CacheError:
+                return None  # the error that matters is raised when flows are stored
+            return self._layout.source_memo(digest)
+
+        return _content_hash(video, memo_for)
 
     # ----------------------------------------------------------------- entries
     def _entry_dir(self, key: str) -> Path:
-        key = _check_key(key)
-        return self._base / "entries" / key[:2] / key
+        return self._layout.entry_dir(key)
 
     def lookup(self, key: str) -> Optional[CacheEntry]:
-        """The valid entry for ``key``, or None (a corrupt entry is removed with a warning)."""
-        folder = self._entry_dir(key)
-        if not folder.exists():
+        """The valid entry for ``key``, or None (a corrupt entry is removed with a warning; a foreign
+        object in its place is left alone)."""
+        check_key(key)
+        try:
+            entry, problem = self._entries.lookup(key)
+        except Foreign as foreign:
+            self._note(key, f"{foreign}; it is left alone", found=False)
             return None
-        problem = self._validate(key, folder)
-        if problem is None:
-            manifest = json.loads((folder / MANIFEST_FILE).read_text("utf-8"))
-            return CacheEntry(key, folder, manifest)
-        logger.warning("Flow cache entry %s is invalid (%s): removing it; it will be recomputed.", key[:12], problem)
-        self._remove_entry(folder, force=True)
-        return None
-
-    def _validate(self, key: str, folder: Path) -> Optional[str]:
-        """None when the entry is whole and its data matches its checksum; else what is wrong."""
-        try:
-            manifest = json.loads((folder / MANIFEST_FILE).read_text("utf-8"))
-        except FileNotFoundError:
-            return "no manifest"
-        except (OSError, ValueError) as exc:
-            return f"unreadable manifest ({exc})"
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION or manifest.get("key") != key \
-                or not manifest.get("complete"):
-            return "incomplete or foreign manifest"
-        data = folder / FLOWS_FILE
-        try:
-            stat = data.stat()
-        except OSError:
-            return "no data file"
-        if stat.st_size != manifest.get("bytes"):
-            return f"data is {stat.st_size} bytes, manifest says {manifest.get('bytes')}"
-        if self._verified.get(key) == (stat.st_size, stat.st_mtime_ns):
-            return None
-        if sha256_file(data) != manifest.get("sha256"):
-            return "checksum mismatch"
-        try:  # the header too: a pickle-bearing or foreign .npy is refused here, never loaded later
-            shape = list(open_flow_rows(data).shape)
-        except (ValueError, OSError, CacheError) as exc:
-            return f"not a flow array ({exc})"
-        if shape != manifest.get("shape"):
-            return f"data has shape {shape}, manifest says {manifest.get('shape')}"
-        self._verified[key] = (stat.st_size, stat.st_mtime_ns)
-        return None
-
-    @contextlib.contextmanager
-    def use(self, entry: CacheEntry) -> Iterator[CacheEntry]:
-        """Mark ``entry`` in use (never evicted meanwhile) and record the use for LRU."""
-        with self._in_use_guard:
-            self._in_use[entry.key] = self._in_use.get(entry.key, 0) + 1
-        handle = None
-        try:
-            if fcntl is not None:
-                handle = open(entry.path / MANIFEST_FILE, "rb")
-                fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
-            with contextlib.suppress(OSError):
-                (entry.path / USED_FILE).touch()
-            yield entry
-        finally:
-            if handle is not None:
-                handle.close()
-            with self._in_use_guard:
-                self._in_use[entry.key] -= 1
-                if not self._in_use[entry.key]:
-                    del self._in_use[entry.key]
+        self._note(key, problem, found=entry is not None)
+        return entry
 
     def get_or_create(self, key: str, produce: Callable[[Path], dict[str, Any]], params: dict[str, Any],
                       timeout: float = 3600.0) -> tuple[CacheEntry, bool]:
@@ -229,190 +149,103 @@ class FlowCache:
 
         ``produce`` writes ``flows.npy`` into the folder it is given and returns manifest fields
         (at least ``shape``). Concurrent callers for one key, threads or processes, compute it once.
-        Returns ``(entry, hit)``.
+        Where a foreign object blocks the entry's place, the flows are computed uncached (the entry is
+        ``ephemeral`` and removed when its use ends). Returns ``(entry, hit)``.
         """
         entry = self.lookup(key)
         if entry is not None:
             return entry, True
+        blocked = self._entries.foreign_problem(key) or self._layout.problem("locks", "tmp")
+        if blocked is not None:
+            logger.warning("Flow cache at %s: %s; it is left alone and these flows are not cached (remove it by "
+                           "hand to cache them again).", self.root, blocked)
+            self._note(key, f"{blocked}; it is left alone and the flows were not cached", found=False)
+            return self._entries.create_ephemeral(key, produce, params), False
         with self._inflight_guard:
             local = self._inflight.setdefault(key, threading.Lock())
         with local:
             try:
-                with FileLock(str(self._base / "locks" / f"{_check_key(key)}.lock"), timeout=timeout):
+                self._layout.ensure("entries", "locks", "tmp")
+                with key_lock(self._layout, key, timeout):
                     entry = self.lookup(key)
                     if entry is not None:
                         return entry, True
-                    return self._create(key, produce, params), False
-            except Timeout as exc:
+                    entry = self._entries.create(key, produce, params)
+            except LockTimeout as exc:
                 raise CacheError(f"Waited {timeout:.0f}s for another process computing the same flows; "
                                  "try again, or use --no-cache.") from exc
             except OSError as exc:  # the lock file or a lookup failed (disk full, permissions)
                 raise CacheError(f"Cannot use the flow cache at {self.root}: {exc.strerror or exc}; free disk "
                                  "space, choose another folder with --cache-dir, or use --no-cache.") from exc
-
-    def _create(self, key: str, produce: Callable[[Path], dict[str, Any]], params: dict[str, Any]) -> CacheEntry:
-        for stale in (self._base / "tmp").glob(f"{key}.*"):  # left by a killed writer (we hold the lock)
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = self._base / "tmp" / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
-        try:
-            fields = produce(tmp)
-            data = tmp / FLOWS_FILE
-            with open(data, "rb+") as handle:
-                os.fsync(handle.fileno())
-            now = time.time()
-            manifest = {"format": FORMAT_VERSION, "key": key, "dtype": np.dtype(FLOW_DTYPE).name,
-                        "params": params, "bytes": data.stat().st_size, "sha256": sha256_file(data),
-                        "created": now, "complete": True, **fields}
-            _atomic_write_text(tmp / MANIFEST_FILE, json.dumps(manifest, indent=1, default=str))
-            (tmp / USED_FILE).touch()
-            final = self._entry_dir(key)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():
-                self._remove_entry(final, force=True)
-            os.rename(tmp, final)
-            _fsync_dir(final.parent)
-        except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise CacheError(f"Cannot write the flow cache at {self.root}: {exc.strerror or exc}; free disk space, "
-                             "choose another folder with --cache-dir, or use --no-cache.") from exc
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        entry = CacheEntry(key, final, manifest)
-        self._verified[key] = (entry.flows_path.stat().st_size, entry.flows_path.stat().st_mtime_ns)
         self.prune(keep=key)
-        return entry
+        return entry, False
+
+    @contextlib.contextmanager
+    def use(self, entry: CacheEntry) -> Iterator[CacheEntry]:
+        """Mark ``entry`` in use (never evicted meanwhile) and record the use for LRU."""
+        try:
+            with self._in_use.hold(entry.key, None if entry.ephemeral else entry.path / MANIFEST_FILE):
+                used = entry.path / USED_FILE
+                with contextlib.suppress(OSError):
+                    if is_plain_file(used):
+                        os.utime(used, follow_symlinks=False)
+                yield entry
+        finally:
+            if entry.ephemeral:
+                shutil.rmtree(entry.path, ignore_errors=True)
 
     # ----------------------------------------------------------------- rendered guides
     def render_path(self, render_key: str) -> Path:
         """Where a rendered guide for ``render_key`` lives (it may not exist)."""
-        return self._base / "renders" / f"{_check_key(render_key)}.mp4"
+        return self._layout.render_path(render_key)
 
     def lookup_render(self, render_key: str) -> Optional[Path]:
-        """A cached rendered guide, if any (its use is recorded)."""
-        path = self.render_path(render_key)
-        if path.is_file() and path.stat().st_size > 0:
-            with contextlib.suppress(OSError):
-                os.utime(path)
-            return path
-        return None
+        """A cached rendered guide that matches its recorded size and checksum, or None. A damaged one
+        is removed and ``problem(render_key)`` says why (render again and tell the user)."""
+        path, problem = self._renders.lookup(check_key(render_key))
+        self._note(render_key, problem, found=path is not None)
+        return path
 
     def store_render(self, render_key: str, video: Union[str, Path]) -> Path:
-        """Copy a finished guide video into the cache (atomically)."""
-        final = self.render_path(render_key)
-        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.partial")
-        try:
-            shutil.copyfile(video, tmp)
-            os.replace(tmp, final)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise CacheError(f"Cannot store the guide in the cache: {exc.strerror or exc}.") from exc
+        """Copy a finished guide video into the cache (atomically, with its size and checksum)."""
+        final = self._renders.store(check_key(render_key), video)
         self.prune()
         return final
 
     # ----------------------------------------------------------------- bounds
-    def _items(self) -> list[tuple[float, int, str, Path]]:
-        """(last use, bytes, kind, path) of every entry and render."""
-        items: list[tuple[float, int, str, Path]] = []
-        for folder in (self._base / "entries").glob("*/*"):
-            with contextlib.suppress(OSError):  # another process may be removing it right now
-                if not folder.is_dir():
-                    continue
-                size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
-                used = folder / USED_FILE
-                last = used.stat().st_mtime if used.exists() else folder.stat().st_mtime
-                items.append((last, size, "entry", folder))
-        for render in (self._base / "renders").glob("*.mp4"):
-            with contextlib.suppress(OSError):
-                stat = render.stat()
-                items.append((stat.st_mtime, stat.st_size, "render", render))
-        return items
-
     def stats(self) -> CacheStats:
-        """Entry count and size."""
-        items = self._items()
-        return CacheStats(self.root, sum(1 for i in items if i[2] == "entry"),
-                          sum(1 for i in items if i[2] == "render"), sum(i[1] for i in items), self.max_bytes)
+        """Entry and render counts, size, and the foreign objects found (nothing is created)."""
+        found = scan(self._layout)
+        return CacheStats(self.root, sum(1 for i in found.items if i.kind == "entry"),
+                          sum(1 for i in found.items if i.kind == "render"), sum(i.size for i in found.items),
+                          self.max_bytes, tuple(self._layout.relative(p) for p in found.foreign),
+                          exists=os.path.isdir(self.root))
 
     def prune(self, max_bytes: Optional[int] = None, keep: Optional[str] = None) -> tuple[int, int]:
-        """Evict least-recently-used items until the total fits; entries in use are skipped.
+        """Evict least-recently-used items until the total fits; entries in use are skipped. Also sweeps
+        what dead writers left (writer folders, partial files, lock files). Returns (items removed, bytes freed)."""
+        if not os.path.isdir(self.root):
+            return 0, 0
+        found = scan(self._layout)
 
-        Returns (items removed, bytes freed).
-        """
-        limit = self.max_bytes if max_bytes is None else max_bytes
-        items = sorted(self._items())
-        total = sum(i[1] for i in items)
-        removed = freed = 0
-        for _last, size, kind, path in items:
-            if total <= limit:
-                break
-            if kind == "entry":
-                if path.name == keep or not self._remove_entry(path):
-                    continue
-            else:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-            total -= size
-            removed += 1
-            freed += size
-        self._sweep_tmp()
-        return removed, freed
+        def remove(item: CacheItem) -> bool:
+            if item.kind == "render":
+                return self._renders.remove(item.key) or not os.path.lexists(item.path)
+            if item.key == keep or not self._entries.remove(item.path):
+                return False
+            remove_lock_file(self._layout, self._layout.lock_path(item.key))
+            return True
+
+        removed = evict(found.items, self.max_bytes if max_bytes is None else max_bytes, remove)
+        sweep(self._layout, found)
+        return removed
 
     def clear(self) -> tuple[int, int]:
-        """Remove everything not in use. Returns (items removed, bytes freed)."""
-        return self.prune(max_bytes=0)
+        """Remove everything not in use (entries, renders, source memos, lock files). Returns (items
+        removed, bytes freed)."""
+        removed = self.prune(max_bytes=0)
+        for memo in scan(self._layout).source_memos:
+            self._layout.remove_file(memo)
+        sweep_locks(self._layout)
+        return removed
 
-    def _remove_entry(self, folder: Path, force: bool = False) -> bool:
-        """Delete an entry unless it is in use (here or, on POSIX, in another process)."""
-        if not force and self._in_use.get(folder.name):
-            return False
-        manifest = folder / MANIFEST_FILE
-        handle = None
-        try:
-            if not force and fcntl is not None and manifest.exists():
-                handle = open(manifest, "rb")
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    return False  # another process is reading it
-            with contextlib.suppress(OSError):
-                manifest.unlink()  # first: from here on the entry is invalid whatever remains
-            shutil.rmtree(folder, ignore_errors=True)
-            self._verified.pop(folder.name, None)
-            return True
-        finally:
-            if handle is not None:
-                handle.close()
-
-    def _sweep_tmp(self, older_than: float = 24 * 3600) -> None:
-        """Remove temporary folders of writers that died long ago."""
-        now = time.time()
-        for tmp in (self._base / "tmp").iterdir():
-            with contextlib.suppress(OSError):
-                if now - tmp.stat().st_mtime > older_than:
-                    shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

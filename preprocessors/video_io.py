@@ -21,6 +21,7 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import av
 import numpy as np
 
+from ..atomic_files import partial_target, publishing, sweep_stale_partials
 from ..errors import InvalidVideoError
 
 logger = logging.getLogger(__name__)
@@ -283,13 +284,15 @@ class GuideVideoWriter:
         self.path = Path(path)
         self.width, self.height, self.fps = int(width), int(height), float(fps)
         self.crf, self.preset = crf, preset
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial.mp4")
+        self.tmp: Optional[Path] = None  # the partial file (atomic_files) while the with block runs
+        self._publish: Optional[contextlib.AbstractContextManager[Path]] = None
         self.frames_written = 0
         self._container = None
         self._stream = None
 
     def __enter__(self) -> "GuideVideoWriter":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._publish = publishing(self.path)
+        self.tmp = self._publish.__enter__()
         rate = Fraction(self.fps).limit_denominator(1001)
         self._container = av.open(str(self.tmp), mode="w", format="mp4")
         stream = self._container.add_stream("libx264", rate=rate)
@@ -313,6 +316,7 @@ class GuideVideoWriter:
 
     def __exit__(self, kind, value, traceback) -> None:
         container, self._container = self._container, None
+        publish, self._publish = self._publish, None
         try:
             if kind is None:
                 if self.frames_written == 0:
@@ -321,16 +325,19 @@ class GuideVideoWriter:
                     container.mux(packet)
             container.close()
             container = None
-            if kind is None:
-                os.replace(self.tmp, self.path)
+        except BaseException as exc:
+            kind, value, traceback = type(exc), exc, exc.__traceback__
+            raise
         finally:
             if container is not None:
                 try:
                     container.close()
                 except Exception:  # the original error matters more than a failed close
                     pass
-            if self.tmp.exists():
-                self.tmp.unlink()
+            if publish is not None:  # renames the partial file over the output, or removes it on error
+                publish.__exit__(kind, value, traceback)
+        # partials of killed earlier writers of the same final file (this path may itself be a partial name)
+        sweep_stale_partials(self.path.parent, partial_target(self.path.name) or self.path.name)
 
 
 

@@ -60,7 +60,7 @@ def test_sample_and_cache_commands(tmp_path, capsys) -> None:
                  "--backend", "dis", "--cache-dir", cache, "--quiet"]) == 0
     capsys.readouterr()
     assert main(["cache", "stats", "--cache-dir", cache]) == 0
-    assert "entries" in capsys.readouterr().out
+    assert "1 flow entry, 1 rendered guide" in capsys.readouterr().out
     assert main(["cache", "clear", "--cache-dir", cache]) == 0
     assert "Cleared" in capsys.readouterr().out
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torchvision.models.optical_flow import raft_small
 
-from wan2gp_structure_video.memory import AnnotatorPool, install_host_hooks
-from wan2gp_structure_video.memory import host_hooks as hooks_module
+from wan2gp_structure_video.memory import AnnotatorPool
+from wan2gp_structure_video.ui.host_bridge import install_host_hooks
 
 
 class FakeHost:
@@ -66,7 +66,6 @@ def host(monkeypatch):
     fake = FakeHost()
     monkeypatch.setitem(__import__("sys").modules, "wgp", fake.wgp)
     yield fake
-    monkeypatch.setattr(hooks_module, "_ACTIVE", None)
 
 
 def _pool_with_raft() -> tuple[AnnotatorPool, weakref.ref]:
@@ -142,16 +141,15 @@ def test_gpu_lock_order_and_resident_registration(host) -> None:
     assert "structure_video" in host.registry
 
 
-def test_missing_host_parts_are_tolerated(monkeypatch) -> None:
-    monkeypatch.delitem(__import__("sys").modules, "wgp", raising=False)
-    pool = AnnotatorPool(offload="plain")
+def test_gpu_lock_travels_in_the_run_context(host) -> None:
+    """The tab hands the host's lock to the pipeline as RunContext.gpu_lock (no module global); the
+    pipeline enters it as ``with ctx.gpu_lock():`` around RAFT."""
+    from wan2gp_structure_video.pipeline.build import RunContext
 
-    class Bare:
-        pass
-
-    hooks = install_host_hooks(Bare(), pool, {})
-    assert hooks.installed and hooks.wrapper is None
-    with hooks.gpu_lock({"gen": {}}):
-        pass
-    hooks.uninstall()
-    monkeypatch.setattr(hooks_module, "_ACTIVE", None)
+    hooks = install_host_hooks(FakePlugin(host), AnnotatorPool(offload="plain"), host.modules)
+    state = {"gen": {}}
+    ctx = RunContext(gpu_lock=hooks.gpu_lock_for(state)).resolved()
+    with ctx.gpu_lock():
+        host.log.append("raft")
+    assert host.log[-3:] == [("acquire", "structure_video"), "raft", ("release", "structure_video", False)]
+    assert hooks.state is state

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torchvision.models.optical_flow import raft_large
 
-from wan2gp_structure_video.memory import AnnotatorPool, install_host_hooks, run_with_backoff
+from wan2gp_structure_video.memory import AnnotatorPool, run_with_backoff
+from wan2gp_structure_video.ui.host_bridge import install_host_hooks
 from wan2gp_structure_video.preprocessors.flow_raft import RaftFlowBackend
 
 pytestmark = pytest.mark.gpu

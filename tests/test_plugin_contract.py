@@ -274,9 +274,33 @@ def test_loads_through_the_host_steps_and_installs_hooks_once(fake_host, tmp_pat
     assert plugin.host_components()["video_guide"] is generate_form["video_guide"]
     assert {"send", "generate", "abort", "from_host"} <= set(handles.components)
     send = event_fn(demo, "send")
-    assert generate_form["video_guide"] in send.outputs and generate_form["main_tabs"] in send.outputs
-    # on_tab_select prefills the target from the generator's current model settings
-    assert plugin.on_tab_select(STATE) == ("1280x720", 49, 16.0)
+    assert send.outputs[:2] == [generate_form["refresh_form_trigger"], generate_form["model_choice_target"]]
+    assert any(generate_form["main_tabs"] in fn.outputs for fn in _fns(demo))  # the tab switch follows Send
+    assert plugin.on_tab_outputs == [handles[k] for k in ("resolution", "frames", "fps")]
+    # on_tab_select prefills the target from the generator's current model settings …
+    state = {**STATE}
+    assert plugin.on_tab_select(state) == ("1280x720", 49, 16.0)
+    # … until the user types a target; "take from the Video Generator" prefills again
+    request = browser_session(plugin, state)
+    event_fn(demo, "mark_edited").fn(request)
+    assert all(isinstance(v, dict) and v.get("__type__") == "update" and len(v) == 1 for v in plugin.on_tab_select(state))
+    assert event_fn(demo, "take_target").fn(request) == ("1280x720", 49, 16.0)
+    assert plugin.on_tab_select(state) == ("1280x720", 49, 16.0)
+
+
+def browser_session(plugin, state, run=None, key="session-1"):
+    """A browser session whose host ``state`` (and last extraction ``run``) the tab's handlers find
+    through the session store, as in a live app; returns its request."""
+    deps = plugin.handles.deps
+    deps.blocks = types.SimpleNamespace(state_holder={key: {deps.state_component._id: state}})
+    request = types.SimpleNamespace(session_hash=key)
+    if run is not None:
+        deps.set_run(request, run)
+    return request
+
+
+def _fns(demo):
+    return list(demo.fns.values() if isinstance(demo.fns, dict) else demo.fns)
 
 
 def test_send_to_generator_and_generate_with_vace(fake_host, tmp_path):
@@ -293,18 +317,33 @@ def test_send_to_generator_and_generate_with_vace(fake_host, tmp_path):
     run = {"guide": str(guide), "source": str(guide), "fit": "crop", "indices": list(range(9)), "frames": 9,
            "resolution": "128x96", "fps": 16.0}
     send = event_fn(demo, "send")
-    values = send.fn(run, "PVA")
-    by_component = dict(zip(send.outputs, values))
-    assert by_component[form["video_guide"]] == str(Path(guide).resolve())
-    assert by_component[form["video_prompt_type"]] == "AV"
-    assert by_component[form["video_length"]] == 9
-    assert by_component[form["resolution"]] == "128x96"
-    assert form["main_tabs"] in by_component
+    # the current model (t2v) is not a VACE model: Send writes the guide into a VACE model's settings
+    # and switches the generator to it; nothing is written into the t2v settings
+    state = {"model_type": "t2v", "active_form": "add", "all_settings": {"t2v": {"video_prompt_type": "PVA"}}}
+    refresh, target, status = send.fn(browser_session(plugin, state, run))
+    vace = state["all_settings"]["vace_1.3B"]
+    assert vace["video_guide"] == str(Path(guide).resolve()) and vace["video_prompt_type"] == "V"
+    assert vace["video_length"] == 9 and vace["resolution"] == "128x96" and vace["force_fps"] == "control"
+    assert state["all_settings"]["t2v"] == {"video_prompt_type": "PVA"}
+    assert target.startswith("vace_1.3B|") and isinstance(refresh, dict) and "vace_1.3B" in status
+    assert state["ignore_save_form"] and state["skip_resolution_transfer_on_model_switch"] == "vace_1.3B"
+    # the current model is a VACE one: its live settings, through the host's own functions
+    calls = []
+    live = {"video_prompt_type": "PVA", "video_guide": None, "resolution": "832x480"}
+    fake_host.wgp.get_current_model_settings = lambda st: live
+    fake_host.wgp.update_video_prompt_type = lambda st, **kw: (calls.append(kw), live.update(
+        video_prompt_type=live["video_prompt_type"] + "V"))
+    state = {"model_type": "vace_1.3B", "all_settings": {"vace_1.3B": live}}
+    refresh, target, status = send.fn(browser_session(plugin, state, run))
+    assert calls == [{"any_video_guide": True, "process_type": ""}]
+    assert live["video_guide"] == str(Path(guide).resolve()) and live["video_prompt_type"] == "AV"
+    assert live["video_length"] == 9 and live["resolution"] == "128x96"
+    assert float(refresh) > 0 and isinstance(target, dict) and "switches" not in status
     with pytest.raises(gr.Error):
-        send.fn(None, "V")
+        send.fn(browser_session(plugin, state, key="no-extraction-yet"))
 
     generate = event_fn(demo, "generate")
-    video, status = generate.fn(run, "a cat walking", STATE)
+    video, status = generate.fn("a cat walking", gr.Progress(), browser_session(plugin, {**STATE}, run))
     settings = session.submitted[-1]
     assert settings["model_type"] == "vace_1.3B"
     assert settings["video_guide"] == os.path.abspath(guide) and os.path.isabs(settings["video_guide"])
@@ -332,12 +371,37 @@ def test_partial_host_form_still_sends(fake_host):
     plugin = load_like_the_host(fake_host)
     inject_globals(plugin, fake_host)
     with gr.Blocks() as demo:
-        form = host_form(STATE, include={"state", "video_guide"})
+        form = host_form(STATE, include={"state", "refresh_form_trigger"})
         set_components_and_post_setup(plugin, form)
         build_tabs(plugin, None)
     assert plugin.handles.hosted and "generate" not in plugin.handles.components
     send = event_fn(demo, "send")
-    assert send.outputs[0] is form["video_guide"]
+    assert send.outputs[0] is form["refresh_form_trigger"]
+
+
+def _uses_api_session(fn, session) -> bool:
+    """Wan2GP's rule (``_callback_uses_api_session`` in shared/api_webui.py) while its session is still
+    unset: a callback matches when its defaults, closure cells or referenced globals hold the session
+    object or None. tests/host/ checks the host's own function."""
+    values = list(getattr(fn, "__defaults__", None) or ()) + list((getattr(fn, "__kwdefaults__", None) or {}).values())
+    values += [cell.cell_contents for cell in getattr(fn, "__closure__", None) or ()]
+    try:
+        values += list(inspect.getclosurevars(fn).globals.values())
+    except TypeError:
+        pass
+    return any(value is None or value is session for value in values)
+
+
+def test_only_generate_is_an_api_session_click(fake_host, tmp_path):
+    plugin = load_like_the_host(fake_host)
+    inject_globals(plugin, fake_host)
+    session = FakeSession(str(tmp_path / "generated.mp4"))
+    with gr.Blocks() as demo:
+        set_components_and_post_setup(plugin, host_form(STATE))
+        build_tabs(plugin, session)
+    assert _uses_api_session(event_fn(demo, "generate").fn, session)
+    for name in ("extract", "cancel", "abort", "send", "use_sample", "take_target", "clear", "prune"):
+        assert not _uses_api_session(event_fn(demo, name).fn, session), name
 
 
 def test_standalone_app_uses_the_same_plugin_class():
@@ -392,3 +456,33 @@ def test_host_bridge_pure_functions():
                                 "all_settings": {"e": {"video_length": 33}}}).frames == 33
     assert hb.normalize_resolution((640, 352)) == "640x352"
     assert hb.weights_locator(object()) is None
+
+
+def test_readme_catalog_entry_matches_plugin_info():
+    """The plugins.json entry the README proposes parses and says what plugin_info.json says."""
+    import json
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("**Catalog entry**"):]
+    entry = json.loads(re.search(r"```json\n(.*?)\n```", section, re.S).group(1))
+    info = json.loads((REPO / "plugin_info.json").read_text())
+    for key in ("name", "author", "version", "description", "url", "wan2gp_version"):
+        assert entry[key] == info[key], key
+    assert re.fullmatch(r"https://github\.com/[^/]+/[^/]+", entry["url"])
+
+
+def test_no_tab_event_takes_client_side_state(fake_host, tmp_path):
+    """Per-session data (the last run's file paths, the host's state) stays on the server, keyed by the
+    browser session: no event of the tab takes a gr.State input whose value the client sends back."""
+    plugin = load_like_the_host(fake_host)
+    inject_globals(plugin, fake_host)
+    with gr.Blocks() as demo:
+        form = host_form(STATE)
+        set_components_and_post_setup(plugin, form)
+        build_tabs(plugin, FakeSession(str(tmp_path / "g.mp4")))
+    ours = [fn for fn in _fns(demo) if "wan2gp_structure_video" in getattr(fn.fn, "__module__", "")
+            or fake_host.folder in getattr(fn.fn, "__module__", "")]
+    assert len(ours) >= 12
+    for block_fn in ours:
+        assert not [c for c in block_fn.inputs if isinstance(c, gr.State)], block_fn.fn.__name__

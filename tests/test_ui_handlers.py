@@ -11,7 +11,8 @@ pytest.importorskip("gradio")
 from wan2gp_structure_video.errors import CancelledError, InvalidVideoError  # noqa: E402
 from wan2gp_structure_video.preprocessors.sample_video import write_sample_video  # noqa: E402
 from wan2gp_structure_video.progress import Progress  # noqa: E402
-from wan2gp_structure_video.ui import tab  # noqa: E402
+from wan2gp_structure_video.ui import extract_panel as tab  # noqa: E402
+from wan2gp_structure_video.ui.outputs import OutputFolder  # noqa: E402
 
 
 @pytest.fixture
@@ -40,9 +41,12 @@ def test_extract_preview_and_details(source, tmp_path):
     request = _request(source, tmp_path / "g.mp4")
     assert request.start is None and request.end is None  # 0 from the browser means "no bound"
     updates = []
-    result, chart = tab.run_extraction(request, progress=Progress(updates.append))
-    assert result.frames == 6 and updates and chart
-    run = {"guide": str(result.output), "source": source, "fit": "crop", "indices": tab._plan_indices(request),
+    result = tab.run_extraction(request, progress=Progress(updates.append))
+    assert result.frames == 6 and updates
+    chart, note = tab.chart_value(result)
+    assert list(chart.columns) == ["t", "series", "mib"] and len(chart) > 0 and note == ""
+    assert "process RSS" in set(chart["series"])
+    run = {"guide": str(result.output), "source": source, "fit": "crop", "indices": tab.plan_indices(request),
            "frames": 6, "resolution": "128x96"}
     assert len(run["indices"]) == 6
     image = tab.preview_frame(run, 3)
@@ -61,28 +65,39 @@ def test_cancel_stops_the_extraction(tmp_path):
     assert not (tmp_path / "c.mp4").exists()
 
 
-def test_cancel_event_is_per_session():
+def _deps(tmp_path, plugin=None):
+    from wan2gp_structure_video.ui.deps import TabDeps
+
+    return TabDeps(plugin=plugin, outputs=OutputFolder(tmp_path / "outputs"))
+
+
+def test_cancel_event_is_per_session(tmp_path):
     class Req:
         def __init__(self, key):
             self.session_hash = key
 
-    first = tab.cancel_event_for(Req("a"), fresh=True)
-    tab.cancel_event_for(Req("a")).set()
-    assert first.is_set() and not tab.cancel_event_for(Req("b"), fresh=True).is_set()
-    assert not tab.cancel_event_for(Req("a"), fresh=True).is_set()
+    deps = _deps(tmp_path)
+    first = deps.cancel_event(Req("a"), fresh=True)
+    deps.cancel_event(Req("a")).set()
+    assert first.is_set() and not deps.cancel_event(Req("b"), fresh=True).is_set()
+    assert not deps.cancel_event(Req("a"), fresh=True).is_set()
 
 
-def test_cache_panel_and_sample():
-    assert "Flow cache" in tab.cache_stats_text()
-    assert "Cleared" in tab.cache_action("clear")
-    assert tab.sample_video_path().endswith(".mp4")
+def test_cache_panel_and_sample(tmp_path):
+    from wan2gp_structure_video.ui import cache_panel
+
+    deps = _deps(tmp_path)
+    assert "Flow cache" in cache_panel.stats_text(deps)
+    assert "Cleared" in cache_panel.clear(deps)
+    sample = tab.use_sample(deps)
+    assert sample.endswith(".mp4") and sample.startswith(str(tmp_path / "outputs"))
 
 
 def test_hosted_flow_cache_lives_under_the_host_output_folder(source, tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from wan2gp_structure_video.paths import HOME_ENV
-    from wan2gp_structure_video.ui import host_bridge
+    from wan2gp_structure_video.ui import cache_panel, host_bridge
 
     home = tmp_path / "explicit-home"
     monkeypatch.setenv(HOME_ENV, str(home))
@@ -92,13 +107,58 @@ def test_hosted_flow_cache_lives_under_the_host_output_folder(source, tmp_path, 
     assert host_bridge.host_cache_dir(SimpleNamespace(server_config={})) is None  # standalone host
     assert host_bridge.host_cache_dir(SimpleNamespace()) is None
 
-    cache = tab.tab_cache(hosted)
+    deps = _deps(tmp_path, hosted)
+    cache = tab.tab_cache(deps)
     assert cache.root == (tmp_path / "outputs" / host_bridge.HOST_CACHE_FOLDER).resolve()
-    first, _ = tab.run_extraction(_request(source, tmp_path / "a.mp4"), cache=cache)
-    second, _ = tab.run_extraction(_request(source, tmp_path / "b.mp4"), cache=tab.tab_cache(hosted))
+    first = tab.run_extraction(_request(source, tmp_path / "a.mp4"), cache=cache)
+    second = tab.run_extraction(_request(source, tmp_path / "b.mp4"), cache=tab.tab_cache(deps))
     assert (first.cache_hit, second.cache_hit) == (False, True)
     assert any(cache.root.iterdir())
-    assert str(cache.root) in tab.cache_stats_text(hosted)
-    cleared = tab.cache_action("clear", hosted)
+    assert str(cache.root) in cache_panel.stats_text(deps)
+    cleared = cache_panel.clear(deps)
     assert cleared.startswith("Cleared") and not cleared.startswith("Cleared 0 ")
-    assert tab.tab_cache(hosted).stats().entries == 0
+    assert tab.tab_cache(deps).stats().entries == 0
+
+
+def test_output_folder_is_hosted_or_user_data(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from wan2gp_structure_video.paths import HOME_ENV
+    from wan2gp_structure_video.ui.outputs import output_folder
+
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
+    assert output_folder(None).root == tmp_path / "home" / "outputs"
+    assert output_folder(SimpleNamespace(server_config={})).root == tmp_path / "home" / "outputs"
+    hosted = SimpleNamespace(server_config={"save_path": str(tmp_path / "wan_outputs")})
+    assert output_folder(hosted).root == (tmp_path / "wan_outputs" / "structure_video").resolve()
+
+
+def test_output_folder_stays_bounded_over_20_runs(source, tmp_path):
+    """20 extractions through the tab's handler: the folder never holds more than ``keep`` files, the
+    newest guide survives, stale partial files of dead writers and too old files go."""
+    import os
+
+    from wan2gp_structure_video.atomic_files import partial_path
+    from wan2gp_structure_video.ui import outputs
+    from wan2gp_structure_video.ui.deps import TabDeps
+
+    folder = OutputFolder(tmp_path / "outputs", keep=5, max_age_s=3600)
+    deps = TabDeps(plugin=None, outputs=folder)
+    os.environ.pop("WAN2GP_STRUCTURE_VIDEO_ALLOWED_DIRS", None)
+    folder.ensure()
+    old = folder.root / "old_guide.mp4"
+    old.write_bytes(b"x")
+    os.utime(old, (0, 0))
+    dead = partial_path(folder.root / "killed.mp4")
+    dead.write_bytes(b"partial")
+    os.rename(dead, str(dead).replace(f".{os.getpid()}.", ".999999999."))
+    sample = tab.use_sample(deps)
+    counts, last = [], None
+    for index in range(20):
+        out = tab.extract(deps, sample, "96x64", 3 + index % 3, 8, "canny", "adjust", "crop", 0, 0, "frames",
+                          1.0, "dis", 4, 0)
+        last = out[0]
+        counts.append(sum(1 for p in folder.root.iterdir() if p.name != outputs.SAMPLE_NAME))
+    assert max(counts) <= 5, counts
+    assert os.path.exists(last) and not old.exists()
+    assert not [p for p in folder.root.iterdir() if ".partial" in p.name]

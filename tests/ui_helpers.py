@@ -18,12 +18,11 @@ def running_app():
     """Yield the URL of the standalone app launched in this process; closed afterwards."""
     from wan2gp_structure_video.ui.compat import launch_kwargs
     from wan2gp_structure_video.ui.standalone import CSS, build_app
-    from wan2gp_structure_video.ui.tab import output_dir
 
-    demo, _plugin = build_app()
+    demo, plugin = build_app()
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                allowed_paths=[str(output_dir())], **launch_kwargs(CSS))
+                allowed_paths=[str(plugin.handles.deps.outputs.ensure())], **launch_kwargs(CSS))
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + 30

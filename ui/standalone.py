@@ -1,6 +1,6 @@
 """The small standalone host: a ``gr.Blocks`` with tabs that loads the plugin the way Wan2GP does
 (instantiate, ``setup_ui``, inject globals, ``post_ui_setup``, build the tabs), with its own
-``clear_gen_cache`` and GPU lock. No VACE model here, so the generator buttons stay hidden.
+``clear_gen_cache`` (the GPU lock is the process lock the pipeline uses by default). No VACE model here, so the generator buttons stay hidden.
 
 Run: ``wan2gp-structure-video app`` or ``python -m wan2gp_structure_video.ui.standalone``.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
-import threading
 from typing import Any, Callable, Optional, Sequence
 
 logger = logging.getLogger(__name__)
@@ -21,11 +20,9 @@ class StandaloneHost:
     """The globals a Wan2GP plugin may ask for, as far as they make sense without Wan2GP."""
 
     def __init__(self) -> None:
-        self.gpu_lock = threading.RLock()
         self.globals: dict[str, Any] = {
             "clear_gen_cache": self.clear_gen_cache,
             "server_config": {},
-            "gpu_lock": self.gpu_lock,
         }
 
     @staticmethod
@@ -76,11 +73,10 @@ def build_app(plugin_class: Optional[type] = None):
 def launch(host: str = "127.0.0.1", port: Optional[int] = 7860, share: bool = False,
            prevent_thread_lock: bool = False, **kwargs: Any):
     from .compat import launch_kwargs
-    from .tab import output_dir
 
-    demo, _plugin = build_app()
+    demo, plugin = build_app()
     demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=prevent_thread_lock,
-                allowed_paths=[str(output_dir())], **launch_kwargs(CSS), **kwargs)
+                allowed_paths=[str(plugin.handles.deps.outputs.ensure())], **launch_kwargs(CSS), **kwargs)
     return demo
 
 

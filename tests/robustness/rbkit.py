@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import struct
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Optional
@@ -101,20 +102,44 @@ EXPECTED = {
 }
 
 
+def reap(proc: "subprocess.Popen") -> None:
+    """Kill ``proc`` if it still runs, wait for it, close its pipes (for ``finally`` blocks)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 def leftovers(folder: Path) -> list[Path]:
     """Partial or temporary files anywhere under ``folder``."""
     return [p for p in Path(folder).rglob("*") if ".partial" in p.name or p.name.endswith(".tmp")]
 
 
 def assert_cache_consistent(root: Path) -> FlowCache:
-    """Every entry under ``root`` is whole and matches its checksum; no writer folder is left behind."""
+    """Every entry under ``root`` is whole and matches its checksum (re-hashed here, whatever its stamp),
+    every stored render matches its record; no writer folder, partial or lock file is left behind."""
+    import json
+
+    from wan2gp_structure_video.preprocessors.flow_cache import sha256_file
+
     cache = FlowCache(root)
     base = Path(root) / "v1"
     for folder in (base / "entries").glob("*/*"):
-        assert cache._validate(folder.name, folder) is None, f"corrupt cache entry {folder}"
-    assert not list((base / "tmp").iterdir()), f"writer folders left: {list((base / 'tmp').iterdir())}"
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["complete"] and manifest["key"] == folder.name, f"incomplete cache entry {folder}"
+        assert sha256_file(folder / "flows.npy") == manifest["sha256"], f"corrupt cache entry {folder}"
+        assert cache.lookup(folder.name) is not None, f"cache entry refused {folder}"
+    for video in (base / "renders").glob("*.mp4"):
+        record = json.loads(video.with_suffix(".json").read_text())
+        assert sha256_file(video) == record["sha256"], f"corrupt cached render {video}"
+    writers = list((base / "tmp").iterdir()) if (base / "tmp").exists() else []
+    assert not writers, f"writer folders left: {writers}"
     assert not leftovers(base), f"partial files in the cache: {leftovers(base)}"
-    cache.stats()
+    locks = list((base / "locks").iterdir()) if (base / "locks").exists() else []
+    assert not locks, f"lock files left: {locks}"
+    assert not cache.stats().foreign, cache.stats()
     return cache
 
 

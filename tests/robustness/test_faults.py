@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from robustness.rbkit import assert_cache_consistent, assert_guide, leftovers
+from robustness.rbkit import assert_cache_consistent, assert_guide, leftovers, reap
 from wan2gp_structure_video import GuideRequest, RunContext, build_guide
 from wan2gp_structure_video.errors import CacheError, OutputError, StructureVideoError
-from wan2gp_structure_video.memory import AnnotatorPool, install_host_hooks
-from wan2gp_structure_video.memory import host_hooks as hooks_module
-from wan2gp_structure_video.preprocessors import flow_cache as flow_cache_module
+from wan2gp_structure_video.memory import AnnotatorPool
+from wan2gp_structure_video.ui.host_bridge import install_host_hooks
+from wan2gp_structure_video.preprocessors import cache_entries as cache_entries_module
+from wan2gp_structure_video.preprocessors import cache_locks as cache_locks_module
 from wan2gp_structure_video.preprocessors import flow_store as flow_store_module
 from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
 from wan2gp_structure_video.preprocessors.flow_dis import DisFlowBackend
@@ -163,7 +164,6 @@ def fake_host(monkeypatch):
     host = _FakeHost(clear_raises=True)
     monkeypatch.setitem(sys.modules, "wgp", host.wgp)
     yield host
-    monkeypatch.setattr(hooks_module, "_ACTIVE", None)
 
 
 def test_host_clear_gen_cache_raising_after_a_kept_extraction(tmp_path, sample, fake_host) -> None:
@@ -241,8 +241,8 @@ DISK_FULL_POINTS = {
     "flow-file-create": lambda mp: mp.setattr(flow_store_module.os, "posix_fallocate", _raise_enospc),
     "flow-row-write": lambda mp: _put_fails_at_row(mp, 3),
     "flow-file-sync": lambda mp: mp.setattr(flow_store_module.os, "fsync", _raise_enospc),
-    "cache-manifest": lambda mp: mp.setattr(flow_cache_module, "_atomic_write_text", _raise_enospc),
-    "cache-lock": lambda mp: mp.setattr(flow_cache_module.FileLock, "acquire", _raise_enospc),
+    "cache-manifest": lambda mp: mp.setattr(cache_entries_module, "write_text_atomic", _raise_enospc),
+    "cache-lock": lambda mp: mp.setattr(cache_locks_module, "_open_lock_file", _raise_enospc),
 }
 
 
@@ -391,11 +391,7 @@ def test_sigkill_during_extraction_then_the_next_run_completes(tmp_path, sample)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        reap(proc)
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
     cache = FlowCache(cache_root)

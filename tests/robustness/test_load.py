@@ -16,8 +16,8 @@ import pytest
 from robustness.rbkit import assert_cache_consistent, assert_guide, leftovers
 from videogen import make_video
 from wan2gp_structure_video import GuideRequest, RunContext, build_guide
-from wan2gp_structure_video.memory import AnnotatorPool, install_host_hooks
-from wan2gp_structure_video.memory import host_hooks as hooks_module
+from wan2gp_structure_video.memory import AnnotatorPool
+from wan2gp_structure_video.ui.host_bridge import install_host_hooks
 from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
 from wan2gp_structure_video.preprocessors.flow_raft import RaftFlowBackend
 from wan2gp_structure_video.preprocessors.video_io import iter_frames
@@ -116,7 +116,6 @@ def host(monkeypatch):
     fake = LockingHost()
     monkeypatch.setitem(sys.modules, "wgp", fake.wgp)
     yield fake
-    monkeypatch.setattr(hooks_module, "_ACTIVE", None)
 
 
 def test_eight_concurrent_requests_share_the_pool_cache_and_host_lock(tmp_path, videos, host, monkeypatch) -> None:

@@ -162,8 +162,8 @@ def test_cache_files_are_named_by_hashes_only(tmp_path) -> None:
     with pytest.raises(StructureVideoError):  # a weights "path" that tries to climb out: not found, no file made
         build_guide(_request(source, work / "o3.mp4", backend="raft", raft_weights="../../../etc/passwd.pth"),
                     RunContext(cache=FlowCache(cache_root)))
-    allowed = [rf"entries/[0-9a-f]{{2}}/{HEX64}(/(flows\.npy|manifest\.json|used))?", "entries/[0-9a-f]{2}",
-               rf"renders/{HEX64}\.mp4", rf"sources/{HEX64}\.json", rf"locks/{HEX64}\.lock",
+    allowed = [rf"entries/[0-9a-f]{{2}}/{HEX64}(/(flows\.npy|manifest\.json|verified\.json|used))?",
+               "entries/[0-9a-f]{2}", rf"renders/{HEX64}\.(mp4|json)", rf"sources/{HEX64}\.json", rf"locks/{HEX64}\.lock",
                "entries", "renders", "sources", "locks", "tmp"]
     base = cache_root / "v1"
     for path in base.rglob("*"):
@@ -186,15 +186,19 @@ def test_standalone_app_binds_localhost_by_default() -> None:
 
 
 def test_tab_refuses_paths_outside_the_upload_folder(tmp_path, monkeypatch) -> None:
-    tab = pytest.importorskip("wan2gp_structure_video.ui.tab")
+    tab = pytest.importorskip("wan2gp_structure_video.ui.extract_panel")
     from wan2gp_structure_video.errors import StructureVideoError
+    from wan2gp_structure_video.ui.deps import TabDeps
+    from wan2gp_structure_video.ui.outputs import OutputFolder
+
+    deps = TabDeps(plugin=None, outputs=OutputFolder(tmp_path / "outputs"))
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
     monkeypatch.delenv(tab.ALLOWED_DIRS_ENV, raising=False)
     inside = tmp_path / "uploads" / "abc" / "clip.mp4"
-    assert tab.check_upload_allowed(str(inside)) == str(inside.resolve())
+    assert tab.check_upload_allowed(deps, str(inside)) == str(inside.resolve())
     for outside in ("/etc/passwd", str(tmp_path / "elsewhere.mp4"), str(tmp_path / "uploads" / ".." / "x.mp4")):
         with pytest.raises(StructureVideoError, match="outside the upload folder"):
-            tab.check_upload_allowed(outside)
+            tab.check_upload_allowed(deps, outside)
     monkeypatch.setenv(tab.ALLOWED_DIRS_ENV, str(tmp_path))
-    assert tab.check_upload_allowed(str(tmp_path / "elsewhere.mp4"))
+    assert tab.check_upload_allowed(deps, str(tmp_path / "elsewhere.mp4"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,11 @@ def _bench_module():
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds through /proc")
-def test_sequential_extractions_do_not_leak(tmp_path) -> None:
+def test_sequential_extractions_do_not_leak(tmp_path, monkeypatch) -> None:
+    # A private temporary folder: other processes' "sv-" folders in the shared one must not count.
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
     bench = _bench_module()
     result = bench.soak(RUNS, tmp_path / "soak")
     assert result["construct_count"] == 1 and not result["in_use"]

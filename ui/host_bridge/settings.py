@@ -1,6 +1,6 @@
-"""What the tab exchanges with Wan2GP, as pure functions (no gradio): reading the host's current
-model settings, the values "Send to Video Generator" writes, the task "Generate with VACE" submits,
-and the host's RAFT weights locator/downloader.
+"""What the tab exchanges with Wan2GP's generator, without gradio: reading the current model's
+settings (the target prefill), writing our guide into a VACE model's settings ("Send to Video
+Generator": the host's form follows the settings), and the task "Generate with VACE" submits.
 
 Everything is defensive: the host's ``state`` and globals are foreign data, any of them may be
 missing; then the functions fall back to the standalone defaults.
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
+
+from ._host import host_callable, host_global
 
 logger = logging.getLogger(__name__)
 
@@ -24,11 +26,9 @@ DEFAULT_FPS = 16.0
 #: control signal, so all of them go and only ``V`` ("use VACE raw format") stays. ``U`` would keep
 #: the control frames unchanged in the output and ``L`` would make the host run its own RAFT again.
 GUIDE_PROCESS_LETTERS = "OPEDSLCMUGBH"
-HOST_WEIGHTS_FILE = "flow/raft-things.pth"
-HOST_WEIGHTS_REPO = "DeepBeepMeep/Wan2.1"
 VACE_MODEL_TYPES = ("vace_14B_2_2", "vace_14B", "vace_1.3B")
-#: The flow cache's folder inside the host's output folder (``server_config["save_path"]``).
-HOST_CACHE_FOLDER = "structure_video_flow_cache"
+#: Key in the host's per-session ``state``: the user typed a target in the tab (no prefill then).
+TARGET_EDITED_KEY = "structure_video_target_edited"
 
 
 @dataclass(frozen=True)
@@ -38,27 +38,6 @@ class Target:
     resolution: str = DEFAULT_RESOLUTION
     frames: int = DEFAULT_FRAMES
     fps: float = DEFAULT_FPS
-
-
-def host_module() -> Any:
-    """The running ``wgp`` module, or None standalone."""
-    return sys.modules.get("wgp")
-
-
-def _host_global(plugin: Any, name: str, accept: Callable[[Any], bool]) -> Any:
-    """A host global: the live ``wgp`` attribute first (the host may have reassigned it), then the
-    plugin's injected snapshot; the first value ``accept`` takes, else None."""
-    host = host_module()
-    for source in (host, plugin):
-        value = getattr(source, name, None) if source is not None else None
-        if accept(value):
-            return value
-    return None
-
-
-def _host_callable(plugin: Any, name: str) -> Optional[Callable[..., Any]]:
-    """A host function (see ``_host_global``)."""
-    return _host_global(plugin, name, callable)
 
 
 def current_model_type(state: Any) -> Optional[str]:
@@ -101,7 +80,7 @@ def model_fps(plugin: Any, model_type: Optional[str]) -> Optional[float]:
     """The model's native fps (``model_def["fps"]``, 16 for Wan) when the host can tell."""
     if not model_type:
         return None
-    get_model_def = _host_callable(plugin, "get_model_def")
+    get_model_def = host_callable(plugin, "get_model_def")
     if get_model_def is None:
         return None
     try:
@@ -140,20 +119,10 @@ def merge_video_prompt_type(current: Any) -> str:
     return kept + "V"
 
 
-def send_to_generator_values(guide_path: str, current_prompt_type: Any, frames: int, resolution: str) -> dict:
-    """The values "Send to Video Generator" writes into the host's form, by component id."""
-    return {
-        "video_guide": str(Path(guide_path).resolve()),
-        "video_prompt_type": merge_video_prompt_type(current_prompt_type),
-        "video_length": int(frames),
-        "resolution": normalize_resolution(resolution) or resolution,
-    }
-
-
 def is_vace_model_type(model_type: Optional[str], plugin: Any = None) -> bool:
     if not model_type:
         return False
-    test = _host_callable(plugin, "test_vace_module")
+    test = host_callable(plugin, "test_vace_module")
     if test is not None:
         try:
             return bool(test(model_type))
@@ -167,7 +136,7 @@ def pick_vace_model_type(state: Any, plugin: Any = None) -> str:
     current = current_model_type(state)
     if is_vace_model_type(current, plugin):
         return current  # type: ignore[return-value]
-    get_model_def = _host_callable(plugin, "get_model_def")
+    get_model_def = host_callable(plugin, "get_model_def")
     if get_model_def is not None:
         for candidate in VACE_MODEL_TYPES:
             try:
@@ -197,65 +166,6 @@ def vace_task_settings(guide_path: str, frames: int, resolution: str, model_type
     return settings
 
 
-def weights_locator(plugin: Any) -> Optional[Callable[[str], Optional[str]]]:
-    """A locator backed by the host's ``fl.locate_file`` (None standalone)."""
-    fl = _host_global(plugin, "fl", lambda value: value is not None)
-    locate = getattr(fl, "locate_file", None)
-    if not callable(locate):
-        return None
-
-    def locator(name: str) -> Optional[str]:
-        try:
-            return locate(name, error_if_none=False)
-        except TypeError:
-            return locate(name)
-
-    return locator
-
-
-def host_weights_path(plugin: Any) -> Optional[str]:
-    """Where the host has ``flow/raft-things.pth``, None when missing or standalone."""
-    locator = weights_locator(plugin)
-    if locator is None:
-        return None
-    try:
-        found = locator(HOST_WEIGHTS_FILE)
-    except Exception:
-        return None
-    return str(found) if found and Path(str(found)).is_file() else None
-
-
-def can_download_weights(plugin: Any) -> bool:
-    return _host_callable(plugin, "process_files_def") is not None
-
-
-def download_host_weights(plugin: Any) -> Optional[str]:
-    """Download RAFT weights through the host's own downloader (the user asked for it)."""
-    download = _host_callable(plugin, "process_files_def")
-    if download is None:
-        return None
-    download(repoId=HOST_WEIGHTS_REPO, sourceFolderList=["flow"], fileList=[["raft-things.pth"]])
-    return host_weights_path(plugin)
-
-
-def host_cache_dir(plugin: Any) -> Optional[Path]:
-    """The flow cache folder when hosted: under the host's output folder (``server_config["save_path"]``,
-    Wan2GP's default ``outputs``, relative to its working folder). None standalone, or when
-    ``$WAN2GP_STRUCTURE_VIDEO_HOME`` is set (an explicit choice of the user wins)."""
-    from ..paths import HOME_ENV
-
-    if os.environ.get(HOME_ENV):
-        return None
-    config = _host_global(plugin, "server_config", lambda value: isinstance(value, Mapping))
-    if not config:  # standalone hosts inject an empty config
-        return None
-    save_path = config.get("save_path") or "outputs"
-    try:
-        return Path(str(save_path)).expanduser().resolve() / HOST_CACHE_FOLDER
-    except (OSError, RuntimeError, ValueError):
-        return None
-
-
 def result_summary(generation_result: Any) -> tuple[Optional[str], str]:
     """(first generated video or None, status text) of an API ``GenerationResult``."""
     files = list(getattr(generation_result, "generated_files", None) or [])
@@ -265,3 +175,94 @@ def result_summary(generation_result: Any) -> tuple[Optional[str], str]:
     if getattr(generation_result, "success", False) and files:
         return files[0], f"Done: {files[0]}"
     return (files[0] if files else None), "Generation failed: " + ("; ".join(errors) or "no output")
+
+
+# Send to Video Generator ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What Send changed: the VACE model whose settings now hold the guide, and whether the generator
+    must switch to it (``model_choice_target``) before its form shows them."""
+
+    model_type: str
+    switched: bool
+    settings: dict
+
+
+def guide_settings(guide_path: str, frames: int, resolution: str) -> dict:
+    """The settings keys our guide sets in a VACE model (besides ``video_prompt_type``)."""
+    return {
+        "video_guide": str(Path(guide_path).resolve()),
+        "video_length": int(frames),
+        "resolution": normalize_resolution(resolution) or resolution,
+        "force_fps": "control",
+    }
+
+
+def _live_settings(state: dict, model_type: str, plugin: Any) -> dict:
+    """The live settings dict of ``model_type`` in ``state`` (created from the host's defaults when the
+    user never opened that model), like wgp's ``get_model_settings`` / ``set_model_settings``."""
+    all_settings = state.get("all_settings")
+    if not isinstance(all_settings, dict):
+        all_settings = state["all_settings"] = {}
+    settings = all_settings.get(model_type)
+    if not isinstance(settings, dict):
+        defaults = host_callable(plugin, "get_default_settings")
+        settings = {}
+        if defaults is not None:
+            try:
+                settings = dict(defaults(model_type) or {})
+            except Exception:
+                logger.debug("get_default_settings(%r) failed", model_type, exc_info=True)
+        all_settings[model_type] = settings
+    return settings
+
+
+def send_guide_to_settings(state: Any, plugin: Any, guide_path: str, frames: int, resolution: str) -> SendOutcome:
+    """Write our guide into the settings of a VACE model in the host's per-session ``state``.
+
+    The current model when it is a VACE one — through the host's own ``get_current_model_settings``
+    and ``update_video_prompt_type(state, any_video_guide=True, process_type="")`` when it offers
+    them; else the first VACE model the host knows, which the generator then switches to: the host
+    saves the old model's form nowhere (``ignore_save_form``) and keeps our resolution
+    (``skip_resolution_transfer_on_model_switch``), as its own "use these settings" actions do.
+    """
+    if not isinstance(state, dict):
+        raise ValueError("The Video Generator's state is unavailable: open the Video Generator tab once, then Send.")
+    values = guide_settings(guide_path, frames, resolution)
+    current = current_model_type(state)
+    if current is not None and is_vace_model_type(current, plugin):
+        get_current = host_callable(plugin, "get_current_model_settings")
+        settings = get_current(state) if get_current is not None else _live_settings(state, current, plugin)
+        settings.update(values)
+        update_prompt_type = host_callable(plugin, "update_video_prompt_type")
+        if update_prompt_type is not None:
+            settings["video_prompt_type"] = "".join(
+                ch for ch in str(settings.get("video_prompt_type") or "") if ch not in GUIDE_PROCESS_LETTERS + "V")
+            update_prompt_type(state, any_video_guide=True, process_type="")
+        else:
+            settings["video_prompt_type"] = merge_video_prompt_type(settings.get("video_prompt_type"))
+        return SendOutcome(current, False, settings)
+    target = pick_vace_model_type(state, plugin)
+    settings = _live_settings(state, target, plugin)
+    settings.update(values)
+    settings["video_prompt_type"] = merge_video_prompt_type(settings.get("video_prompt_type"))
+    state["ignore_save_form"] = True
+    state["skip_resolution_transfer_on_model_switch"] = target
+    return SendOutcome(target, True, settings)
+
+
+def model_choice_value(model_type: str) -> str:
+    """The value that makes Wan2GP's ``model_choice_target`` switch the generator to ``model_type``."""
+    return f"{model_type}|{time.time()}"
+
+
+def mark_target_edited(state: Any, edited: bool = True) -> None:
+    """Remember in the host's per-session state that the user typed the target (prefill then waits
+    for the explicit "take from the Video Generator" action)."""
+    if isinstance(state, dict):
+        state[TARGET_EDITED_KEY] = bool(edited)
+
+
+def target_edited(state: Any) -> bool:
+    return bool(isinstance(state, Mapping) and state.get(TARGET_EDITED_KEY))
