@@ -29,7 +29,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from ..errors import CacheError
-from ..preprocessors.flow_cache import FLOWS_FILE, FlowCache, make_key
+from ..preprocessors.flow_cache import FlowCache, make_key
 from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
 from .backend_choice import resolve_device
 from .context import RunContext
@@ -41,6 +41,8 @@ from .prepare import PreparedGuide
 
 #: Bump when stored depth maps change meaning.
 DEPTH_FORMAT = 1
+#: The data file a cache entry's producer writes (the same name flows use).
+FLOWS_FILE = "flows.npy"
 #: Converted float32 maps kept for neighbouring guide frames.
 RECENT_MAPS = 3
 
