@@ -265,3 +265,45 @@ def test_depth_options_are_checked() -> None:
         with pytest.raises(OptionError):
             replace(base, **bad).validated()
     assert replace(base, depth_variant="vits", depth_input_size=None).validated().guide_type == "depth"
+
+
+def test_the_host_adapter_reads_the_variant_locates_and_downloads_depth_weights(tmp_path, monkeypatch) -> None:
+    import sys
+    from types import SimpleNamespace
+
+    from wan2gp_structure_video.ui import host_bridge
+
+    monkeypatch.delitem(sys.modules, "wgp", raising=False)
+    ckpts = tmp_path / "ckpts"
+    downloads = []
+
+    def process_files_def(repoId, sourceFolderList, fileList):  # the host's downloader: writes the file
+        downloads.append((repoId, sourceFolderList, fileList))
+        (ckpts / sourceFolderList[0]).mkdir(parents=True, exist_ok=True)
+        (ckpts / sourceFolderList[0] / fileList[0][0]).write_bytes(b"weights")
+
+    def locate_file(name, error_if_none=True):
+        path = ckpts / name
+        return str(path) if path.is_file() else None
+
+    plugin = SimpleNamespace(server_config={"depth_anything_v2_variant": "vitb"},
+                             fl=SimpleNamespace(locate_file=locate_file), process_files_def=process_files_def)
+    assert host_bridge.host_depth_variant(plugin) == "vitb"
+    assert host_bridge.host_depth_weights_path(plugin) is None
+    found = host_bridge.download_host_depth_weights(plugin)
+    assert downloads == [("DeepBeepMeep/Wan2.1", ["depth"], [["depth_anything_v2_vitb.pth"]])]
+    assert found == str(ckpts / "depth" / "depth_anything_v2_vitb.pth")
+    plugin.server_config["depth_anything_v2_variant"] = "da3_metric_large"  # not a V2 size: the pipeline's default
+    assert host_bridge.host_depth_variant(plugin) is None
+    assert host_bridge.host_depth_variant(SimpleNamespace()) is None  # standalone
+
+
+def test_the_tab_offers_depth_and_passes_the_hosts_variant(tmp_path) -> None:
+    pytest.importorskip("gradio")
+    from wan2gp_structure_video.ui import extract_panel, tab
+
+    assert "depth" in [value for _, value in tab.GUIDE_TYPES]
+    request = extract_panel.make_request("in.mp4", tmp_path / "o.mp4", "832x480", 81, 16, "depth", "adjust", "crop",
+                                         0, 0, "frames", 1.0, "auto", 20, 0, depth_variant="vits")
+    assert request.guide_type == "depth" and request.depth_variant == "vits"
+    assert request.validated().depth_variant == "vits"
