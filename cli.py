@@ -69,8 +69,8 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--fps", type=float, default=16.0, help="guide frame rate (default 16)")
     guide = parser.add_argument_group("guidance")
     guide.add_argument("--type", dest="guide_type", default="flow", choices=CHOICES["guide_type"],
-                       help="flow: colour-wheel optical flow; canny: edges; raw: the fitted frames; depth: Depth Anything V2 "
-                            "depth, grey, near = bright (default flow)")
+                       help="flow: colour-wheel optical flow; canny: edges; raw: the fitted frames; "
+                            "depth: Depth Anything V2 depth, grey, near = bright (default flow)")
     guide.add_argument("--treatment", default="adjust", choices=CHOICES["treatment"],
                        help="adjust: spread the frames over the whole video (or range); clip: keep the source's "
                             "timing, resampled to --fps, looping when short (default adjust)")

@@ -70,7 +70,7 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
 
     c, hosted = handles.components, handles.hosted
     gr.Markdown("### Structure Video — turn any video into a VACE control video "
-                "(optical flow, canny or raw), fitted to your generation's size, length and fps.")
+                "(optical flow, canny, raw or depth), fitted to your generation's size, length and fps.")
     with gr.Row():
         with gr.Column(scale=1):
             c["source"] = gr.File(label="Structure video", file_count="single", type="filepath",
@@ -93,7 +93,7 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
                                            elem_id=f"{ELEM}_from_host")
             with gr.Row():
                 c["guide_type"] = gr.Radio(GUIDE_TYPES, value="flow", label="Type",
-                                           info="What the guide shows: motion, edges or the frames themselves.")
+                                           info="What the guide shows: motion, edges, the frames themselves or depth.")
                 c["treatment"] = gr.Radio(TREATMENTS, value="adjust", label="Treatment",
                                           info="Adjust stretches/squeezes time; clip keeps real speed (loops when short).")
             with gr.Row():
