@@ -30,7 +30,7 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 #: Choices of the options, spelled here so that ``--help`` needs no heavy import; a test checks
 #: that they equal the pipeline's own (pipeline.request, preprocessors.fit, preprocessors.frame_plan).
 CHOICES = {
-    "guide_type": ("flow", "canny", "raw"),
+    "guide_type": ("flow", "canny", "raw", "depth"),
     "treatment": ("adjust", "clip"),
     "fit": ("crop", "pad", "stretch"),
     "range_unit": ("frames", "seconds"),
@@ -38,6 +38,7 @@ CHOICES = {
     "raft_model": ("large", "small"),
     "precision": ("auto", "fp32", "fp16", "bf16"),
     "teardown": ("keep", "unload", "release"),
+    "depth_variant": ("vits", "vitb", "vitl"),
 }
 #: Bounds of the ``sample`` command (those of preprocessors.sample_video and the guide writer).
 SAMPLE_SIDES, SAMPLE_MAX_FRAMES, SAMPLE_MAX_FPS = (16, 4096), 10_000, 240.0
@@ -68,7 +69,8 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--fps", type=float, default=16.0, help="guide frame rate (default 16)")
     guide = parser.add_argument_group("guidance")
     guide.add_argument("--type", dest="guide_type", default="flow", choices=CHOICES["guide_type"],
-                       help="flow: colour-wheel optical flow; canny: edges; raw: the fitted frames (default flow)")
+                       help="flow: colour-wheel optical flow; canny: edges; raw: the fitted frames; "
+                            "depth: Depth Anything V2 depth, grey, near = bright (default flow)")
     guide.add_argument("--treatment", default="adjust", choices=CHOICES["treatment"],
                        help="adjust: spread the frames over the whole video (or range); clip: keep the source's "
                             "timing, resampled to --fps, looping when short (default adjust)")
@@ -87,6 +89,22 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
                        help="percentile of the clip's flow magnitudes that maps to full colour (default 99)")
     guide.add_argument("--canny-intensity", type=float, default=1.0,
                        help="canny only: >1 finds more edges, <1 fewer (default 1)")
+    depth = parser.add_argument_group("depth (--type depth)")
+    depth.add_argument("--depth-weights", metavar="PATH",
+                       help="Depth Anything V2 weights: Wan2GP's depth_anything_v2_<variant>.pth (original layout) or "
+                            "a transformers model folder (default: Wan2GP's ckpts/depth/, then the Hugging Face cache; "
+                            "nothing is downloaded)")
+    depth.add_argument("--depth-variant", choices=CHOICES["depth_variant"],
+                       help="which Depth Anything V2 size to look for first (default vitl, as Wan2GP)")
+    depth.add_argument("--depth-contrast", type=float, default=1.0,
+                       help="gamma-like: 1 neutral, >1 darkens the far part and spreads the near part, <1 lifts "
+                            "the far part (default 1)")
+    depth.add_argument("--depth-input-size", type=int, default=518, metavar="PX",
+                       help="the model sees frames scaled so both sides reach this size (multiples of 14, as "
+                            "Wan2GP: default 518); 0 = the frame's own size (faster on the CPU)")
+    depth.add_argument("--depth-smoothing", type=float, default=0.0, metavar="FRAMES",
+                       help="0: one brightness range for the whole clip (no flicker); >0: the range follows the "
+                            "scene, smoothed over that many frames (default 0)")
     flow = parser.add_argument_group("flow backend and memory")
     flow.add_argument("--backend", default="auto", choices=CHOICES["backend"],
                       help="auto: RAFT when its weights are found locally, else OpenCV DIS (default auto)")
@@ -126,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command line (every option documented in ``--help``)."""
     parser = _Parser(
         prog="wan2gp-structure-video",
-        description="Turn a structure video into a VACE control video (flow, canny or raw) fitted to a "
+        description="Turn a structure video into a VACE control video (flow, canny, raw or depth) fitted to a "
                     "generation's resolution, frame count and fps.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_common(parser, False)
@@ -319,7 +337,9 @@ def run_guide(args: argparse.Namespace) -> int:
                     max_motion=args.max_motion, scale_percentile=args.scale_percentile, backend=args.backend,
                     raft_model=args.raft_model, raft_weights=args.raft_weights, iterations=args.iterations,
                     device=args.device, batch_size=batch_size, precision=args.precision,
-                    canny_intensity=args.canny_intensity,
+                    canny_intensity=args.canny_intensity, depth_weights=args.depth_weights,
+                    depth_variant=args.depth_variant, depth_contrast=args.depth_contrast,
+                    depth_smoothing=args.depth_smoothing, depth_input_size=args.depth_input_size or None,
                     teardown="keep" if many else args.teardown)  # load once for a batch of inputs
                 progress, close_progress = _console_progress(args.quiet)
                 try:
@@ -342,6 +362,9 @@ def run_guide(args: argparse.Namespace) -> int:
                 # Which backend computed the flows: once per run, only when flows were computed.
                 if result.guide_type == "flow" and not args.quiet and not result.cache_hit and not backend_noted:
                     print(f"Flow backend: {result.backend_reason}; weights: {result.weights}", file=sys.stderr)
+                    backend_noted = True
+                if result.guide_type == "depth" and not args.quiet and not result.cache_hit and not backend_noted:
+                    print(f"Depth model: {result.backend_reason}; weights: {result.weights}", file=sys.stderr)
                     backend_noted = True
                 if timeline is not None:
                     _write_timeline(result.timeline, timeline)

@@ -19,6 +19,8 @@ import numpy as np
 from ..errors import OptionError
 from .backend_choice import BackendChoice, choose_backend
 from .context import RunContext
+from .depth_render import depth_scale, iter_depth_guide
+from .source_depth import SourceDepth, depth_choice_for, open_source_depth
 from .flow_keys import render_key
 from .guide_render import flow_histogram, guide_scale, iter_flow_guide, iter_resampled_flows
 from .guide_render import iter_image_guide
@@ -30,7 +32,7 @@ from .source_flows import SourceFlows, open_source_flows
 logger = logging.getLogger(__name__)
 
 __all__ = ["RunContext", "PreparedGuide", "prepare", "build_guide", "iter_guide_frames", "iter_guide_flows",
-           "open_flows", "backend_for"]
+           "open_flows", "open_depth", "backend_for"]
 
 
 def backend_for(prepared: PreparedGuide, ctx: RunContext) -> BackendChoice:
@@ -77,6 +79,24 @@ def open_flows(prepared: PreparedGuide, ctx: RunContext) -> Iterator[SourceFlows
         yield flows
 
 
+@contextlib.contextmanager
+def open_depth(prepared: PreparedGuide, ctx: RunContext) -> Iterator[SourceDepth]:
+    """The source depth maps of a prepared depth request (recorded in its result), valid inside the block."""
+    with open_source_depth(prepared, depth_choice_for(prepared, ctx), ctx) as depth:
+        result = prepared.result
+        result.cache_hit, result.cache_key = (depth.from_cache, depth.key) if depth.key is not None else (None, None)
+        report = depth.extraction
+        if depth.from_cache:
+            result.device = "cache"
+            result.timings["cache_read"] = depth.read_seconds
+        elif report is not None:
+            result.device, result.batch_size = report.device, report.batch_size
+            result.timings["depth"] = report.seconds
+            result.peak_device_bytes = max(result.peak_device_bytes, report.peak_device_bytes)
+            result.warnings.extend(report.warnings)
+        yield depth
+
+
 def iter_guide_flows(request: GuideRequest, context: Optional[RunContext] = None,
                      prepared: Optional[PreparedGuide] = None) -> Iterator[np.ndarray]:
     """Yield the motion (H, W, 2) float32, in pixels, that each frame of a flow guide shows."""
@@ -97,6 +117,12 @@ def iter_guide_frames(request: GuideRequest, context: Optional[RunContext] = Non
     prepared = prepared or prepare(request)
     req, result = prepared.request, prepared.result
     lo, hi = prepared.window
+    if req.guide_type == "depth":
+        with open_depth(prepared, ctx) as depth:
+            ctx.progress.update("scale", 0, 1, "measuring depth over the whole timeline")
+            scale = depth_scale(depth, prepared.plan.indices, req.depth_smoothing)
+            yield from iter_depth_guide(depth, prepared.plan.indices, lo, hi, scale, req.depth_contrast)
+        return
     if req.guide_type != "flow":
         result.backend, result.device = "none", "cpu"
         yield from iter_image_guide(str(req.input), prepared.info, prepared.plan.indices[lo:hi], prepared.fitter,
@@ -126,6 +152,8 @@ def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> 
     if Path(prepared.info.path).resolve() == output:
         raise OptionError("The output path is the input video: choose another output path.")
     req, result = prepared.request, prepared.result
+    if req.guide_type == "depth":
+        depth_choice_for(prepared, ctx)  # missing weights fail here, before anything is written
     key = None
     if ctx.cache is not None and req.guide_type == "flow":
         key = render_key(prepared, backend_for(prepared, ctx), ctx.cache)

@@ -7,7 +7,10 @@
   across segment boundaries.
 * :func:`build_composite_guide` — several structure videos mapped onto ranges of one timeline,
   each with its own treatment and strength; frames no source covers are neutral (white, the
-  zero-motion colour, for flow; black for canny and raw).
+  zero-motion colour, for flow; black for canny, raw and depth).
+
+Depth segments: the depth maps of the whole timeline are computed once (cached) and every segment's
+brightness scale is measured over the whole timeline, so segments join without a brightness step.
 """
 from __future__ import annotations
 
@@ -25,13 +28,13 @@ from ..errors import OptionError, TargetError
 from ..preprocessors.flow_cache import FlowCache
 from ..preprocessors.segments import SegmentWindow
 from ..preprocessors.video_io import GuideVideoWriter
-from .build import build_guide, iter_guide_frames, open_flows
+from .build import build_guide, iter_guide_frames, open_depth, open_flows
 from .context import RunContext
 from .guide_render import dead_zone_for, flow_histogram, guide_scale
 from .prepare import prepare
 from .request import GuideRequest, GuideResult
 
-NEUTRAL_VALUE = {"flow": 255, "canny": 0, "raw": 0}
+NEUTRAL_VALUE = {"flow": 255, "canny": 0, "raw": 0, "depth": 0}
 
 
 @dataclass
@@ -85,6 +88,10 @@ def build_segment_guides(request: GuideRequest, windows: Sequence[SegmentWindow]
                     max_motion = guide_scale(flow_histogram(flows, 0, request.frames),
                                              request.scale_percentile, None, prepared.motion.step) \
                         + dead_zone_for(prepared.motion.step)
+        elif request.guide_type == "depth":
+            prepared = prepare(request)
+            with open_depth(prepared, ctx):
+                extraction_cached = bool(prepared.result.cache_hit)
         extraction = time.perf_counter() - extraction_started
         results = []
         for number, window in enumerate(windows, 1):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from ..errors import InvalidVideoError
 from ..preprocessors.fit import FrameFitter
@@ -30,6 +30,8 @@ class PreparedGuide:
     result: GuideResult
     started: float = field(default_factory=time.perf_counter)
     choice: Optional[BackendChoice] = None
+    #: The depth model's weights (a ``depth_choice.DepthChoice``), found once for a depth request.
+    depth: Optional[Any] = None
 
     @property
     def size(self) -> tuple[int, int]:

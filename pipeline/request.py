@@ -16,13 +16,17 @@ from ..errors import OptionError, TargetError
 from ..preprocessors.fit import FIT_MODES, parse_resolution, snap_resolution
 from ..preprocessors.frame_plan import RANGE_UNITS, TREATMENTS, SourceRange
 
-GUIDE_TYPES = ("flow", "canny", "raw")
+GUIDE_TYPES = ("flow", "canny", "raw", "depth")
 BACKENDS = ("auto", "raft", "dis")
 RAFT_MODELS = ("large", "small")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 TEARDOWNS = ("keep", "unload", "release")
-#: ``raft_weights`` value that builds RAFT with random weights (tests and benchmarks only).
+#: ``raft_weights`` / ``depth_weights`` value that builds the model with random weights (tests and benchmarks only).
 RANDOM_WEIGHTS = "random"
+#: Depth Anything V2 sizes (``preprocessors.depth_weights.DEPTH_VARIANTS``; a test checks they match).
+DEPTH_VARIANTS = ("vits", "vitb", "vitl")
+MAX_DEPTH_CONTRAST = 10.0
+MAX_DEPTH_SMOOTHING = 1000.0
 MAX_FRAMES = 100_000
 MAX_FPS = 240.0
 MAX_ITERATIONS = 100
@@ -59,6 +63,11 @@ class GuideRequest:
     teardown: str = "unload"
     window_start: int = 0
     window_frames: Optional[int] = None
+    depth_weights: Optional[str] = None
+    depth_variant: Optional[str] = None
+    depth_contrast: float = 1.0
+    depth_smoothing: float = 0.0
+    depth_input_size: Optional[int] = 518
 
     @property
     def output_frames(self) -> int:
@@ -104,6 +113,7 @@ class GuideRequest:
                                             or self.batch_size < 1):
             raise OptionError(f"Batch size {self.batch_size!r} must be a whole number of at least 1 (or unset).")
         _device_text(self.device)
+        _depth_options(self)
         window_frames = self.frames - self.window_start if self.window_frames is None else self.window_frames
         if isinstance(self.window_start, bool) or not isinstance(self.window_start, int) or self.window_start < 0 \
                 or not isinstance(window_frames, int) or window_frames < 1 \
@@ -161,6 +171,10 @@ class GuideResult:
         parts = [f"{self.frames} frames {self.width}x{self.height} @ {self.fps:g} fps, type {self.guide_type}"]
         if self.snapped:
             parts.append(f"snapped from {self.requested_size[0]}x{self.requested_size[1]}")
+        if self.guide_type == "depth":
+            parts.append(f"model {self.backend} ({self.weights}) on {self.device}")
+            if self.cache_hit:
+                parts.append("depth maps from cache (no depth model loaded)")
         if self.guide_type == "flow":
             parts.append(f"backend {self.backend} on {self.device}")
             if self.render_cached:
@@ -203,6 +217,19 @@ def _number(label: str, value: Any, *, low: float, high: float, exclusive_low: b
     if not ok:
         bound = ">" if exclusive_low else ">="
         raise error(f"The {label} {value!r} is out of range: use a number {bound} {low:g} and <= {high:g}.")
+
+
+def _depth_options(request: GuideRequest) -> None:
+    if request.depth_variant is not None:
+        _choice("depth variant", request.depth_variant, DEPTH_VARIANTS)
+    _number("depth contrast", request.depth_contrast, low=0.0, high=MAX_DEPTH_CONTRAST, exclusive_low=True)
+    _number("depth smoothing", request.depth_smoothing, low=0.0, high=MAX_DEPTH_SMOOTHING)
+    size = request.depth_input_size
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 14 <= size <= 4096):
+        raise OptionError(f"Depth input size {size!r} must be a whole number from 14 to 4096 (or unset: the "
+                          "frame's own size).")
+    if request.depth_weights is not None and not isinstance(request.depth_weights, (str, os.PathLike)):
+        raise OptionError(f"Depth weights {request.depth_weights!r} must be a path (or unset: found locally).")
 
 
 def _device_text(device: str) -> None:

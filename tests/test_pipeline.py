@@ -126,7 +126,7 @@ def test_errors_are_typed_one_line_and_write_nothing(tmp_path, sample) -> None:
     one = make_video(tmp_path / "one.mp4", frames=1)
     cases = [
         (GuideRequest(one, tmp_path / "o.mp4", frames=5), InvalidVideoError, "two"),
-        (GuideRequest(sample, tmp_path / "o.mp4", guide_type="depth"), OptionError, "flow, canny, raw"),
+        (GuideRequest(sample, tmp_path / "o.mp4", guide_type="normals"), OptionError, "flow, canny, raw, depth"),
         (GuideRequest(sample, tmp_path / "o.mp4", resolution="10x10"), TargetError, "(?i)resolution|frame|size|width|height"),
         (GuideRequest(sample, tmp_path / "o.mp4", frames=0), TargetError, "(?i)resolution|frame|size|width|height"),
         (GuideRequest(sample, tmp_path / "o.avi"), OptionError, ".mp4"),

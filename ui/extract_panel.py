@@ -70,7 +70,8 @@ def describe_video(path: Optional[str]) -> tuple[str, Optional[np.ndarray]]:
 
 def make_request(source: str, output: Path, resolution: str, frames: Any, fps: Any, guide_type: str,
                  treatment: str, fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any,
-                 backend: str, iterations: Any, batch_size: Any, raft_weights: Optional[str] = None):
+                 backend: str, iterations: Any, batch_size: Any, raft_weights: Optional[str] = None,
+                 depth_variant: Optional[str] = None):
     from ..pipeline.request import GuideRequest
 
     def opt_number(value: Any) -> Optional[float]:
@@ -88,7 +89,8 @@ def make_request(source: str, output: Path, resolution: str, frames: Any, fps: A
         input=source, output=output, resolution=str(resolution or "").strip(), frames=int(frames or 0),
         fps=float(fps or 0), guide_type=guide_type, treatment=treatment, fit=fit, start=opt_number(start),
         end=opt_number(end), range_unit=range_unit, motion_strength=float(motion_strength),
-        backend=backend, iterations=int(iterations), batch_size=batch, raft_weights=raft_weights)
+        backend=backend, iterations=int(iterations), batch_size=batch, raft_weights=raft_weights,
+        depth_variant=depth_variant)
 
 
 def details_markdown(result: Any, chart_note: str = "") -> str:
@@ -106,6 +108,12 @@ def details_markdown(result: Any, chart_note: str = "") -> str:
             lines.append("Cache: flows **hit** — re-targeted from the cached source flows, no flow model loaded")
         elif result.cache_hit is not None:
             lines.append("Cache: flows " + ("**hit** (reused)" if result.cache_hit else "miss (computed and stored)"))
+    if result.guide_type == "depth":
+        lines.append(f"Depth model: `{result.backend}` on `{result.device}` — {result.backend_reason}")
+        lines.append(f"Weights: {result.weights}")
+        if result.cache_hit is not None:
+            lines.append("Cache: depth maps " + ("**hit** (no depth model loaded)" if result.cache_hit
+                                                 else "miss (computed and stored)"))
     distinct = result.distinct_source_frames
     if 0 < distinct < result.frames:
         lines.append(f"Source frames: {distinct} distinct over {result.frames} guide frames"
@@ -270,7 +278,8 @@ def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: 
 
     try:
         req = make_request(path, out, resolution, frames, fps, guide_type, treatment, fit, start, end,
-                           range_unit, motion_strength, backend, iterations, batch_size)
+                           range_unit, motion_strength, backend, iterations, batch_size,
+                           depth_variant=host_bridge.host_depth_variant(deps.plugin))
         result = run_extraction(req, progress=Progress(on_update, cancel), gpu_lock=deps.gpu_lock_for(deps.host_state(request)),
                                 weights_locator=host_bridge.weights_locator(deps.plugin), cache=tab_cache(deps))
         indices = plan_indices(req)

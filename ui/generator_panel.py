@@ -1,5 +1,5 @@
 """The generator panel (hosted only): target prefill, Send to Video Generator, Generate with VACE,
-the RAFT weights download. Handlers take the tab's :class:`~.deps.TabDeps` first (and the host's
+the RAFT and depth weights downloads. Handlers take the tab's :class:`~.deps.TabDeps` first (and the host's
 API session second when they submit through it); ``ui/tab.py`` binds them to the components.
 """
 # No "from __future__ import annotations": Gradio reads the handlers' hints (gr.Request) at wiring time.
@@ -24,6 +24,15 @@ def weights_text(deps: TabDeps) -> str:
         return f"RAFT weights: `{found}`"
     return ("RAFT weights `ckpts/flow/raft-things.pth` not found: *auto* uses DIS (CPU). "
             "Download them to use RAFT.")
+
+
+def depth_weights_text(deps: TabDeps) -> str:
+    found = host_bridge.host_depth_weights_path(deps.plugin)
+    if found:
+        return f"Depth weights: `{found}`"
+    variant = host_bridge.host_depth_variant(deps.plugin) or "vitl"
+    return (f"Depth weights `ckpts/depth/depth_anything_v2_{variant}.pth` not found: the *depth* type needs them. "
+            "Download them to use depth.")
 
 
 def take_target(deps: TabDeps, request: gr.Request = gr.Request()):
@@ -55,6 +64,14 @@ def download_weights(deps: TabDeps):
     except Exception as exc:
         raise gr.Error(ui_words(f"Downloading the RAFT weights failed: {exc}")) from exc
     return weights_text(deps), gr.update(visible=found is None)
+
+
+def download_depth_weights(deps: TabDeps):
+    try:
+        found = host_bridge.download_host_depth_weights(deps.plugin)
+    except Exception as exc:
+        raise gr.Error(f"Downloading the depth weights failed: {exc}") from exc
+    return depth_weights_text(deps), gr.update(visible=found is None)
 
 
 def send(deps: TabDeps, request: gr.Request = gr.Request()):

@@ -17,7 +17,8 @@ from .outputs import output_folder
 
 logger = logging.getLogger(__name__)
 
-GUIDE_TYPES = [("Optical flow (colour wheel)", "flow"), ("Canny edges", "canny"), ("Raw (fitted frames)", "raw")]
+GUIDE_TYPES = [("Optical flow (colour wheel)", "flow"), ("Canny edges", "canny"), ("Raw (fitted frames)", "raw"),
+               ("Depth (Depth Anything V2, near = bright)", "depth")]
 TREATMENTS = [("Adjust: spread over the whole video / range", "adjust"), ("Clip: keep the source timing", "clip")]
 FITS = [("Crop to the target aspect", "crop"), ("Pad (letterbox)", "pad"), ("Stretch", "stretch")]
 BACKENDS = [("Auto (RAFT if its weights are found, else DIS)", "auto"), ("RAFT (GPU, best)", "raft"),
@@ -76,7 +77,8 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
     import gradio as gr
 
     c, hosted = handles.components, handles.hosted
-    gr.Markdown("**Structure Video** — turn any video into a VACE control video (optical flow, canny or raw), "
+    gr.Markdown("**Structure Video** — turn any video into a VACE control video "
+                "(optical flow, canny, raw or depth), "
                 "fitted to your generation's size, length and fps.")
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=300):
@@ -119,6 +121,13 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
                     c["download_weights"] = gr.Button(
                         "Download RAFT weights (Wan2GP's ckpts/flow)", size="sm",
                         visible=host_bridge.host_weights_path(deps.plugin) is None
+                        and host_bridge.can_download_weights(deps.plugin))
+                with gr.Row():
+                    c["depth_weights_info"] = gr.Markdown(generator_panel.depth_weights_text(deps),
+                                                          elem_id=f"{ELEM}_depth_weights")
+                    c["download_depth_weights"] = gr.Button(
+                        "Download depth weights (Wan2GP's ckpts/depth)", size="sm",
+                        visible=host_bridge.host_depth_weights_path(deps.plugin) is None
                         and host_bridge.can_download_weights(deps.plugin))
             with gr.Row():
                 c["extract"] = gr.Button("Extract", variant="primary", scale=3, elem_id=f"{ELEM}_extract")
@@ -219,6 +228,9 @@ def _wire_generator(handles: TabHandles, deps: TabDeps, host: dict, plugin: Any)
     if "download_weights" in c:
         c["download_weights"].click(bind(generator_panel.download_weights, deps),
                                     outputs=[c["weights_info"], c["download_weights"]], **private)
+    if "download_depth_weights" in c:
+        c["download_depth_weights"].click(bind(generator_panel.download_depth_weights, deps),
+                                          outputs=[c["depth_weights_info"], c["download_depth_weights"]], **private)
     model_target = host.get("model_choice_target")
     if model_target is None:  # a host without model switching: the switch request goes nowhere
         import gradio as gr

@@ -1,4 +1,4 @@
-"""Files the tab shares with Wan2GP: the host's RAFT weights (located with its ``fl``, downloaded with
+"""Files the tab shares with Wan2GP: the host's RAFT and depth weights (located with its ``fl``, downloaded with
 its own downloader) and the host's output folder, under which the tab keeps its flow cache and its
 outputs (guides, previews) so that the host's web server may serve them."""
 from __future__ import annotations
@@ -14,6 +14,10 @@ logger = logging.getLogger(__name__)
 
 HOST_WEIGHTS_FILE = "flow/raft-things.pth"
 HOST_WEIGHTS_REPO = "DeepBeepMeep/Wan2.1"
+#: The host's setting naming its Depth Anything V2 size, and the files per size (in ``ckpts/depth``).
+HOST_DEPTH_VARIANT_KEY = "depth_anything_v2_variant"
+HOST_DEPTH_VARIANTS = ("vits", "vitb", "vitl")
+DEFAULT_DEPTH_VARIANT = "vitl"
 #: The flow cache's folder inside the host's output folder (``server_config["save_path"]``).
 HOST_CACHE_FOLDER = "structure_video_flow_cache"
 #: The tab's own output folder inside the host's output folder.
@@ -59,6 +63,42 @@ def download_host_weights(plugin: Any) -> Optional[str]:
         return None
     download(repoId=HOST_WEIGHTS_REPO, sourceFolderList=["flow"], fileList=[["raft-things.pth"]])
     return host_weights_path(plugin)
+
+
+def host_depth_variant(plugin: Any) -> Optional[str]:
+    """The host's ``depth_anything_v2_variant`` setting, read now (it may change while Wan2GP runs);
+    None standalone or when it names no Depth Anything V2 size (the pipeline then looks for vitl first)."""
+    config = host_global(plugin, "server_config", lambda value: isinstance(value, Mapping))
+    if not config:
+        return None
+    variant = config.get(HOST_DEPTH_VARIANT_KEY, DEFAULT_DEPTH_VARIANT)
+    return variant if variant in HOST_DEPTH_VARIANTS else None
+
+
+def host_depth_file(plugin: Any) -> str:
+    """The depth weights file name of the host's variant (``depth_anything_v2_vitl.pth``)."""
+    return f"depth_anything_v2_{host_depth_variant(plugin) or DEFAULT_DEPTH_VARIANT}.pth"
+
+
+def host_depth_weights_path(plugin: Any) -> Optional[str]:
+    """Where the host has its variant's ``depth/depth_anything_v2_<variant>.pth``, None when missing or standalone."""
+    locator = weights_locator(plugin)
+    if locator is None:
+        return None
+    try:
+        found = locator(f"depth/{host_depth_file(plugin)}")
+    except Exception:
+        return None
+    return str(found) if found and Path(str(found)).is_file() else None
+
+
+def download_host_depth_weights(plugin: Any) -> Optional[str]:
+    """Download the host's depth weights through its own downloader (the user asked for it)."""
+    download = host_callable(plugin, "process_files_def")
+    if download is None:
+        return None
+    download(repoId=HOST_WEIGHTS_REPO, sourceFolderList=["depth"], fileList=[[host_depth_file(plugin)]])
+    return host_depth_weights_path(plugin)
 
 
 def host_save_path(plugin: Any) -> Optional[Path]:

@@ -1,0 +1,35 @@
+"""Depth guide frames: grey, near = bright (as Wan2GP's depth annotator), one brightness scale per timeline.
+
+The scale is measured over every frame of the request's guide timeline (not only its window), so
+a segment of a timeline is exactly that slice of the whole guide. ``depth_smoothing`` 0 gives one
+range for the whole timeline (no flicker); above 0 the range follows the scene, smoothed over that
+many guide frames (see ``preprocessors.depth_normalise``).
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..preprocessors.depth_normalise import DepthScale, InverseDepthSketch, depth_to_guide, plan_depth_scale
+from .source_depth import SourceDepth
+
+
+def _planned_maps(depth: SourceDepth, indices: Sequence[int]) -> Iterator[np.ndarray]:
+    for index in indices:
+        yield depth.at(index)
+
+
+def depth_scale(depth: SourceDepth, indices: Sequence[int], smoothing: float = 0.0) -> DepthScale:
+    """The scale of every guide frame whose source frames are ``indices`` (one pass, streaming)."""
+    sketch = InverseDepthSketch()
+    for depth_map in _planned_maps(depth, indices):
+        sketch.add(depth_map)
+    return plan_depth_scale(sketch, smoothing=smoothing)
+
+
+def iter_depth_guide(depth: SourceDepth, indices: Sequence[int], lo: int, hi: int, scale: DepthScale,
+                     contrast: float = 1.0) -> Iterator[np.ndarray]:
+    """Grey RGB frames of guide frames ``[lo, hi)`` (``indices`` covers the whole timeline)."""
+    for k in range(lo, hi):
+        yield depth_to_guide(depth.at(indices[k]), *scale.range_at(k), contrast=contrast)

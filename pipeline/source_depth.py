@@ -1,0 +1,211 @@
+"""The depth maps a depth guide reads: from the cache (any entry that covers the request) or computed now.
+
+Maps are computed for source *nodes* — every ``stride``-th frame of the source range, always
+ending on its last frame (the flows' stride rule, ``motion_resample.choose_stride``: stride 1
+while a guide frame steps through at most 2 source frames). Guide frame ``k`` shows the map of
+its planned source frame (``FramePlan.indices[k]``, the frame a raw guide shows): a repeated frame
+is a repeated map; a frame between two nodes (stride > 1 only, when the guide skips source frames
+anyway) blends the two neighbouring maps linearly.
+
+Cache: the same content-addressed :class:`~..preprocessors.flow_cache.FlowCache` as flows, float16,
+keyed on the source timeline only — source content, node span and stride, fitted size and fit,
+model identity and variant, input size, device class and precision — never on contrast,
+smoothing, frame count, fps or treatment, so re-rendering those never runs the model. An entry
+stores ``(maps, H, W)`` in the flow file format as ``(maps, H, W/2, 2)`` (the same bytes; guide
+widths are multiples of 16), so the cache needs no depth-specific code.
+"""
+from __future__ import annotations
+
+import bisect
+import contextlib
+import shutil
+import tempfile
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from ..errors import CacheError
+from ..preprocessors.flow_cache import FlowCache, make_key
+from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
+from .backend_choice import resolve_device
+from .context import RunContext
+from .depth_choice import DepthChoice, choose_depth
+from .depth_extraction import extract_depth_maps
+from .flow_extraction import ExtractionReport
+from .flow_keys import candidate_strides
+from .prepare import PreparedGuide
+
+#: Bump when stored depth maps change meaning.
+DEPTH_FORMAT = 1
+#: The data file a cache entry's producer writes (the same name flows use).
+FLOWS_FILE = "flows.npy"
+#: Converted float32 maps kept for neighbouring guide frames.
+RECENT_MAPS = 3
+
+
+def depth_nodes(first: int, last: int, stride: int) -> tuple[int, ...]:
+    """Every ``stride``-th source frame of ``[first, last]``, always ending on ``last``."""
+    if stride < 1 or last < first or first < 0:
+        raise ValueError(f"bad depth span {first}..{last} stride {stride}")
+    nodes = list(range(first, last, stride))
+    nodes.append(last)
+    return tuple(nodes)
+
+
+def depth_choice_for(prepared: PreparedGuide, ctx: RunContext) -> DepthChoice:
+    """The depth weights of a prepared request (found once; recorded in its result)."""
+    if prepared.depth is None:
+        prepared.depth = choose_depth(prepared.request, ctx.weights_locator)
+        result = prepared.result
+        result.backend, result.backend_reason, result.weights = (prepared.depth.name, prepared.depth.reason,
+                                                                 prepared.depth.weights_label)
+    return prepared.depth
+
+
+def depth_key_params(prepared: PreparedGuide, choice: DepthChoice, content: str,
+                     span: tuple[int, int, int]) -> dict[str, Any]:
+    """Everything that changes the depth maps of ``span`` (first, last, stride) — and nothing that
+    only changes the guide."""
+    info, req = prepared.info, prepared.request
+    device = resolve_device(req.device)
+    precision = req.precision if device.type == "cuda" and req.precision != "auto" else \
+        ("fp16" if device.type == "cuda" else "fp32")
+    return {
+        "kind": "source-depth",
+        "format": DEPTH_FORMAT,
+        "content": content,
+        "source": {"frame_count": info.frame_count, "fps": round(info.fps, 6), "rotation": info.rotation,
+                   "size": [info.width, info.height]},
+        "span": {"first": span[0], "last": span[1], "stride": span[2]},
+        "fit": req.fit,
+        "size": list(prepared.size),
+        "model": choice.identity(),
+        "variant": choice.source.variant,
+        "input_size": req.depth_input_size,
+        "compute": {"device": device.type, "precision": precision},
+    }
+
+
+def planned_depth_span(prepared: PreparedGuide) -> tuple[int, int, int]:
+    return prepared.plan.first, prepared.plan.stop - 1, prepared.stride
+
+
+def depth_key_candidates(prepared: PreparedGuide, choice: DepthChoice,
+                         cache: FlowCache) -> list[tuple[tuple[int, int, int], dict[str, Any], str]]:
+    """Entries that can serve the request, best first: for every candidate stride (own, finer,
+    coarser), the request's own span, then the whole source."""
+    first, last, stride = planned_depth_span(prepared)
+    content = cache.content_hash(prepared.info.path)
+    seen: set[str] = set()
+    candidates = []
+    for s in candidate_strides(stride):
+        for span in ((first, last, s), (0, prepared.info.frame_count - 1, s)):
+            params = depth_key_params(prepared, choice, content, span)
+            key = make_key(params)
+            if key not in seen:
+                seen.add(key)
+                candidates.append((span, params, key))
+    return candidates
+
+
+@dataclass
+class SourceDepth:
+    """Mapped depth maps of source ``nodes``; :meth:`at` gives any source frame's map."""
+
+    rows: np.ndarray            # (maps, H, W/2, 2) float16, the flow file format
+    nodes: tuple[int, ...]
+    shape: tuple[int, int]
+    from_cache: bool
+    key: Optional[str] = None
+    extraction: Optional[ExtractionReport] = None
+    read_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._recent: "OrderedDict[int, np.ndarray]" = OrderedDict()
+
+    def node_map(self, j: int) -> np.ndarray:
+        """Map of node ``j`` as float32 (H, W); the last few are kept (treat as read-only)."""
+        depth = self._recent.get(j)
+        if depth is None:
+            depth = np.asarray(self.rows[j], dtype=np.float32).reshape(self.shape)
+            self._recent[j] = depth
+            while len(self._recent) > RECENT_MAPS:
+                self._recent.popitem(last=False)
+        else:
+            self._recent.move_to_end(j)
+        return depth
+
+    def at(self, index: int) -> np.ndarray:
+        """Inverse depth of source frame ``index``: its node's map, or the two neighbours blended."""
+        j = bisect.bisect_right(self.nodes, index) - 1
+        j = min(max(j, 0), len(self.nodes) - 1)
+        if self.nodes[j] >= index or j == len(self.nodes) - 1:
+            return self.node_map(j)
+        t = (index - self.nodes[j]) / (self.nodes[j + 1] - self.nodes[j])
+        return (1.0 - t) * self.node_map(j) + t * self.node_map(j + 1)
+
+
+def _produce(prepared: PreparedGuide, choice: DepthChoice, nodes: tuple[int, ...], folder: Path,
+             ctx: RunContext) -> tuple[dict[str, Any], ExtractionReport]:
+    """Compute the maps of ``nodes`` into ``folder``; return manifest fields and the report."""
+    width, height = prepared.size
+    writer = FlowStoreWriter(folder / FLOWS_FILE, len(nodes), height, width // 2)
+    try:
+        report = extract_depth_maps(prepared.request, prepared.info, prepared.fitter, choice, nodes,
+                                    lambda j, depth: writer.put(j, depth.reshape(height, width // 2, 2)), ctx,
+                                    prepared.size)
+    finally:
+        writer.close()
+    fields = {"shape": [len(nodes), height, width // 2, 2], "depth_shape": [len(nodes), height, width],
+              "nodes": list(nodes), "model": choice.name, "weights": choice.weights_label}
+    return fields, report
+
+
+@contextlib.contextmanager
+def open_source_depth(prepared: PreparedGuide, choice: DepthChoice, ctx: RunContext) -> Iterator[SourceDepth]:
+    """The depth maps of ``prepared``; the mapping stays valid (the cache entry in use) inside the block."""
+    width, height = prepared.size
+    shape = (height, width)
+    if ctx.cache is not None:
+        started = time.perf_counter()
+        entry, hit = None, False
+        reports: list[ExtractionReport] = []
+        candidates = depth_key_candidates(prepared, choice, ctx.cache)
+        for _span, _params, key in candidates:
+            entry = ctx.cache.lookup(key)
+            if entry is not None:
+                hit = True
+                break
+        if entry is None:
+            span, params, key = candidates[0]
+
+            def produce(folder: Path) -> dict[str, Any]:
+                fields, report = _produce(prepared, choice, depth_nodes(*span), folder, ctx)
+                reports.append(report)
+                return fields
+
+            entry, hit = ctx.cache.get_or_create(key, produce, params)
+        nodes = tuple(int(n) for n in entry.manifest["nodes"])
+        with ctx.cache.use(entry):
+            yield SourceDepth(entry.rows(), nodes, shape, from_cache=hit, key=entry.key,
+                              extraction=reports[0] if reports else None,
+                              read_seconds=time.perf_counter() - started if hit else 0.0)
+        return
+    nodes = depth_nodes(*planned_depth_span(prepared))
+    work_dir = Path(tempfile.mkdtemp(prefix="sv-depth-", dir=ctx.work_dir))
+    rows = None
+    try:
+        try:
+            _, report = _produce(prepared, choice, nodes, work_dir, ctx)
+        except OSError as exc:
+            raise CacheError(f"Cannot write temporary depth maps in {work_dir.parent}: {exc.strerror or exc}; "
+                             "free disk space.") from exc
+        rows = open_flow_rows(work_dir / FLOWS_FILE)
+        yield SourceDepth(rows, nodes, shape, from_cache=False, extraction=report)
+    finally:
+        rows = None
+        shutil.rmtree(work_dir, ignore_errors=True)
