@@ -49,6 +49,9 @@ def test_extract_preview_and_details(source, tmp_path):
     chart, note = tab.chart_value(result)
     assert list(chart.columns) == ["t", "series", "mib"] and len(chart) > 0 and note == ""
     assert ANON_SERIES in set(chart["series"])  # anonymous memory, not RSS (mapped flow files inflate RSS)
+    details = tab.details_markdown(result)
+    assert "Phases: " in details and "flow " in details  # the memory story: time per phase
+    assert "Memory: " in details  # the batch-size note of the run (history)
     run = {"guide": str(result.output), "source": source, "fit": "crop", "indices": tab.plan_indices(request),
            "frames": 6, "resolution": "128x96"}
     assert len(run["indices"]) == 6

@@ -127,7 +127,34 @@ def details_markdown(result: Any, chart_note: str = "") -> str:
         lines.append(f"Note: {warning}")
     if chart_note:
         lines.append(f"Note: {chart_note}")
+    lines.extend(memory_lines(result))
     return "\n\n".join(lines)
+
+
+#: At most this many timeline events are listed in the details (the CLI's PNG/JSON export has all).
+MAX_EVENTS_SHOWN = 12
+
+
+def memory_lines(result: Any) -> list[str]:
+    """The run's memory story for the details: batch-size notes, before/after clean-up reports, the
+    time spent per phase and the timeline's events (model load/unload/release, batch-size changes,
+    OOM back-offs, pressure actions)."""
+    lines = [f"Memory: {note}" for note in getattr(result, "memory_notes", None) or []]
+    lines += [f"Clean-up: {report}" for report in getattr(result, "memory_reports", None) or []]
+    timeline = getattr(result, "timeline", None)
+    if timeline is None:
+        return lines
+    spent: dict[str, float] = {}
+    for phase in timeline.phase_rows():
+        spent[phase["phase"]] = spent.get(phase["phase"], 0.0) + phase["end"] - phase["start"]
+    if spent:
+        lines.append("Phases: " + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in spent.items()))
+    events = timeline.event_rows()
+    if events:
+        shown = [f"{e['t']:.2f}s {e['kind']}: {e['text']}" for e in events[:MAX_EVENTS_SHOWN]]
+        more = len(events) - len(shown)
+        lines.append("Events: " + "; ".join(shown) + (f"; … {more} more" if more > 0 else ""))
+    return lines
 
 
 def chart_value(result: Any) -> tuple[Any, str]:
