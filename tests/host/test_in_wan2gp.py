@@ -13,6 +13,7 @@ gr = pytest.importorskip("gradio")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fake_wgp  # noqa: E402
+from wan2gp_structure_video.preprocessors.sample_video import SAMPLE_FRAMES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 REPO_NAME = "wan2gp-structure-video"
@@ -210,7 +211,8 @@ def test_in_the_browser_extract_send_generate(app):
             page.wait_for_function("document.querySelector('#structure_video_resolution textarea, "
                                    "#structure_video_resolution input')?.value === '832x480'")
             page.locator("#structure_video_sample").click()
-            page.wait_for_function("document.querySelector('#structure_video_info')?.innerText.includes('48 frames')")
+            page.wait_for_function("document.querySelector('#structure_video_info')?.innerText"
+                                   f".includes('{SAMPLE_FRAMES} frames')")
             for elem, value in (("structure_video_resolution", "320x192"), ("structure_video_frames", "17"),
                                 ("structure_video_fps", "16")):
                 field = page.locator(f"#{elem} input, #{elem} textarea").first
