@@ -41,27 +41,37 @@ class NodeSpan:
         return len(self.nodes) - 1
 
 
+def model_compute(request: Any) -> dict[str, str]:
+    """Device class and precision a model annotator (RAFT, depth) runs at for ``request``: what, beside
+    the weights, changes the numbers it returns (``auto`` is fp16 on CUDA, fp32 elsewhere)."""
+    device = resolve_device(request.device)
+    if device.type != "cuda":
+        return {"device": device.type, "precision": "fp32"}
+    return {"device": "cuda", "precision": request.precision if request.precision != "auto" else "fp16"}
+
+
+def source_identity(prepared: PreparedGuide) -> dict[str, Any]:
+    """What identifies the decoded source beside its content hash (frames, fps, rotation, size)."""
+    info = prepared.info
+    return {"frame_count": info.frame_count, "fps": round(info.fps, 6), "rotation": info.rotation,
+            "size": [info.width, info.height]}
+
+
 def compute_identity(prepared: PreparedGuide, choice: BackendChoice) -> dict[str, Any]:
     """Device class, precision and iterations: what changes the numbers a backend returns."""
-    req = prepared.request
     if choice.kind != "raft":
         return {"device": "cpu", "precision": "fp32"}
-    device = resolve_device(req.device)
-    precision = req.precision if device.type == "cuda" and req.precision != "auto" else \
-        ("fp16" if device.type == "cuda" else "fp32")
-    return {"device": device.type, "precision": precision, "iterations": req.iterations}
+    return {**model_compute(prepared.request), "iterations": prepared.request.iterations}
 
 
 def flow_key_params(prepared: PreparedGuide, choice: BackendChoice, content: str, span: NodeSpan) -> dict[str, Any]:
     """Everything that changes the flows of ``span`` (``content``: the source's content hash) — and
     nothing that only changes the guide."""
-    info = prepared.info
     return {
         "kind": "source-flow",
         "format": FLOW_FORMAT,
         "content": content,
-        "source": {"frame_count": info.frame_count, "fps": round(info.fps, 6), "rotation": info.rotation,
-                   "size": [info.width, info.height]},
+        "source": source_identity(prepared),
         "span": {"first": span.first, "last": span.last, "stride": span.stride},
         "fit": prepared.request.fit,
         "size": list(prepared.size),

@@ -21,7 +21,6 @@ import contextlib
 import shutil
 import tempfile
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -31,20 +30,18 @@ import numpy as np
 from ..errors import CacheError
 from ..preprocessors.flow_cache import FlowCache, make_key
 from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
-from .backend_choice import resolve_device
 from .context import RunContext
 from .depth_choice import DepthChoice, choose_depth
 from .depth_extraction import extract_depth_maps
 from .flow_extraction import ExtractionReport
-from .flow_keys import candidate_strides
+from .flow_keys import candidate_strides, model_compute, source_identity
 from .prepare import PreparedGuide
+from .recent_rows import RecentRows
 
 #: Bump when stored depth maps change meaning.
 DEPTH_FORMAT = 1
 #: The data file a cache entry's producer writes (the same name flows use).
 FLOWS_FILE = "flows.npy"
-#: Converted float32 maps kept for neighbouring guide frames.
-RECENT_MAPS = 3
 
 
 def depth_nodes(first: int, last: int, stride: int) -> tuple[int, ...]:
@@ -70,23 +67,19 @@ def depth_key_params(prepared: PreparedGuide, choice: DepthChoice, content: str,
                      span: tuple[int, int, int]) -> dict[str, Any]:
     """Everything that changes the depth maps of ``span`` (first, last, stride) — and nothing that
     only changes the guide."""
-    info, req = prepared.info, prepared.request
-    device = resolve_device(req.device)
-    precision = req.precision if device.type == "cuda" and req.precision != "auto" else \
-        ("fp16" if device.type == "cuda" else "fp32")
+    req = prepared.request
     return {
         "kind": "source-depth",
         "format": DEPTH_FORMAT,
         "content": content,
-        "source": {"frame_count": info.frame_count, "fps": round(info.fps, 6), "rotation": info.rotation,
-                   "size": [info.width, info.height]},
+        "source": source_identity(prepared),
         "span": {"first": span[0], "last": span[1], "stride": span[2]},
         "fit": req.fit,
         "size": list(prepared.size),
         "model": choice.identity(),
         "variant": choice.source.variant,
         "input_size": req.depth_input_size,
-        "compute": {"device": device.type, "precision": precision},
+        "compute": model_compute(req),
     }
 
 
@@ -125,19 +118,11 @@ class SourceDepth:
     read_seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        self._recent: "OrderedDict[int, np.ndarray]" = OrderedDict()
+        self._converted = RecentRows(self.rows, self.shape)
 
     def node_map(self, j: int) -> np.ndarray:
         """Map of node ``j`` as float32 (H, W); the last few are kept (treat as read-only)."""
-        depth = self._recent.get(j)
-        if depth is None:
-            depth = np.asarray(self.rows[j], dtype=np.float32).reshape(self.shape)
-            self._recent[j] = depth
-            while len(self._recent) > RECENT_MAPS:
-                self._recent.popitem(last=False)
-        else:
-            self._recent.move_to_end(j)
-        return depth
+        return self._converted(j)
 
     def at(self, index: int) -> np.ndarray:
         """Inverse depth of source frame ``index``: its node's map, or the two neighbours blended."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections import OrderedDict
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,10 +20,7 @@ from .context import RunContext
 from .flow_extraction import ExtractionReport, extract_node_flows
 from .flow_keys import flow_key_candidates, planned_span
 from .prepare import PreparedGuide
-
-#: Converted float32 rows kept for neighbouring guide frames (a few MB each at 832×480).
-RECENT_ROWS = 3
-
+from .recent_rows import RecentRows
 
 @dataclass
 class SourceFlows:
@@ -41,21 +37,13 @@ class SourceFlows:
     read_seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        self._recent: "OrderedDict[int, np.ndarray]" = OrderedDict()
+        self._converted = RecentRows(self.rows)
 
     def row(self, j: int) -> np.ndarray:
         """Flow from node ``j`` to ``j+1`` as float32 (never a view of the mapped file; treat as read-only).
 
         Neighbouring guide frames read the same rows, so the last few converted rows are kept."""
-        flow = self._recent.get(j)
-        if flow is None:
-            flow = np.asarray(self.rows[j], dtype=np.float32)
-            self._recent[j] = flow
-            while len(self._recent) > RECENT_ROWS:
-                self._recent.popitem(last=False)
-        else:
-            self._recent.move_to_end(j)
-        return flow
+        return self._converted(j)
 
     def guide_flow(self, k: int) -> np.ndarray:
         """The motion guide frame ``k`` of the timeline shows (H, W, 2) float32."""

@@ -1,0 +1,36 @@
+"""A few recently converted rows of a memory-mapped float16 store, kept as float32.
+
+Neighbouring guide frames read the same stored rows (flows between source nodes, depth maps), so
+converting each once and keeping the last few saves most of the conversions without holding the
+clip in memory.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Optional
+
+import numpy as np
+
+#: Converted rows kept (a few MB each at 832×480).
+KEEP_ROWS = 3
+
+
+class RecentRows:
+    """``rows[j]`` as float32 (optionally reshaped), the last ``keep`` conversions kept (treat as read-only)."""
+
+    def __init__(self, rows: np.ndarray, shape: Optional[tuple[int, ...]] = None, keep: int = KEEP_ROWS) -> None:
+        self._rows, self._shape, self._keep = rows, shape, keep
+        self._recent: "OrderedDict[int, np.ndarray]" = OrderedDict()
+
+    def __call__(self, j: int) -> np.ndarray:
+        value = self._recent.get(j)
+        if value is None:
+            value = np.asarray(self._rows[j], dtype=np.float32)  # never a view of the mapped file
+            if self._shape is not None:
+                value = value.reshape(self._shape)
+            self._recent[j] = value
+            while len(self._recent) > self._keep:
+                self._recent.popitem(last=False)
+        else:
+            self._recent.move_to_end(j)
+        return value
