@@ -8,7 +8,7 @@ target; :func:`flow_key_candidates` lists the entries that can serve a request, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from ..preprocessors.flow_cache import FlowCache, make_key
 from ..preprocessors.motion_resample import source_nodes
@@ -98,15 +98,22 @@ def flow_key_candidates(prepared: PreparedGuide, choice: BackendChoice,
     whole_last = prepared.info.frame_count - 1
     own = planned_span(prepared)
     content = cache.content_hash(prepared.info.path)
+    spans = [span for stride in candidate_strides(own.stride)
+             for span in (NodeSpan(own.first, own.last, stride), NodeSpan(0, whole_last, stride))]
+    return keyed_once(spans, lambda span: flow_key_params(prepared, choice, content, span))
+
+
+def keyed_once(spans: Sequence[Any],
+               params_for: Callable[[Any], dict[str, Any]]) -> list[tuple[Any, dict[str, Any], str]]:
+    """``(span, params, key)`` for each span in order, a key listed once (the first span that gives it)."""
     seen: set[str] = set()
     candidates = []
-    for stride in candidate_strides(own.stride):
-        for span in (NodeSpan(own.first, own.last, stride), NodeSpan(0, whole_last, stride)):
-            params = flow_key_params(prepared, choice, content, span)
-            key = make_key(params)
-            if key not in seen:
-                seen.add(key)
-                candidates.append((span, params, key))
+    for span in spans:
+        params = params_for(span)
+        key = make_key(params)
+        if key not in seen:
+            seen.add(key)
+            candidates.append((span, params, key))
     return candidates
 
 

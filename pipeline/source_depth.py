@@ -28,13 +28,13 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from ..errors import CacheError
-from ..preprocessors.flow_cache import FlowCache, make_key
+from ..preprocessors.flow_cache import FlowCache
 from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
 from .context import RunContext
 from .depth_choice import DepthChoice, choose_depth
 from .depth_extraction import extract_depth_maps
 from .flow_extraction import ExtractionReport
-from .flow_keys import candidate_strides, model_compute, source_identity
+from .flow_keys import candidate_strides, keyed_once, model_compute, source_identity
 from .prepare import PreparedGuide
 from .recent_rows import RecentRows
 
@@ -93,16 +93,9 @@ def depth_key_candidates(prepared: PreparedGuide, choice: DepthChoice,
     coarser), the request's own span, then the whole source."""
     first, last, stride = planned_depth_span(prepared)
     content = cache.content_hash(prepared.info.path)
-    seen: set[str] = set()
-    candidates = []
-    for s in candidate_strides(stride):
-        for span in ((first, last, s), (0, prepared.info.frame_count - 1, s)):
-            params = depth_key_params(prepared, choice, content, span)
-            key = make_key(params)
-            if key not in seen:
-                seen.add(key)
-                candidates.append((span, params, key))
-    return candidates
+    whole_last = prepared.info.frame_count - 1
+    spans = [span for s in candidate_strides(stride) for span in ((first, last, s), (0, whole_last, s))]
+    return keyed_once(spans, lambda span: depth_key_params(prepared, choice, content, span))
 
 
 @dataclass
