@@ -1,13 +1,14 @@
 """Depth maps on the source timeline: stream fitted source frames through Depth Anything V2 in batches.
 
 Map ``j`` is the inverse depth of source node ``j`` at the fitted guide size. Only one batch of
-frames exists at a time (decoded, fitted, on the device); maps go to ``put(j, depth)`` one by one,
+frames exists at a time (decoded, fitted, on the device), plus a few decoded ahead on a thread; maps go to ``put(j, depth)`` one by one,
 so memory stays flat in the video's length. The model is held in the annotator pool under the GPU
 lock and torn down as the request says; an out-of-memory error shrinks the batch and
 retries the same frames (identical output), and at batch size 1 on CUDA the model finishes on the CPU.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Callable, Iterator, Optional, Sequence
@@ -22,11 +23,14 @@ from .backend_choice import resolve_device
 from .context import RunContext
 from .depth_choice import DepthChoice, register_depth
 from .flow_extraction import ExtractionReport, MAX_AUTO_BATCH, _free_device_cache
+from .prefetch import prefetched
 from .request import GuideRequest
 
 logger = logging.getLogger(__name__)
 
 CPU_DEPTH_BATCH = 2
+#: Frames decoded ahead of the model.
+PREFETCH_FRAMES = 4
 #: Variant whose memory estimate stands in for a non-standard (custom) model: the largest.
 ESTIMATE_FALLBACK_VARIANT = "vitl"
 
@@ -89,9 +93,10 @@ def extract_depth_maps(request: GuideRequest, info: VideoInfo, fitter: FrameFitt
         ctx.timeline.record(f"depth batch {done}/{total}", monitor.snapshot())
         ctx.progress.update("depth", done, total, f"depth {done}/{total} (batch {size_now})")
 
-    frames = iter_node_frames(str(request.input), info, nodes, fitter)
+    # Decoding runs ahead on its own thread, beside the model (closed when the block ends).
+    frames = prefetched(iter_node_frames(str(request.input), info, nodes, fitter), PREFETCH_FRAMES, "decode")
     ctx.progress.update("depth", 0, total, f"depth 0/{total}")
-    with ctx.gpu_lock(), ctx.pool.use(name, device, teardown=request.teardown) as lease:
+    with contextlib.closing(frames), ctx.gpu_lock(), ctx.pool.use(name, device, teardown=request.teardown) as lease:
         ctx.timeline.record(f"{choice.name} loaded", monitor.snapshot())
         backend = DepthAnythingBackend(lease.model, lease.device, precision=request.precision,
                                        input_size=request.depth_input_size, name=choice.name)

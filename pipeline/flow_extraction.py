@@ -2,7 +2,8 @@
 
 Row ``j`` of the output is the flow from source node ``j`` to node ``j+1`` (see
 ``preprocessors/motion_resample``). Only one batch of frame pairs exists at a time (decoded,
-fitted, on the device); flows go straight to a :class:`FlowStoreWriter` row by row.
+fitted, on the device), plus one more batch decoded ahead on a thread (``prefetch``) while the
+backend works; flows go straight to a :class:`FlowStoreWriter` row by row.
 
 The batch loop is :func:`extract_flows` (OOM back-off, pressure checks before each batch, progress)
 and the batch size is chosen in :func:`choose_batch_size` — nowhere else. The memory side of a run
@@ -10,6 +11,7 @@ and the batch size is chosen in :func:`choose_batch_size` — nowhere else. The 
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
@@ -28,6 +30,7 @@ from ..preprocessors.video_io import VideoInfo, iter_planned_frames
 from ..progress import Progress
 from .backend_choice import BackendChoice, register_raft, resolve_device
 from .context import RunContext
+from .prefetch import prefetched
 from .request import GuideRequest
 
 logger = logging.getLogger(__name__)
@@ -35,6 +38,8 @@ logger = logging.getLogger(__name__)
 CPU_RAFT_BATCH = 2
 DIS_BATCH = 8
 MAX_AUTO_BATCH = 16
+#: Frame pairs decoded ahead of the flow model (a batch of DIS; a few MB at 832×480).
+PREFETCH_PAIRS = 8
 
 FramePair = tuple[np.ndarray, np.ndarray]
 ComputeFn = Callable[[list[FramePair]], Sequence[np.ndarray]]
@@ -170,11 +175,12 @@ def extract_node_flows(request: GuideRequest, info: VideoInfo, fitter: FrameFitt
     total = len(nodes) - 1
     if total <= 0:
         return ExtractionReport("cpu", 0)
-    pairs = iter_node_pairs(str(request.input), info, nodes, fitter)
     device = torch.device("cpu") if choice.kind == "dis" else resolve_device(request.device)
     memory = RunMemory(ctx.timeline, ctx.pressure, pool=ctx.pool, history=ctx.history, device=device)
     width, height = size
-    with memory:
+    # Decoding runs a batch ahead on its own thread, beside the flow model (closed when the block ends).
+    pairs = prefetched(iter_node_pairs(str(request.input), info, nodes, fitter), PREFETCH_PAIRS, "decode")
+    with memory, contextlib.closing(pairs):
         memory.check_pressure("before the input")  # between inputs of a batch run, before anything loads
         key = memory.history_key(choice.identity(), height, width, _precision(request, choice.kind, device))
         batch = choose_batch_size(request, choice.kind, memory, key, height, width)

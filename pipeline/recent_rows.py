@@ -11,6 +11,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..preprocessors.half_float import load_float32
+
 #: Converted rows kept (a few MB each at 832×480).
 KEEP_ROWS = 3
 
@@ -25,7 +27,7 @@ class RecentRows:
     def __call__(self, j: int) -> np.ndarray:
         value = self._recent.get(j)
         if value is None:
-            value = np.asarray(self._rows[j], dtype=np.float32)  # never a view of the mapped file
+            value = load_float32(self._rows[j])  # never a view of the mapped file
             if self._shape is not None:
                 value = value.reshape(self._shape)
             self._recent[j] = value

@@ -24,8 +24,8 @@ or more is visibly coloured.
 **Colouring is a table lookup.** The colour of a normalised motion vector (radius ≤ 1) is read from
 a precomputed :data:`TABLE_SIZE` × :data:`TABLE_SIZE` table over the square [-1, 1]², built once
 from the exact wheel (:func:`flow_to_rgb_exact`). Per pixel this costs one magnitude, a few
-multiplications and one gather instead of an arctangent and three interpolations; it matches the
-exact colouring within 2 levels.
+multiplications and one gather (a nearest-neighbour ``cv2.remap`` of the table image) instead of an
+arctangent and three interpolations; it matches the exact colouring within 2 levels.
 """
 from __future__ import annotations
 
@@ -139,6 +139,18 @@ def _colour_table() -> np.ndarray:
     return np.ascontiguousarray(_wheel_colours(x, y, radius).reshape(-1, 3))
 
 
+def _components_and_magnitude(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The x and y components and the magnitude, float32. Non-finite components count as still;
+    a magnitude too large for float32's squares is measured without overflow."""
+    flow = np.ascontiguousarray(flow, dtype=np.float32)
+    u, v = cv2.split(flow)
+    magnitude = cv2.magnitude(u, v)
+    if not math.isfinite(float(np.add.reduce(magnitude, axis=None))):  # NaN, inf and overflow propagate
+        u, v = _finite_components(flow)
+        magnitude = np.hypot(u, v)
+    return u, v, magnitude
+
+
 def flow_to_rgb(flow: np.ndarray, scale: float, strength: float = 1.0, *,
                 dead_zone: float = DEAD_ZONE) -> np.ndarray:
     """Colour one (H, W, 2) flow in pixels as (H, W, 3) uint8 RGB, by table lookup.
@@ -149,8 +161,7 @@ def flow_to_rgb(flow: np.ndarray, scale: float, strength: float = 1.0, *,
     :func:`flow_to_rgb_exact`.
     """
     flow = _check(flow, scale, strength, dead_zone)
-    u, v = _finite_components(flow)
-    magnitude = cv2.magnitude(u, v)
+    u, v, magnitude = _components_and_magnitude(flow)
     radius = _radius(magnitude, scale, strength, dead_zone)
     # gain maps (u, v) to table units: the vector drawn at ``radius``, times the half-size of the table.
     # Where the magnitude is 0 the radius is 0 too, so the tiny floor only avoids 0/0.
@@ -158,17 +169,22 @@ def flow_to_rgb(flow: np.ndarray, scale: float, strength: float = 1.0, *,
     np.maximum(magnitude, np.float32(1e-30), out=magnitude)
     gain = np.divide(radius, magnitude, out=radius)
     gain *= half
-    # Columns round to the nearest entry (+0.5, then truncation of a non-negative value). Rows round
-    # down: the wheel's seam (motion along +x) lies on the row of y = 0, whose colours belong to
-    # y >= 0, so a slightly upward motion must read the row below it, as the exact colouring does.
+    # The gather is one nearest-neighbour remap of the table image, which rounds coordinates to the
+    # nearest entry. Columns round to the nearest entry. Rows round down (hence -0.5): the wheel's
+    # seam (motion along +x) lies on the row of y = 0, whose colours belong to y >= 0, so a slightly
+    # upward motion must read the row below it, as the exact colouring does. Coordinates a rounding
+    # past the rim read the rim (border replicated).
     column = cv2.multiply(u, gain)
-    column += half + np.float32(0.5)
+    column += half
     row = cv2.multiply(v, gain)
-    row += half
-    index = row.astype(np.int32)
-    index *= TABLE_SIZE
-    index += column.astype(np.int32)
-    return np.take(_colour_table(), index, axis=0)
+    row += half - np.float32(0.5)
+    return cv2.remap(_colour_image(), column, row, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+
+
+@functools.lru_cache(maxsize=1)
+def _colour_image() -> np.ndarray:
+    """The colour table as a (TABLE_SIZE, TABLE_SIZE, 3) image: row = y, column = x."""
+    return _colour_table().reshape(TABLE_SIZE, TABLE_SIZE, 3)
 
 
 class MagnitudeHistogram:
@@ -202,23 +218,30 @@ class MagnitudeHistogram:
         # Flows as stored (float32/float16) are measured in float32 with OpenCV (SIMD, ~10x faster
         # than numpy's hypot); anything else in float64.
         work = np.float32 if flow.dtype in (np.float32, np.float16) else np.float64
-        u = np.ascontiguousarray(flow[..., 0], dtype=work).reshape(-1)
-        v = np.ascontiguousarray(flow[..., 1], dtype=work).reshape(-1)
-        magnitude = cv2.magnitude(u, v).reshape(-1) if work is np.float32 else np.hypot(u, v)
-        if not np.isfinite(magnitude).all():
+        if work is np.float32:
+            u, v = cv2.split(np.ascontiguousarray(flow, dtype=np.float32).reshape(-1, 1, 2))
+            magnitude = cv2.magnitude(u, v).reshape(-1)
+        else:
+            u = np.ascontiguousarray(flow[..., 0], dtype=work).reshape(-1)
+            v = np.ascontiguousarray(flow[..., 1], dtype=work).reshape(-1)
+            magnitude = np.hypot(u, v)
+        if not math.isfinite(float(np.add.reduce(magnitude))):  # one cheap pass; NaN and inf propagate
             magnitude = magnitude[np.isfinite(magnitude)]
         if magnitude.size == 0:
             return
-        # Bin of each magnitude: floor of its log position, clipped so that below ``lo`` lands in
-        # slot 0 and ``hi`` or more in the last slot.
+        # Slot of each magnitude: 1 + floor of its log position, clipped so that below ``lo`` lands
+        # in slot 0 and ``hi`` or more in the last slot. Clipped to [0, bins + 1] first, the floor is
+        # the integer conversion's truncation.
         position = np.log(np.maximum(magnitude, work(self.lo * 0.5)))
         position -= work(self._log_lo)
         position *= work(self.bins / self._log_span)
-        np.floor(position, out=position)
-        np.clip(position, -1, self.bins, out=position)
-        index = position.astype(np.int64)
-        index += 1
-        self.counts += np.bincount(index, minlength=self.bins + 2)
+        position += work(1.0)
+        np.clip(position, 0, self.bins + 1, out=position)
+        if work is np.float32:  # OpenCV's histogram of the slot positions: exact, and 4x faster than bincount
+            slots = cv2.calcHist([position.reshape(1, -1)], [0], None, [self.bins + 2], [0, self.bins + 2])
+            self.counts += slots.reshape(-1).astype(np.int64)
+        else:
+            self.counts += np.bincount(position.astype(np.intp), minlength=self.bins + 2)
         self.count += int(magnitude.size)
         self.max = max(self.max, float(magnitude.max()))
 

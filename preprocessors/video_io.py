@@ -23,6 +23,7 @@ import numpy as np
 
 from ..atomic_files import partial_target, publishing, sweep_stale_partials
 from ..errors import InvalidVideoError
+from .yuv420 import rgb_to_i420
 
 logger = logging.getLogger(__name__)
 
@@ -308,7 +309,8 @@ class GuideVideoWriter:
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
             raise ValueError(f"guide frame must be uint8 ({self.height}, {self.width}, 3), "
                              f"not {frame.dtype} {tuple(frame.shape)}")
-        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        # Converted here (rgb_to_i420) rather than by the encoder's scaler: a third of the cost.
+        video_frame = av.VideoFrame.from_ndarray(rgb_to_i420(frame), format="yuv420p")
         video_frame.pts = self.frames_written
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)

@@ -101,6 +101,25 @@ def test_motion_along_the_wheel_seam_keeps_its_side() -> None:
     assert _lookup_difference(flow, 5.0, dead_zone=0.0) <= 2
 
 
+def test_motion_at_and_past_the_rim_in_every_direction_reads_the_rim() -> None:
+    """Straight up, down, left and right at exactly the scale and beyond: the lookup's coordinates
+    land on (or a rounding past) the table's edge and must read the rim's colour there."""
+    directions = [(0.0, -1.0), (0.0, 1.0), (-1.0, 0.0), (1.0, 0.0), (0.7071, -0.7071), (-0.7071, 0.7071)]
+    flow = np.array([[[dx * size, dy * size] for dx, dy in directions] for size in (4.0, 4.0001, 9.0)], np.float32)
+    assert _lookup_difference(flow, 4.0, dead_zone=0.0) <= 2
+    assert (flow_to_rgb(flow, 4.0, dead_zone=0.0).min(axis=-1) <= 2).all()  # full colour: one channel at 0
+
+
+def test_non_finite_components_count_as_still_like_the_exact_colouring() -> None:
+    flow = np.full((2, 4, 2), 3.0, np.float32)
+    flow[0, 0] = [np.nan, 3.0]
+    flow[0, 1] = [np.inf, -3.0]
+    flow[0, 2] = [-np.inf, np.nan]
+    flow[1, 0] = [1e30, 1e30]  # finite, but its magnitude overflows float32
+    assert _lookup_difference(flow, 3.0, dead_zone=0.0) <= 2
+    assert (flow_to_rgb(flow, 3.0)[0, 2] == 255).all()
+
+
 def test_dead_zone_whitens_noise_and_keeps_small_motion() -> None:
     rng = np.random.default_rng(3)
     noise = rng.standard_normal((64, 64, 2)).astype(np.float32)
@@ -181,6 +200,24 @@ def test_histogram_percentiles_match_numpy(distribution: str) -> None:
         # still half (exact zeros) to the smallest motion, which bins cannot resolve.
         assert histogram.percentile(q) == pytest.approx(expected, rel=0.01, abs=0.02), q
     assert histogram.percentile(100) == histogram.max
+
+
+def test_histogram_float32_fast_path_bins_like_the_float64_path() -> None:
+    """Stored flows (float32) are binned by OpenCV; float64 input by NumPy: the same slots, but for
+    magnitudes within float32 rounding of a bin edge."""
+    rng = np.random.default_rng(11)
+    flow = rng.standard_normal((120, 160, 2)) * np.exp(rng.uniform(-9.0, 11.0, (120, 160, 1)))
+    flow[0, 0] = [np.nan, 1.0]
+    flow[0, 1] = [np.inf, 0.0]
+    fast, exact = MagnitudeHistogram(), MagnitudeHistogram()
+    fast.add(flow.astype(np.float32))
+    exact.add(flow)
+    assert fast.count == exact.count == flow.shape[0] * flow.shape[1] - 2
+    moved = int(np.abs(fast.counts - exact.counts).sum()) // 2
+    assert moved <= fast.count // 2000
+    assert fast.max == pytest.approx(exact.max, rel=1e-6)
+    for q in (50.0, 95.0, 99.0):
+        assert fast.percentile(q) == pytest.approx(exact.percentile(q), rel=0.01)
 
 
 def test_histogram_is_constant_size_and_round_trips() -> None:
