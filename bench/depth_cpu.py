@@ -1,14 +1,20 @@
-"""Depth Anything V2 (vits, random weights) on the CPU at 832×480: frames/s and peak memory, short vs long clip.
+"""Depth Anything V2 ``vits`` (random weights) on the CPU at 832×480 through the real pipeline:
+frames/s and peak memory, a short vs a long clip.
 
-Each run happens in a fresh subprocess and streams like the pipeline will: synthetic frames in
-batches → the model → the clip-wide sketch and a float16 memory-mapped depth file (the cache's
-format) → a second pass that renders the grey guide frames from the file with the clip-wide
-range. Anonymous resident memory (``RssAnon``, file-backed pages of the mapped file excluded) is
-sampled every 10 ms. Prints frames/s (model only and whole run), peak RssAnon per run and the
-ratio peak(long) / peak(short) (target ≤ 1.15).
+Each run is ``build_guide(guide_type="depth")`` in a fresh subprocess, the model given by path as a
+transformers folder (written here with random weights: nothing is downloaded), the flow cache in a
+temporary folder: decoding on its thread, the model in the annotator pool, batches, the float16
+depth file, the clip-wide brightness range, grey frames, x264. Anonymous resident memory
+(``RssAnon``: file-backed pages of the mapped depth file excluded) is sampled every 10 ms. Prints
+frames/s (model phase and whole run), peak RssAnon per run and peak(long) / peak(short) (target ≤ 1.15).
 
-    python bench/depth_cpu.py                      # 200 vs 2000 frames (slow on a small CPU)
-    python bench/depth_cpu.py --short 20 --long 60 # quick look
+    python bench/depth_cpu.py                                   # 200 vs 2000 frames, model input 518
+    python bench/depth_cpu.py --input-size 140                  # the same streaming, a smaller model input
+    python bench/depth_cpu.py --short 8 --long 24               # a quick look at frames/s
+
+The model input size changes the model's cost per frame, not what is kept per frame: with vits at 518
+a 2000-frame run takes hours on a 2-core CPU, so the length comparison is usually run with a small
+input size, and frames/s at 518 on a short clip.
 """
 from __future__ import annotations
 
@@ -24,33 +30,25 @@ from pathlib import Path
 
 from memory_scaling import rss_anon  # bench/ is on sys.path when a script here runs
 
-WIDTH, HEIGHT = 832, 480
+WIDTH, HEIGHT, FPS = 832, 480, 24.0
 
 
-def synthetic_batch(start: int, count: int):
-    """Frames of a scene moving in depth: a textured floor and a disc coming closer."""
-    import numpy as np
+def write_random_vits(folder: Path) -> Path:
+    """A transformers DepthAnything folder with random ``vits`` weights (the shapes of the real model)."""
+    from wan2gp_structure_video.preprocessors.depth_model import build_depth_model
+    from wan2gp_structure_video.preprocessors.depth_weights import VARIANTS
 
-    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
-    batch = np.empty((count, HEIGHT, WIDTH, 3), np.uint8)
-    for i in range(count):
-        t = (start + i) / 50.0
-        floor = 128 + 100 * np.sin(xs / (20 + 10 * ys / HEIGHT) + t) * (ys / HEIGHT)
-        radius = 40 + 30 * (1 + np.sin(t))
-        disc = (xs - WIDTH / 2) ** 2 + (ys - HEIGHT / 2) ** 2 < radius ** 2
-        frame = np.where(disc, 230.0, floor)
-        batch[i] = np.stack([frame, frame * 0.8, 255 - frame], axis=-1).clip(0, 255).astype(np.uint8)
-    return batch
+    build_depth_model(VARIANTS["vits"], seed=0).save_pretrained(folder)
+    return folder
 
 
 def child(args: argparse.Namespace) -> None:
-    """One run; prints JSON."""
-    import numpy as np
+    """One run: the depth guide through ``build_guide`` while a thread samples RssAnon; print JSON."""
     import torch
 
-    from wan2gp_structure_video.preprocessors.depth_model import DepthAnythingBackend, load_depth_model
-    from wan2gp_structure_video.preprocessors.depth_normalise import (InverseDepthSketch, depth_to_guide,
-                                                                      plan_depth_scale)
+    from wan2gp_structure_video import GuideRequest, RunContext, build_guide
+    from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
+    from wan2gp_structure_video.progress import Progress
 
     torch.set_num_threads(args.threads)
     peak = {"value": rss_anon(), "stop": False}
@@ -63,68 +61,60 @@ def child(args: argparse.Namespace) -> None:
     baseline = rss_anon()
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
+    request = GuideRequest(args.input, args.output, resolution=(WIDTH, HEIGHT), frames=args.frames, fps=FPS,
+                           guide_type="depth", depth_weights=args.weights, depth_input_size=int(args.input_size) or None,
+                           batch_size=args.batch, device="cpu")
     started = time.perf_counter()
-    model = load_depth_model(None, variant="vits", seed=0)
-    backend = DepthAnythingBackend(model, "cpu", input_size=args.input_size)
-    store = np.lib.format.open_memmap(args.store, mode="w+", dtype=np.float16, shape=(args.frames, HEIGHT, WIDTH))
-    sketch = InverseDepthSketch()
-    model_seconds = 0.0
-    for start in range(0, args.frames, args.batch):
-        frames = synthetic_batch(start, min(args.batch, args.frames - start))
-        t0 = time.perf_counter()
-        depth = backend.compute(frames)
-        model_seconds += time.perf_counter() - t0
-        sketch.add(depth)
-        store[start:start + len(depth)] = depth
-        del frames, depth
-    store.flush()
-    scale = plan_depth_scale(sketch)
-    checksum = 0
-    for index in range(args.frames):
-        guide = depth_to_guide(store[index], *scale.range_at(index), contrast=1.0)
-        checksum += int(guide[::16, ::16, 0].sum())
+    result = build_guide(request, RunContext(cache=FlowCache(args.cache), progress=Progress()))
     seconds = time.perf_counter() - started
     peak["stop"] = True
     thread.join()
-    print(json.dumps({"peak": peak["value"], "baseline": baseline, "seconds": seconds, "model_seconds": model_seconds,
-                      "frames": args.frames, "checksum": checksum}))
+    print(json.dumps({"peak": peak["value"], "baseline": baseline, "seconds": seconds, "frames": result.frames,
+                      "model_seconds": result.timings.get("depth", seconds)}))
 
 
-def run(frames: int, work: Path, args: argparse.Namespace) -> dict:
-    store = work / f"depth{frames}.npy"
-    command = [sys.executable, __file__, "--child", "--frames", str(frames), "--store", str(store),
-               "--batch", str(args.batch), "--threads", str(args.threads)]
-    if args.input_size is not None:
-        command += ["--input-size", str(args.input_size)]
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+def run(frames: int, source: Path, work: Path, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--child", "--frames", str(frames), "--input", str(source),
+               "--output", str(work / f"depth_{frames}.mp4"), "--cache", str(work / f"cache_{frames}"),
+               "--weights", str(args.weights), "--input-size", str(args.input_size), "--batch", str(args.batch),
+               "--threads", str(args.threads)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    store.unlink()
-    return result
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", type=int, default=200)
     parser.add_argument("--long", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)))
-    parser.add_argument("--input-size", type=lambda v: None if v == "none" else int(v), default=518,
-                        help="model input short side (518 as Wan2GP) or 'none' for the frame's own size")
+    parser.add_argument("--input-size", type=int, default=518,
+                        help="model input size (518 as Wan2GP; 0 = the frame's own size)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--frames", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--store", help=argparse.SUPPRESS)
+    for hidden in ("--frames", "--input", "--output", "--cache", "--weights"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        args.frames = int(args.frames)
         child(args)
         return 0
-    print(f"Depth Anything V2 vits, random weights, CPU ({args.threads} threads), {WIDTH}x{HEIGHT}, "
-          f"input size {args.input_size}, batch {args.batch}")
-    with tempfile.TemporaryDirectory(prefix="depth-bench-") as tmp:
-        results = {n: run(n, Path(tmp), args) for n in (args.short, args.long)}
-    for n, r in results.items():
-        print(f"{n:5d} frames: {n / r['model_seconds']:.2f} frames/s (model), {n / r['seconds']:.2f} frames/s (run), "
-              f"peak RssAnon {r['peak'] / 2**20:.0f} MiB (baseline {r['baseline'] / 2**20:.0f} MiB)")
+    from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+
+    with tempfile.TemporaryDirectory(prefix="depth-bench-") as folder:
+        work = Path(folder)
+        args.weights = write_random_vits(work / "vits")
+        print(f"Depth Anything V2 vits, random weights, CPU ({args.threads} threads), {WIDTH}x{HEIGHT}, "
+              f"model input {args.input_size or 'frame size'}, batch {args.batch}, through build_guide")
+        results = {}
+        for frames in (args.short, args.long):
+            source = write_sample_video(work / f"src_{frames}.mp4", WIDTH, HEIGHT, frames=frames, fps=FPS)
+            results[frames] = run(frames, source, work, args)
+            source.unlink()
+            data = results[frames]
+            print(f"{frames:5d} frames: {frames / data['model_seconds']:6.2f} frames/s (model phase), "
+                  f"{frames / data['seconds']:6.2f} frames/s (whole run), peak RssAnon {data['peak'] / 2**20:7.1f} MiB "
+                  f"(start {data['baseline'] / 2**20:6.1f} MiB)", flush=True)
     ratio = results[args.long]["peak"] / results[args.short]["peak"]
     print(f"peak({args.long}) / peak({args.short}) = {ratio:.3f} (target <= 1.15)")
     return 0

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import OptionError
 from .backend_choice import BackendChoice, choose_backend
 from .context import RunContext
-from .depth_render import depth_scale, iter_depth_guide
+from .depth_render import depth_brightness_note, depth_scale, iter_depth_guide
 from .source_depth import SourceDepth, depth_choice_for, open_source_depth
 from .flow_keys import render_key
 from .guide_render import flow_histogram, guide_scale, iter_flow_guide, iter_resampled_flows
@@ -121,6 +121,7 @@ def iter_guide_frames(request: GuideRequest, context: Optional[RunContext] = Non
         with open_depth(prepared, ctx) as depth:
             ctx.progress.update("scale", 0, 1, "measuring depth over the whole timeline")
             scale = depth_scale(depth, prepared.plan.indices, req.depth_smoothing)
+            result.depth_brightness = depth_brightness_note(req.depth_contrast, req.depth_smoothing)
             yield from iter_depth_guide(depth, prepared.plan.indices, lo, hi, scale, req.depth_contrast)
         return
     if req.guide_type != "flow":

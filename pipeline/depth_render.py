@@ -33,3 +33,10 @@ def iter_depth_guide(depth: SourceDepth, indices: Sequence[int], lo: int, hi: in
     """Grey RGB frames of guide frames ``[lo, hi)`` (``indices`` covers the whole timeline)."""
     for k in range(lo, hi):
         yield depth_to_guide(depth.at(indices[k]), *scale.range_at(k), contrast=contrast)
+
+
+def depth_brightness_note(contrast: float, smoothing: float) -> str:
+    """How a depth guide's brightness was mapped, for the summary and the tab's details."""
+    spread = ("one brightness range for the whole clip" if smoothing <= 0
+              else f"brightness range smoothed over {smoothing:g} frames")
+    return f"contrast {contrast:g}, {spread}"

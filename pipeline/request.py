@@ -140,6 +140,8 @@ class GuideResult:
     device: str = "cpu"
     batch_size: int = 0
     flow_scale: Optional[float] = None
+    #: Depth guides: how brightness was mapped (contrast; one range for the clip, or smoothed over N frames).
+    depth_brightness: str = ""
     cache_hit: Optional[bool] = None
     cache_key: Optional[str] = None
     render_cached: bool = False
@@ -173,6 +175,8 @@ class GuideResult:
             parts.append(f"snapped from {self.requested_size[0]}x{self.requested_size[1]}")
         if self.guide_type == "depth":
             parts.append(f"model {self.backend} ({self.weights}) on {self.device}")
+            if self.depth_brightness:
+                parts.append(self.depth_brightness)
             if self.cache_hit:
                 parts.append("depth maps from cache (no depth model loaded)")
         if self.guide_type == "flow":

@@ -15,7 +15,7 @@ from wan2gp_structure_video.preprocessors.video_io import probe_video  # noqa: E
 
 EXTRACT_DEFAULTS = dict(resolution="128x96", frames=8, fps=8, guide_type="flow", treatment="adjust", fit="crop",
                         start=None, end=None, range_unit="frames", motion_strength=1.0, backend="dis",
-                        iterations=20, batch_size=0)
+                        iterations=20, batch_size=0, depth_contrast=1.0, depth_smoothing=0)
 
 
 @pytest.fixture(scope="module")

@@ -309,3 +309,50 @@ def test_the_tab_offers_depth_and_passes_the_hosts_variant(tmp_path) -> None:
                                          0, 0, "frames", 1.0, "auto", 20, 0, depth_variant="vits")
     assert request.guide_type == "depth" and request.depth_variant == "vits"
     assert request.validated().depth_variant == "vits"
+
+
+def test_the_tabs_depth_contrast_and_smoothing_reach_the_guide(tmp_path, tiny_weights, monkeypatch) -> None:
+    """Extract in the tab with type Depth: the weights found in the (local) Hugging Face cache, the
+    contrast and smoothing controls change the guide; a bad value is refused in the tab's words."""
+    gr = pytest.importorskip("gradio")
+    from wan2gp_structure_video.ui import extract_panel
+    from wan2gp_structure_video.ui.deps import TabDeps
+    from wan2gp_structure_video.ui.outputs import OutputFolder
+
+    from wan2gp_structure_video.pipeline import build as build_module
+
+    monkeypatch.setattr(depth_weights, "hub_cache_folder", lambda *args, **kw: tiny_weights)
+    monkeypatch.setenv("WAN2GP_STRUCTURE_VIDEO_ALLOWED_DIRS", str(tmp_path))
+    smoothing_seen: list[float] = []
+    original_scale = build_module.depth_scale
+
+    def depth_scale(depth, indices, smoothing):
+        smoothing_seen.append(smoothing)
+        return original_scale(depth, indices, smoothing)
+
+    monkeypatch.setattr(build_module, "depth_scale", depth_scale)
+    source = make_video(tmp_path / "src.mp4", WIDTH, HEIGHT, frames=12)
+    deps = TabDeps(plugin=None, outputs=OutputFolder(tmp_path / "outputs"))
+
+    class Session:
+        session_hash = "depth-tab"
+
+    deps_details: list[str] = []
+
+    def extract(contrast: float, smoothing: int) -> list[np.ndarray]:
+        out = extract_panel.extract(deps, str(source), f"{WIDTH}x{HEIGHT}", 9, 16, "depth", "adjust", "crop", 0, 0,
+                                    "frames", 1.0, "auto", 20, 0, contrast, smoothing, request=Session())
+        assert out[-1].startswith("Done: 9 frames"), out[-1]
+        deps_details.append(out[1])
+        return list(iter_frames(out[0]))
+
+    neutral, contrasty = extract(1.0, 0), extract(2.5, 0)
+    extract(1.0, 3)
+    assert "Brightness: contrast 1, brightness range smoothed over 3 frames" in deps_details[-1]
+    assert _grey(neutral) and len(neutral) == 9
+    # contrast > 1 darkens the far part: the mean brightness drops
+    assert np.mean(contrasty) < np.mean(neutral) - 2
+    assert smoothing_seen == [0.0, 0.0, 3.0]  # the smoothing control reaches the clip's brightness range
+    with pytest.raises(gr.Error, match="depth contrast"):
+        extract_panel.extract(deps, str(source), f"{WIDTH}x{HEIGHT}", 9, 16, "depth", "adjust", "crop", 0, 0,
+                              "frames", 1.0, "auto", 20, 0, 0.0, 0, request=Session())

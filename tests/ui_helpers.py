@@ -40,7 +40,7 @@ def running_app():
 
 
 EXTRACT_FIELDS = ("resolution", "frames", "fps", "guide_type", "treatment", "fit", "start", "end", "range_unit",
-                  "motion_strength", "backend", "iterations", "batch_size")
+                  "motion_strength", "backend", "iterations", "batch_size", "depth_contrast", "depth_smoothing")
 
 
 def extract_via_api(client, source, args: dict):

@@ -71,7 +71,7 @@ def describe_video(path: Optional[str]) -> tuple[str, Optional[np.ndarray]]:
 def make_request(source: str, output: Path, resolution: str, frames: Any, fps: Any, guide_type: str,
                  treatment: str, fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any,
                  backend: str, iterations: Any, batch_size: Any, raft_weights: Optional[str] = None,
-                 depth_variant: Optional[str] = None):
+                 depth_variant: Optional[str] = None, depth_contrast: Any = 1.0, depth_smoothing: Any = 0):
     from ..pipeline.request import GuideRequest
 
     def opt_number(value: Any) -> Optional[float]:
@@ -90,7 +90,8 @@ def make_request(source: str, output: Path, resolution: str, frames: Any, fps: A
         fps=float(fps or 0), guide_type=guide_type, treatment=treatment, fit=fit, start=opt_number(start),
         end=opt_number(end), range_unit=range_unit, motion_strength=float(motion_strength),
         backend=backend, iterations=int(iterations), batch_size=batch, raft_weights=raft_weights,
-        depth_variant=depth_variant)
+        depth_variant=depth_variant, depth_contrast=float(1.0 if depth_contrast in (None, "") else depth_contrast),
+        depth_smoothing=float(depth_smoothing or 0))
 
 
 def details_markdown(result: Any, chart_note: str = "") -> str:
@@ -111,6 +112,8 @@ def details_markdown(result: Any, chart_note: str = "") -> str:
     if result.guide_type == "depth":
         lines.append(f"Depth model: `{result.backend}` on `{result.device}` — {result.backend_reason}")
         lines.append(f"Weights: {result.weights}")
+        if result.depth_brightness:
+            lines.append(f"Brightness: {result.depth_brightness}")
         if result.cache_hit is not None:
             lines.append("Cache: depth maps " + ("**hit** (no depth model loaded)" if result.cache_hit
                                                  else "miss (computed and stored)"))
@@ -267,14 +270,16 @@ def finish(deps: TabDeps, request: gr.Request = gr.Request()) -> tuple:
 
 def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: Any, guide_type: str, treatment: str,
             fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any, backend: str, iterations: Any,
-            batch_size: Any, progress: gr.Progress = gr.Progress(), request: gr.Request = gr.Request()):
+            batch_size: Any, depth_contrast: Any = 1.0, depth_smoothing: Any = 0,
+            progress: gr.Progress = gr.Progress(), request: gr.Request = gr.Request()):
     """Extract: the guide, its details, the first preview, the preview slider, the memory chart, the
     cache line and the status line; the run (for Send / Generate / the preview) is kept for this browser
     session. A cancel the user asked for is no error: the panels are cleared and the status says so.
     Errors are raised as ``gr.Error`` in the UI's words."""
     try:
         return _extract(deps, file_value, resolution, frames, fps, guide_type, treatment, fit, start, end,
-                        range_unit, motion_strength, backend, iterations, batch_size, progress, request)
+                        range_unit, motion_strength, backend, iterations, batch_size, depth_contrast,
+                        depth_smoothing, progress, request)
     except StructureVideoError as exc:
         deps.set_run(request, None)
         message = ui_words(str(exc))
@@ -284,7 +289,8 @@ def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: A
 
 def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: Any, guide_type: str,
              treatment: str, fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any, backend: str,
-             iterations: Any, batch_size: Any, progress: Any, request: Any) -> tuple:
+             iterations: Any, batch_size: Any, depth_contrast: Any, depth_smoothing: Any, progress: Any,
+             request: Any) -> tuple:
     from ..progress import Progress
     from . import cache_panel
 
@@ -306,7 +312,8 @@ def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: 
     try:
         req = make_request(path, out, resolution, frames, fps, guide_type, treatment, fit, start, end,
                            range_unit, motion_strength, backend, iterations, batch_size,
-                           depth_variant=host_bridge.host_depth_variant(deps.plugin))
+                           depth_variant=host_bridge.host_depth_variant(deps.plugin), depth_contrast=depth_contrast,
+                           depth_smoothing=depth_smoothing)
         result = run_extraction(req, progress=Progress(on_update, cancel), gpu_lock=deps.gpu_lock_for(deps.host_state(request)),
                                 weights_locator=host_bridge.weights_locator(deps.plugin), cache=tab_cache(deps))
         indices = plan_indices(req)

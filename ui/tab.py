@@ -25,7 +25,8 @@ BACKENDS = [("Auto (RAFT if its weights are found, else DIS)", "auto"), ("RAFT (
             ("DIS (OpenCV, CPU, fast)", "dis")]
 ELEM = "structure_video"  # prefix of the elem_ids the browser tests use
 EXTRACT_INPUTS = ("source", "resolution", "frames", "fps", "guide_type", "treatment", "fit", "start", "end",
-                  "range_unit", "motion_strength", "backend", "iterations", "batch_size")
+                  "range_unit", "motion_strength", "backend", "iterations", "batch_size", "depth_contrast",
+                  "depth_smoothing")
 TARGET_FIELDS = ("resolution", "frames", "fps")
 
 
@@ -100,7 +101,7 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
             c["guide_type"] = gr.Radio(GUIDE_TYPES, value="flow", label="Type", elem_id=f"{ELEM}_type")
             c["fit"] = gr.Radio(FITS, value="crop", label="Fit (source aspect → target aspect)")
             c["backend"] = gr.Radio(BACKENDS, value="auto", label="Flow backend", elem_id=f"{ELEM}_backend")
-            with gr.Accordion("More settings: time, range, motion, RAFT", open=False, elem_id=f"{ELEM}_more"):
+            with gr.Accordion("More settings: time, range, motion, RAFT, depth", open=False, elem_id=f"{ELEM}_more"):
                 c["treatment"] = gr.Radio(TREATMENTS, value="adjust", label="Treatment",
                                           info="Adjust stretches/squeezes time; clip keeps real speed (loops when short).")
                 with gr.Row():
@@ -115,6 +116,14 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
                     c["batch_size"] = gr.Number(value=0, precision=0, label="Batch size", elem_id=f"{ELEM}_batch",
                                                 info="Frame pairs per RAFT batch; 0 = automatic (fitted to free "
                                                      "GPU memory).")
+                with gr.Row():
+                    c["depth_contrast"] = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Depth contrast",
+                                                    elem_id=f"{ELEM}_depth_contrast",
+                                                    info="Depth only. 1 = neutral; above 1 darkens the far part.")
+                    c["depth_smoothing"] = gr.Number(value=0, precision=0, minimum=0, label="Depth smoothing (frames)",
+                                                     elem_id=f"{ELEM}_depth_smoothing",
+                                                     info="Depth only. 0 = one brightness range for the whole "
+                                                          "clip; N = the range follows the scene over N frames.")
             if hosted:
                 with gr.Row():
                     c["weights_info"] = gr.Markdown(generator_panel.weights_text(deps), elem_id=f"{ELEM}_weights")

@@ -39,6 +39,8 @@ _OPTIONS: dict[str, str] = {
     "--batch-size": "Batch size",
     "--raft-weights": "RAFT weights file",
     "--depth-weights": "depth weights file",
+    "--depth-contrast": "Depth contrast",
+    "--depth-smoothing": "Depth smoothing (frames)",
     "--cache-dir": "cache folder",
 }
 

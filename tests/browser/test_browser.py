@@ -214,3 +214,49 @@ def test_typing_a_preview_frame_and_enter_updates_the_preview(page, tmp_path):
                            " return img && img.getAttribute('src') !== old; }", arg=first, timeout=60_000)
     assert image.get_attribute("src") != first
     screenshot(page, "preview_frame_typed")
+
+
+def test_depth_with_contrast_from_more_settings(page, tmp_path, monkeypatch):
+    """Type Depth, Depth contrast set under More settings: a grey guide comes back and its details name
+    the depth model. The weights are a tiny random-weight model found where a downloaded transformers
+    model would be (the local Hugging Face cache; the app runs in this process)."""
+    pytest.importorskip("transformers")
+    import numpy as np
+
+    from wan2gp_structure_video.preprocessors import depth_weights
+    from wan2gp_structure_video.preprocessors.depth_model import build_depth_model
+    from wan2gp_structure_video.preprocessors.video_io import iter_frames
+
+    tiny = depth_weights.DepthArchitecture("custom", hidden=32, layers=4, heads=2, out_indices=(1, 2, 3, 4),
+                                           features=8, out_channels=(4, 8, 16, 32), image_size=70)
+    build_depth_model(tiny, seed=0).save_pretrained(tmp_path / "tiny-depth")
+    monkeypatch.setattr(depth_weights, "hub_cache_folder", lambda *args, **kw: str(tmp_path / "tiny-depth"))
+    _upload_small(page, tmp_path)
+    _fill(page, "structure_video_resolution", "128x96")
+    _fill(page, "structure_video_frames", "8")
+    _fill(page, "structure_video_fps", "8")
+    page.locator("#structure_video_type").get_by_text("Depth (Depth Anything V2, near = bright)").click()
+    page.locator("#structure_video_more").get_by_text("More settings").click()
+    contrast = page.locator("#structure_video_depth_contrast input[type=number]")
+    contrast.wait_for()
+    assert page.locator("#structure_video_depth_smoothing").is_visible()
+    contrast.fill("2")
+    contrast.press("Enter")
+    screenshot(page, "depth_settings")
+    page.locator("#structure_video_extract").click()
+    page.wait_for_selector("#structure_video_guide video[src]", timeout=180_000)
+    page.wait_for_function("document.querySelector('#structure_video_status')?.innerText.includes('Done')")
+    details = page.locator("#structure_video_details").inner_text()
+    assert "Depth model:" in details and "Brightness: contrast 2, one brightness range for the whole clip" in details, details
+    screenshot(page, "depth_done")
+    frames = list(iter_frames(_guide_file(page)))
+    assert len(frames) == 8 and all(int(np.abs(f.astype(int) - f[..., :1]).max()) <= 3 for f in frames)  # grey
+
+
+def _guide_file(page) -> str:
+    """The local path of the guide the page plays (Gradio serves it as ``…/file=<path>``)."""
+    from urllib.parse import unquote
+
+    src = page.locator("#structure_video_guide video").get_attribute("src")
+    assert src and "file=" in src, src
+    return unquote(src.split("file=", 1)[1])
