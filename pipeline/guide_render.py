@@ -13,16 +13,16 @@ from ..preprocessors.video_io import VideoInfo, iter_planned_frames
 from .source_flows import SourceFlows
 
 
-def iter_resampled_flows(flows: SourceFlows, lo: int, hi: int) -> Iterator[np.ndarray]:
-    """The float32 motion of guide frames ``[lo, hi)``, one at a time."""
+def iter_resampled_flows(flows: SourceFlows, lo: int, hi: int, fresh: bool = True) -> Iterator[np.ndarray]:
+    """The float32 motion of guide frames ``[lo, hi)``, one at a time (``fresh=False``: read only)."""
     for k in range(lo, hi):
-        yield flows.guide_flow(k)
+        yield flows.guide_flow(k, fresh=fresh)
 
 
 def flow_histogram(flows: SourceFlows, lo: int, hi: int) -> MagnitudeHistogram:
     """Histogram of flow magnitudes over guide frames ``[lo, hi)``."""
     histogram = MagnitudeHistogram()
-    for flow in iter_resampled_flows(flows, lo, hi):
+    for flow in iter_resampled_flows(flows, lo, hi, fresh=False):
         histogram.add(flow)
     return histogram
 
@@ -50,7 +50,7 @@ def iter_flow_guide(flows: SourceFlows, lo: int, hi: int, scale: float, strength
                     step: float = 1.0) -> Iterator[np.ndarray]:
     """Colour-wheel frames, all with the same scale, so colours do not flicker and strength matters."""
     dead_zone = dead_zone_for(step)
-    for flow in iter_resampled_flows(flows, lo, hi):
+    for flow in iter_resampled_flows(flows, lo, hi, fresh=False):
         yield flow_to_rgb(flow, scale, strength, dead_zone=dead_zone)
 
 

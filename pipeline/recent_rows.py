@@ -30,6 +30,7 @@ class RecentRows:
             value = load_float32(self._rows[j])  # never a view of the mapped file
             if self._shape is not None:
                 value = value.reshape(self._shape)
+            value.flags.writeable = False  # shared by the next few readers
             self._recent[j] = value
             while len(self._recent) > self._keep:
                 self._recent.popitem(last=False)

@@ -45,9 +45,10 @@ class SourceFlows:
         Neighbouring guide frames read the same rows, so the last few converted rows are kept."""
         return self._converted(j)
 
-    def guide_flow(self, k: int) -> np.ndarray:
-        """The motion guide frame ``k`` of the timeline shows (H, W, 2) float32."""
-        return interval_flow(self.row, self.nodes, self.intervals, k, self.shape)
+    def guide_flow(self, k: int, fresh: bool = True) -> np.ndarray:
+        """The motion guide frame ``k`` of the timeline shows (H, W, 2) float32 (``fresh=False``: may be
+        a stored row itself, to read only)."""
+        return interval_flow(self.row, self.nodes, self.intervals, k, self.shape, fresh=fresh)
 
 
 def _produce(prepared: PreparedGuide, choice: BackendChoice, nodes: tuple[int, ...], folder: Path,

@@ -216,11 +216,12 @@ _WARP = _Warper()
 
 
 def compose_motion(row: Callable[[int], np.ndarray], nodes: Sequence[int], start: float, end: float,
-                   shape: tuple[int, int]) -> np.ndarray:
+                   shape: tuple[int, int], *, fresh: bool = True) -> np.ndarray:
     """Motion (H, W, 2) float32 from source time ``start`` to ``end``, in the coordinates of ``start``.
 
     ``row(j)`` is the float32 flow from node ``j`` to node ``j+1``. Whole rows are composed by
-    warping; a partly covered row counts with the covered fraction.
+    warping; a partly covered row counts with the covered fraction. With ``fresh=False`` a motion
+    that is exactly one whole row may be that row itself (read-only; saves a copy per frame).
     """
     height, width = shape
     total: Optional[np.ndarray] = None
@@ -232,7 +233,8 @@ def compose_motion(row: Callable[[int], np.ndarray], nodes: Sequence[int], start
             fraction = np.float32(segment_end - u)
             flow = row(j)
             if total is None:
-                total = flow * fraction
+                whole_row = fraction == 1.0 and segment_end >= stop - 1e-7
+                total = flow if whole_row and not fresh else flow * fraction
             else:
                 total += _WARP(flow, total) * fraction
             u = segment_end
@@ -240,10 +242,10 @@ def compose_motion(row: Callable[[int], np.ndarray], nodes: Sequence[int], start
 
 
 def interval_flow(row: Callable[[int], np.ndarray], nodes: Sequence[int], intervals: Sequence[Interval], k: int,
-                  shape: tuple[int, int]) -> np.ndarray:
-    """The flow guide frame ``k`` shows (float32, a fresh array)."""
+                  shape: tuple[int, int], *, fresh: bool = True) -> np.ndarray:
+    """The flow guide frame ``k`` shows (float32; a fresh array unless ``fresh=False``, then read-only)."""
     interval = _resolve(intervals, k)
-    flow = compose_motion(row, nodes, interval.start, interval.end, shape)
+    flow = compose_motion(row, nodes, interval.start, interval.end, shape, fresh=fresh or interval.scale != 1.0)
     if interval.scale != 1.0:
         flow *= np.float32(interval.scale)
     return flow

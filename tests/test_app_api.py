@@ -77,6 +77,7 @@ def test_app_command_serves_on_localhost_and_prints_one_line(tmp_path):
     import os
     import subprocess
     import sys
+    import threading
     import time
     import urllib.request
 
@@ -86,6 +87,11 @@ def test_app_command_serves_on_localhost_and_prints_one_line(tmp_path):
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     proc = subprocess.Popen([sys.executable, "-m", "wan2gp_structure_video.cli", "app", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(line.decode(errors="replace").rstrip("\n")
+                                                          for line in proc.stdout), daemon=True)
+    reader.start()
+    announced = f"Running on http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + 90
         while True:
@@ -93,18 +99,23 @@ def test_app_command_serves_on_localhost_and_prints_one_line(tmp_path):
                 page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
                 break
             except OSError:
-                assert proc.poll() is None, proc.stdout.read().decode(errors="replace")
+                assert proc.poll() is None, "\n".join(lines)
                 assert time.time() < deadline, "the app did not start within 90 s"
                 time.sleep(0.5)
         assert b"Structure Video" in page or b"gradio" in page.lower()
+        # The page answers as soon as the server runs; the line is printed just after: wait for it.
+        while announced not in lines and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # anything printed right after the line would show here
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-    output = proc.stdout.read().decode(errors="replace")
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert f"Running on http://127.0.0.1:{port}/" in lines, output
+    reader.join(10)
+    output = "\n".join(lines)
+    lines = [line for line in lines if line.strip()]
+    assert announced in lines, output
     assert not [line for line in lines if "httpx" in line or "HTTP Request" in line], output
     assert "share=True" not in output and "public link" not in output, output
