@@ -47,6 +47,19 @@ def test_extract_returns_playable_guide_of_the_right_size_and_count(client, tmp_
     assert "Flow cache" in cache_info
 
 
+def test_a_call_written_before_the_depth_settings_still_works(client, tmp_path):
+    """API callers that pass only the settings /extract had before Depth contrast and smoothing were
+    added (at the end) get the tab's defaults for those."""
+    import gradio_client
+
+    from ui_helpers import EXTRACT_FIELDS
+
+    source = write_sample_video(tmp_path / "s.mp4", width=160, height=96, frames=12, fps=12, seed=77)
+    older = [EXTRACT_DEFAULTS[name] for name in EXTRACT_FIELDS if not name.startswith("depth_")]
+    *_, status = client.predict(gradio_client.handle_file(str(source)), *older, api_name="/extract")
+    assert status.startswith("Done: 8 frames")
+
+
 def test_extract_canny_snaps_resolution(client, tmp_path):
     source = write_sample_video(tmp_path / "s.mp4", width=160, height=96, frames=12, fps=12)
     guide, details, *_ = extract_via_api(client, source, {**EXTRACT_DEFAULTS, "guide_type": "canny", "resolution": "130x100", "frames": 5})

@@ -43,11 +43,16 @@ EXTRACT_FIELDS = ("resolution", "frames", "fps", "guide_type", "treatment", "fit
                   "motion_strength", "backend", "iterations", "batch_size", "depth_contrast", "depth_smoothing")
 
 
+#: The depth settings (added later, at the end) when a test does not set them: the tab's defaults.
+DEPTH_DEFAULTS = {"depth_contrast": 1.0, "depth_smoothing": 0}
+
+
 def extract_via_api(client, source, args: dict):
     """Call the app's ``/extract`` endpoint with an uploaded ``source`` and the tab's settings ``args``."""
     import gradio_client
 
-    return client.predict(gradio_client.handle_file(str(source)), *(args[name] for name in EXTRACT_FIELDS),
+    values = {**DEPTH_DEFAULTS, **args}
+    return client.predict(gradio_client.handle_file(str(source)), *(values[name] for name in EXTRACT_FIELDS),
                           api_name="/extract")
 
 
