@@ -1,8 +1,8 @@
 """Depth maps on the source timeline: stream fitted source frames through Depth Anything V2 in batches.
 
 Map ``j`` is the inverse depth of source node ``j`` at the fitted guide size. Only one batch of
-frames exists at a time (decoded, fitted, on the device), plus a few decoded ahead on a thread; maps go to ``put(j, depth)`` one by one,
-so memory stays flat in the video's length. The model is held in the annotator pool under the GPU
+frames exists at a time (decoded, fitted, on the device), plus a few decoded ahead on a thread;
+maps go to ``put(j, depth)`` one by one, so memory stays flat in the video's length. The model is held in the annotator pool under the GPU
 lock and torn down as the request says; an out-of-memory error shrinks the batch and
 retries the same frames (identical output), and at batch size 1 on CUDA the model finishes on the CPU.
 """

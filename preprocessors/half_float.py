@@ -1,7 +1,7 @@
 """Fast float32 ↔ float16 conversion of whole rows (flows, depth maps) for the on-disk stores.
 
 NumPy converts half floats element by element (about 2 ms for one 832×480 flow); PyTorch's
-vectorised kernels do it in about 0.1 ms. PyTorch is imported on first use only (the CLI's
+vectorised kernels, called in single-threaded chunks, take about 0.2–0.3 ms. PyTorch is imported on first use only (the CLI's
 ``--help`` must stay light); without it, NumPy does the same conversion, bit for bit.
 """
 from __future__ import annotations

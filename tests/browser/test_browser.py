@@ -247,7 +247,8 @@ def test_depth_with_contrast_from_more_settings(page, tmp_path, monkeypatch):
     page.wait_for_selector("#structure_video_guide video[src]", timeout=180_000)
     page.wait_for_function("document.querySelector('#structure_video_status')?.innerText.includes('Done')")
     details = page.locator("#structure_video_details").inner_text()
-    assert "Depth model:" in details and "Brightness: contrast 2, one brightness range for the whole clip" in details, details
+    assert "Depth model:" in details, details
+    assert "Brightness: contrast 2, one brightness range for the whole clip" in details, details
     screenshot(page, "depth_done")
     frames = list(iter_frames(_guide_file(page)))
     assert len(frames) == 8 and all(int(np.abs(f.astype(int) - f[..., :1]).max()) <= 3 for f in frames)  # grey
