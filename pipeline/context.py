@@ -5,10 +5,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager, Optional
 
+from ..errors import CacheError
 from ..memory import (PROCESS_GPU_LOCK, AnnotatorPool, BatchSizeHistory, PressurePolicy, Timeline, default_history,
                       get_default_pool)
 from ..preprocessors.flow_cache import FlowCache
 from ..progress import Progress, ensure_progress
+from ..scratch_dirs import make_scratch_dir
 from .backend_choice import WeightsLocator
 
 #: Serialises annotator work on the GPU when the host provides no lock of its own.
@@ -45,3 +47,13 @@ class RunContext:
             cache=(self.cache or FlowCache()) if self.use_cache else None,
             use_cache=self.use_cache,
         )
+
+    def scratch_dir(self, kind: str) -> Path:
+        """A new private folder under ``work_dir`` (default: the system temp folder) for uncached
+        intermediate data; the caller removes it. Folders of killed earlier runs are swept first."""
+        try:
+            return make_scratch_dir(kind, self.work_dir)
+        except OSError as exc:
+            where = self.work_dir or "the temp folder"
+            raise CacheError(f"Cannot create a temporary folder in {where}: {exc.strerror or exc}; free disk space "
+                             "or point TMPDIR at a writable folder.") from exc

@@ -15,7 +15,7 @@ brightness scale is measured over the whole timeline, so segments join without a
 from __future__ import annotations
 
 import contextlib
-import tempfile
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -55,8 +55,11 @@ def _with_cache(context: Optional[RunContext]) -> Iterator[RunContext]:
     if ctx.cache is not None:
         yield ctx
         return
-    with tempfile.TemporaryDirectory(prefix="sv-run-cache-", dir=ctx.work_dir) as folder:
+    folder = ctx.scratch_dir("run-cache")
+    try:
         yield replace(ctx, cache=FlowCache(folder), use_cache=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def build_segment_guides(request: GuideRequest, windows: Sequence[SegmentWindow], out_dir: str | Path,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,7 +173,7 @@ def open_source_depth(prepared: PreparedGuide, choice: DepthChoice, ctx: RunCont
                               read_seconds=time.perf_counter() - started if hit else 0.0)
         return
     nodes = depth_nodes(*planned_depth_span(prepared))
-    work_dir = Path(tempfile.mkdtemp(prefix="sv-depth-", dir=ctx.work_dir))
+    work_dir = ctx.scratch_dir("depth")
     rows = None
     try:
         try:

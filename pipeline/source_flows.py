@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +99,7 @@ def open_source_flows(prepared: PreparedGuide, choice: BackendChoice, ctx: RunCo
     nodes = span.nodes
     intervals = guide_intervals(prepared.motion, nodes[0], nodes[-1])
     j0, j1 = nodes_needed(nodes, intervals, *prepared.window)
-    work_dir = Path(tempfile.mkdtemp(prefix="sv-flows-", dir=ctx.work_dir))
+    work_dir = ctx.scratch_dir("flows")
     rows = None
     try:
         try:

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import numpy as np
 
 from ..atomic_files import fsync_dir, write_text_atomic
 from ..errors import CacheError
+from ..scratch_dirs import make_scratch_dir
 from .cache_hashing import FileStamp, sha256_file, stamp_record, verify_file
 from .cache_layout import (FLOWS_FILE, FORMAT_VERSION, MANIFEST_FILE, STAMP_FILE, USED_FILE, CacheLayout,
                            is_entry_file_name, is_plain_dir, is_plain_file, read_json, writer_folder_parts)
@@ -179,7 +179,7 @@ class EntryStore:
 
     def create_ephemeral(self, key: str, produce: Producer, params: dict[str, Any]) -> CacheEntry:
         """Compute the entry into a private temporary folder (removed when its use ends)."""
-        folder = Path(tempfile.mkdtemp(prefix="sv-flows-"))
+        folder = make_scratch_dir("flows")
         with _removed_on_failure(folder, f"Cannot write temporary flows in {folder.parent}", "free disk space."):
             manifest = self._fill(folder, key, produce, params, stamp=False)
         return CacheEntry(key, folder, manifest, ephemeral=True)

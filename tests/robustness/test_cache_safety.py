@@ -189,7 +189,7 @@ build_guide(GuideRequest(src, out, resolution=(128, 64), frames=40, fps=16, back
 
 def test_a_writer_killed_during_encode_leaves_no_partial_after_the_next_run(tmp_path, sample) -> None:
     out = tmp_path / "out" / "g.mp4"
-    env = dict(os.environ, WAN2GP_STRUCTURE_VIDEO_HOME=str(tmp_path / "home"))
+    env = dict(os.environ, WAN2GP_STRUCTURE_VIDEO_HOME=str(tmp_path / "home"), TMPDIR=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-c", _SLOW_ENCODE, str(sample), str(out)], stdout=subprocess.PIPE,
                             text=True, env=env)
     try:
@@ -205,6 +205,50 @@ def test_a_writer_killed_during_encode_leaves_no_partial_after_the_next_run(tmp_
     build_guide(_request(sample, out, frames=40), RunContext(cache=FlowCache(tmp_path / "cache")))
     assert_guide(out, (128, 64), 40)
     assert not leftovers(out.parent), leftovers(out.parent)
+
+
+_SLOW_EXTRACT = """
+import sys, time
+from pathlib import Path
+from wan2gp_structure_video import GuideRequest, RunContext, build_guide
+from wan2gp_structure_video.progress import Progress
+
+src, out, work = sys.argv[1:4]
+
+def slow(update):  # stop halfway through the flow extraction, its scratch folder half full
+    if update.stage == "flow" and update.done * 2 >= update.total:
+        print("extracting", flush=True)
+        time.sleep(60)
+
+build_guide(GuideRequest(src, out, resolution=(128, 64), frames=40, fps=16, backend="dis"),
+            RunContext(use_cache=False, work_dir=Path(work), progress=Progress(slow)))
+"""
+
+
+def test_scratch_flows_of_a_killed_uncached_run_are_swept_by_the_next_one(tmp_path, sample) -> None:
+    from wan2gp_structure_video.scratch_dirs import GRACE_S
+
+    work = tmp_path / "work"
+    work.mkdir()
+    out = tmp_path / "g.mp4"
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_EXTRACT, str(sample), str(out), str(work)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("extracting"), line
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        reap(proc)
+    left = list(work.iterdir())
+    assert [p.name.split("-")[:3] for p in left] == [["sv", "flows", str(proc.pid)]], left
+    assert (left[0] / "flows.npy").stat().st_size > 0
+    old = time.time() - GRACE_S - 60  # as if the run had been killed a while ago
+    for path in (left[0] / "flows.npy", left[0]):
+        os.utime(path, (old, old))
+    build_guide(_request(sample, out, frames=40), RunContext(use_cache=False, work_dir=work))
+    assert_guide(out, (128, 64), 40)
+    assert list(work.iterdir()) == []  # the dead run's flows are gone, and this run's own as well
 
 
 def test_a_live_writers_partial_next_to_the_output_is_left_alone(tmp_path, sample) -> None:
