@@ -26,7 +26,11 @@ PARTIAL_MARK = ".partial"
 _PARTIAL_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<token>[0-9a-f]{8})\.partial(?P<suffix>\.[^.]*)?$")
 
 __all__ = ["partial_path", "publishing", "write_text_atomic", "write_bytes_atomic", "copy_atomic", "fsync_dir",
-           "is_partial_name", "partial_target", "partial_writer_pid", "pid_alive", "sweep_stale_partials"]
+           "is_partial_name", "partial_target", "partial_writer_pid", "pid_alive", "sweep_stale_partials",
+           "DEAD_WRITER_GRACE_S", "last_change"]
+
+#: A dead writer's folder unchanged this long may be swept (another container may own a pid dead here).
+DEAD_WRITER_GRACE_S = 600.0
 
 
 def partial_path(target: PathLike, suffix: Optional[str] = None) -> Path:
@@ -112,6 +116,17 @@ def partial_writer_pid(name: str) -> Optional[int]:
     """The writer's process id encoded in a partial name, or ``None`` for other names."""
     match = _PARTIAL_RE.match(name)
     return int(match.group("pid")) if match else None
+
+
+def last_change(folder: PathLike) -> float:
+    """The newest modification time of ``folder`` and anything under it (links not followed).
+    Raises ``OSError`` when the folder itself is gone; what vanishes under it meanwhile is skipped."""
+    newest = os.lstat(folder).st_mtime
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+    return newest
 
 
 def pid_alive(pid: int) -> bool:

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Optional, Union
 
-from .atomic_files import pid_alive
+from .atomic_files import DEAD_WRITER_GRACE_S, last_change, pid_alive
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-GRACE_S = 600.0  # a dead run's folder unchanged this long is swept
+GRACE_S = DEAD_WRITER_GRACE_S  # a dead run's folder unchanged this long is swept
 _SCRATCH_RE = re.compile(r"^sv-(?P<kind>[a-z]+(?:-[a-z]+)*)-(?P<pid>\d+)-[a-z0-9_]{8}$")
 
 __all__ = ["GRACE_S", "make_scratch_dir", "scratch_owner_pid", "sweep_dead_scratch"]
@@ -34,16 +34,6 @@ def scratch_owner_pid(name: str) -> Optional[int]:
     """The process id in a scratch folder's name, or ``None`` for other names."""
     match = _SCRATCH_RE.match(name)
     return int(match.group("pid")) if match else None
-
-
-def _last_change(folder: Path) -> float:
-    """The newest modification time of the folder and anything under it (links not followed)."""
-    newest = os.lstat(folder).st_mtime
-    for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            with contextlib.suppress(OSError):
-                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
-    return newest
 
 
 def sweep_dead_scratch(parent: Optional[PathLike] = None, now: Optional[float] = None) -> list[Path]:
@@ -66,7 +56,7 @@ def sweep_dead_scratch(parent: Optional[PathLike] = None, now: Optional[float] =
                 continue
             if uid is not None and item.stat(follow_symlinks=False).st_uid != uid:
                 continue
-            if now - _last_change(Path(item.path)) <= GRACE_S:
+            if now - last_change(item.path) <= GRACE_S:
                 continue
             shutil.rmtree(item.path)
             removed.append(Path(item.path))

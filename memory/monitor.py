@@ -30,16 +30,22 @@ logger = logging.getLogger(__name__)
 GIB = 1024 ** 3
 
 
-def process_anon() -> int:
-    """Anonymous resident memory of this process in bytes (``RssAnon``; RSS where it cannot be read)."""
+def _proc_kib_field(path: str, key: str) -> Optional[int]:
+    """The ``<key>: N kB`` line of a ``/proc`` file, in bytes (``None`` where it cannot be read)."""
     try:
-        with open("/proc/self/status", encoding="ascii") as handle:
+        with open(path, encoding="ascii") as handle:
             for line in handle:
-                if line.startswith("RssAnon:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return process_rss()
+    return None
+
+
+def process_anon() -> int:
+    """Anonymous resident memory of this process in bytes (``RssAnon``; RSS where it cannot be read)."""
+    anon = _proc_kib_field("/proc/self/status", "RssAnon")
+    return process_rss() if anon is None else anon
 
 
 def system_available() -> int:
@@ -48,14 +54,7 @@ def system_available() -> int:
         import psutil
         return int(psutil.virtual_memory().available)
     except Exception:  # pragma: no cover - psutil is a dependency; this is a last resort
-        try:
-            with open("/proc/meminfo", encoding="ascii") as handle:
-                for line in handle:
-                    if line.startswith("MemAvailable:"):
-                        return int(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            pass
-        return 0
+        return _proc_kib_field("/proc/meminfo", "MemAvailable") or 0
 
 
 @dataclass(frozen=True)

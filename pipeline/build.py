@@ -39,9 +39,7 @@ def backend_for(prepared: PreparedGuide, ctx: RunContext) -> BackendChoice:
     """The flow backend of a prepared request (chosen once; nothing is loaded here)."""
     if prepared.choice is None:
         prepared.choice = choose_backend(prepared.request, ctx.weights_locator)
-        result = prepared.result
-        result.backend, result.backend_reason, result.weights = (prepared.choice.name, prepared.choice.reason,
-                                                                 prepared.choice.weights_label)
+        prepared.record_model(prepared.choice)
     return prepared.choice
 
 

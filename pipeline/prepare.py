@@ -33,6 +33,11 @@ class PreparedGuide:
     #: The depth model's weights (a ``depth_choice.DepthChoice``), found once for a depth request.
     depth: Optional[Any] = None
 
+    def record_model(self, choice: Any) -> None:
+        """Note the chosen model (a flow backend or the depth weights) in the result: name, why, weights."""
+        self.result.backend, self.result.backend_reason, self.result.weights = (choice.name, choice.reason,
+                                                                                choice.weights_label)
+
     @property
     def size(self) -> tuple[int, int]:
         return self.result.width, self.result.height

@@ -56,9 +56,7 @@ def depth_choice_for(prepared: PreparedGuide, ctx: RunContext) -> DepthChoice:
     """The depth weights of a prepared request (found once; recorded in its result)."""
     if prepared.depth is None:
         prepared.depth = choose_depth(prepared.request, ctx.weights_locator)
-        result = prepared.result
-        result.backend, result.backend_reason, result.weights = (prepared.depth.name, prepared.depth.reason,
-                                                                 prepared.depth.weights_label)
+        prepared.record_model(prepared.depth)
     return prepared.depth
 
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..atomic_files import is_partial_name, pid_alive, sweep_stale_partials
+from ..atomic_files import DEAD_WRITER_GRACE_S, is_partial_name, last_change, pid_alive, sweep_stale_partials
 from .cache_layout import (SUBFOLDERS, USED_FILE, CacheLayout, is_entry_file_name, is_key, is_plain_dir,
                            is_prefix, writer_folder_parts)
 from .cache_locks import sweep_locks
 
-WRITER_GRACE_S = 600.0  # a dead writer's folder untouched this long is swept (another host may own the pid)
+WRITER_GRACE_S = DEAD_WRITER_GRACE_S  # a dead writer's folder untouched this long is swept
 WRITER_MAX_AGE_S = 24 * 3600.0  # any writer folder this old is swept
 
 
@@ -136,18 +136,12 @@ def _scan_tmp(layout: CacheLayout, found: CacheScan) -> None:
             found.writer_folders.append((Path(item.path), parts[1]))
 
 
-def _last_change(folder: Path) -> float:
-    times = [os.lstat(folder).st_mtime]
-    times += [item.stat(follow_symlinks=False).st_mtime for item in _children(folder)]
-    return max(times)
-
-
 def sweep(layout: CacheLayout, found: CacheScan, now: Optional[float] = None) -> None:
     """Remove what dead writers left: writer folders, partial files, unheld lock files."""
     now = time.time() if now is None else now
     for folder, pid in found.writer_folders:
         with contextlib.suppress(OSError):
-            age = now - _last_change(folder)
+            age = now - last_change(folder)
             if age > WRITER_MAX_AGE_S or (age > WRITER_GRACE_S and not pid_alive(pid)):
                 layout.remove_tree(folder)
     for sub in ("renders", "sources"):
