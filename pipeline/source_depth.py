@@ -27,6 +27,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from ..errors import CacheError
+from ..preprocessors.cache_entries import CacheEntry
 from ..preprocessors.flow_cache import FlowCache
 from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
 from .context import RunContext
@@ -140,6 +141,24 @@ def _produce(prepared: PreparedGuide, choice: DepthChoice, nodes: tuple[int, ...
     return fields, report
 
 
+def planned_depth_entry(prepared: PreparedGuide, choice: DepthChoice, ctx: RunContext,
+                        candidates: Optional[list[tuple[tuple[int, int, int], dict[str, Any], str]]] = None,
+                        ) -> tuple[CacheEntry, bool, Optional[ExtractionReport]]:
+    """The cache entry of the request's own span (its first candidate key), computed unless present:
+    what a local run makes when nothing serves it, and what the farm's workers make. Returns (entry,
+    hit, the extraction's report or None)."""
+    span, params, key = (candidates or depth_key_candidates(prepared, choice, ctx.cache))[0]
+    reports: list[ExtractionReport] = []
+
+    def produce(folder: Path) -> dict[str, Any]:
+        fields, report = _produce(prepared, choice, depth_nodes(*span), folder, ctx)
+        reports.append(report)
+        return fields
+
+    entry, hit = ctx.cache.get_or_create(key, produce, params)
+    return entry, hit, reports[0] if reports else None
+
+
 @contextlib.contextmanager
 def open_source_depth(prepared: PreparedGuide, choice: DepthChoice, ctx: RunContext) -> Iterator[SourceDepth]:
     """The depth maps of ``prepared``; the mapping stays valid (the cache entry in use) inside the block."""
@@ -148,7 +167,7 @@ def open_source_depth(prepared: PreparedGuide, choice: DepthChoice, ctx: RunCont
     if ctx.cache is not None:
         started = time.perf_counter()
         entry, hit = None, False
-        reports: list[ExtractionReport] = []
+        report: Optional[ExtractionReport] = None
         candidates = depth_key_candidates(prepared, choice, ctx.cache)
         for _span, _params, key in candidates:
             entry = ctx.cache.lookup(key)
@@ -156,18 +175,11 @@ def open_source_depth(prepared: PreparedGuide, choice: DepthChoice, ctx: RunCont
                 hit = True
                 break
         if entry is None:
-            span, params, key = candidates[0]
-
-            def produce(folder: Path) -> dict[str, Any]:
-                fields, report = _produce(prepared, choice, depth_nodes(*span), folder, ctx)
-                reports.append(report)
-                return fields
-
-            entry, hit = ctx.cache.get_or_create(key, produce, params)
+            entry, hit, report = planned_depth_entry(prepared, choice, ctx, candidates)
         nodes = tuple(int(n) for n in entry.manifest["nodes"])
         with ctx.cache.use(entry):
             yield SourceDepth(entry.rows(), nodes, shape, from_cache=hit, key=entry.key,
-                              extraction=reports[0] if reports else None,
+                              extraction=report,
                               read_seconds=time.perf_counter() - started if hit else 0.0)
         return
     nodes = depth_nodes(*planned_depth_span(prepared))

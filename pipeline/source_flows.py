@@ -12,12 +12,13 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from ..errors import CacheError
+from ..preprocessors.cache_entries import CacheEntry
 from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
 from ..preprocessors.motion_resample import Interval, guide_intervals, interval_flow, nodes_needed
 from .backend_choice import BackendChoice
 from .context import RunContext
 from .flow_extraction import ExtractionReport, extract_node_flows
-from .flow_keys import flow_key_candidates, planned_span
+from .flow_keys import NodeSpan, flow_key_candidates, planned_span
 from .prepare import PreparedGuide
 from .recent_rows import RecentRows
 
@@ -65,6 +66,24 @@ def _produce(prepared: PreparedGuide, choice: BackendChoice, nodes: tuple[int, .
     return fields, report
 
 
+def planned_entry(prepared: PreparedGuide, choice: BackendChoice, ctx: RunContext,
+                  candidates: Optional[list[tuple[NodeSpan, dict[str, Any], str]]] = None,
+                  ) -> tuple[CacheEntry, bool, Optional[ExtractionReport]]:
+    """The cache entry of the request's own span (its first candidate key), extracted unless present:
+    what a local run makes when nothing serves it, and what the farm's workers make. Returns (entry,
+    hit, the extraction's report or None)."""
+    span, params, key = (candidates or flow_key_candidates(prepared, choice, ctx.cache))[0]
+    reports: list[ExtractionReport] = []
+
+    def produce(folder: Path) -> dict[str, Any]:
+        fields, report = _produce(prepared, choice, span.nodes, folder, ctx)
+        reports.append(report)
+        return fields
+
+    entry, hit = ctx.cache.get_or_create(key, produce, params)
+    return entry, hit, reports[0] if reports else None
+
+
 @contextlib.contextmanager
 def open_source_flows(prepared: PreparedGuide, choice: BackendChoice, ctx: RunContext) -> Iterator[SourceFlows]:
     """The flows of ``prepared``; the mapping stays valid (and the cache entry in use) inside the block."""
@@ -72,7 +91,7 @@ def open_source_flows(prepared: PreparedGuide, choice: BackendChoice, ctx: RunCo
     if ctx.cache is not None:
         started = time.perf_counter()
         entry, hit, stride = None, False, prepared.stride
-        reports: list[ExtractionReport] = []
+        report: Optional[ExtractionReport] = None
         candidates = flow_key_candidates(prepared, choice, ctx.cache)
         for span, _params, key in candidates:
             entry = ctx.cache.lookup(key)
@@ -80,19 +99,12 @@ def open_source_flows(prepared: PreparedGuide, choice: BackendChoice, ctx: RunCo
                 hit, stride = True, span.stride
                 break
         if entry is None:
-            span, params, key = candidates[0]
-
-            def produce(folder: Path) -> dict[str, Any]:
-                fields, report = _produce(prepared, choice, span.nodes, folder, ctx)
-                reports.append(report)
-                return fields
-
-            entry, hit = ctx.cache.get_or_create(key, produce, params)
+            entry, hit, report = planned_entry(prepared, choice, ctx, candidates)
         nodes = tuple(int(n) for n in entry.manifest["nodes"])
         with ctx.cache.use(entry):
             yield SourceFlows(entry.rows(), nodes, guide_intervals(prepared.motion, nodes[0], nodes[-1]), shape,
                               from_cache=hit, key=entry.key, stride=stride,
-                              extraction=reports[0] if reports else None,
+                              extraction=report,
                               read_seconds=time.perf_counter() - started if hit else 0.0)
         return
     span = planned_span(prepared)
