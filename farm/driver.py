@@ -8,6 +8,7 @@ extraction failed are reported with their line; the others go on.
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
@@ -18,6 +19,8 @@ from .jobs import Job, as_jobs
 from .plan import plan_jobs
 from .report import ExtractionOutcome, FarmReport, RequestOutcome
 from .shared_cache import open_shared_cache
+
+logger = logging.getLogger(__name__)
 
 #: Object store of a local Ray instance started here: guides and rows never travel through it.
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
@@ -57,7 +60,9 @@ def _worker_count(workers: Optional[int], gpus_per_worker: float) -> tuple[int, 
 
 def _reason(exc: BaseException) -> str:
     """One line for a failure that came back through Ray."""
-    cause = getattr(exc, "cause", None) or exc
+    from ray.exceptions import RayTaskError
+
+    cause = (exc.cause or exc) if isinstance(exc, RayTaskError) else exc
     if isinstance(cause, StructureVideoError):
         return str(cause)
     text = str(cause).strip().splitlines()
@@ -92,6 +97,8 @@ def run_farm(requests: Iterable[Union[GuideRequest, Job]], *, cache_dir: Union[s
         say(f"Processing ({len(finished)}/{len(jobs)}): line {outcome.line}: {state}")
 
     plan = plan_jobs(jobs, cache)
+    logger.info("Planned %d requests in %.1fs: %d keys to extract, %d found in the cache, %d lines failed.",
+                len(jobs), time.perf_counter() - started, len(plan.extract), len(plan.cached_keys), len(plan.failed))
     report.planned, report.cached = len(plan.extract), len(plan.cached_keys)
     for job in jobs:
         if job.line in plan.failed:
@@ -101,6 +108,7 @@ def run_farm(requests: Iterable[Union[GuideRequest, Job]], *, cache_dir: Union[s
         report.seconds = time.perf_counter() - started
         return report
     started_ray = connect(address)
+    logger.info("Ray ready after %.1fs.", time.perf_counter() - started)
     try:
         pending: dict[Any, tuple[str, Any]] = {}
 
