@@ -34,7 +34,7 @@ from .context import RunContext
 from .depth_choice import DepthChoice, choose_depth
 from .depth_extraction import extract_depth_maps
 from .flow_extraction import ExtractionReport
-from .flow_keys import candidate_strides, keyed_once, model_compute, source_identity
+from .flow_keys import candidate_strides, extract_first, keyed_once, model_compute, source_identity
 from .prepare import PreparedGuide
 from .recent_rows import RecentRows
 
@@ -144,19 +144,10 @@ def _produce(prepared: PreparedGuide, choice: DepthChoice, nodes: tuple[int, ...
 def planned_depth_entry(prepared: PreparedGuide, choice: DepthChoice, ctx: RunContext,
                         candidates: Optional[list[tuple[tuple[int, int, int], dict[str, Any], str]]] = None,
                         ) -> tuple[CacheEntry, bool, Optional[ExtractionReport]]:
-    """The cache entry of the request's own span (its first candidate key), computed unless present:
-    what a local run makes when nothing serves it, and what the farm's workers make. Returns (entry,
-    hit, the extraction's report or None)."""
-    span, params, key = (candidates or depth_key_candidates(prepared, choice, ctx.cache))[0]
-    reports: list[ExtractionReport] = []
-
-    def produce(folder: Path) -> dict[str, Any]:
-        fields, report = _produce(prepared, choice, depth_nodes(*span), folder, ctx)
-        reports.append(report)
-        return fields
-
-    entry, hit = ctx.cache.get_or_create(key, produce, params)
-    return entry, hit, reports[0] if reports else None
+    """The entry of the request's own span (its first candidate key), computed unless present (see
+    ``flow_keys.extract_first``). Returns (entry, hit, the extraction's report or None)."""
+    return extract_first(ctx.cache, (candidates or depth_key_candidates(prepared, choice, ctx.cache))[0],
+                         lambda span, folder: _produce(prepared, choice, depth_nodes(*span), folder, ctx))
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from ..preprocessors.motion_resample import Interval, guide_intervals, interval_
 from .backend_choice import BackendChoice
 from .context import RunContext
 from .flow_extraction import ExtractionReport, extract_node_flows
-from .flow_keys import NodeSpan, flow_key_candidates, planned_span
+from .flow_keys import NodeSpan, extract_first, flow_key_candidates, planned_span
 from .prepare import PreparedGuide
 from .recent_rows import RecentRows
 
@@ -69,19 +69,10 @@ def _produce(prepared: PreparedGuide, choice: BackendChoice, nodes: tuple[int, .
 def planned_entry(prepared: PreparedGuide, choice: BackendChoice, ctx: RunContext,
                   candidates: Optional[list[tuple[NodeSpan, dict[str, Any], str]]] = None,
                   ) -> tuple[CacheEntry, bool, Optional[ExtractionReport]]:
-    """The cache entry of the request's own span (its first candidate key), extracted unless present:
-    what a local run makes when nothing serves it, and what the farm's workers make. Returns (entry,
-    hit, the extraction's report or None)."""
-    span, params, key = (candidates or flow_key_candidates(prepared, choice, ctx.cache))[0]
-    reports: list[ExtractionReport] = []
-
-    def produce(folder: Path) -> dict[str, Any]:
-        fields, report = _produce(prepared, choice, span.nodes, folder, ctx)
-        reports.append(report)
-        return fields
-
-    entry, hit = ctx.cache.get_or_create(key, produce, params)
-    return entry, hit, reports[0] if reports else None
+    """The entry of the request's own span (its first candidate key), extracted unless present (see
+    ``flow_keys.extract_first``). Returns (entry, hit, the extraction's report or None)."""
+    return extract_first(ctx.cache, (candidates or flow_key_candidates(prepared, choice, ctx.cache))[0],
+                         lambda span, folder: _produce(prepared, choice, span.nodes, folder, ctx))
 
 
 @contextlib.contextmanager
