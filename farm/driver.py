@@ -148,9 +148,12 @@ def run_farm(requests: Iterable[Union[GuideRequest, Job]], *, cache_dir: Union[s
             actor, key, needing = what
             try:
                 outcome: ExtractionOutcome = ray.get(ref)
-            except Exception as exc:  # the actor died more often than Ray restarts it
+            except ray.exceptions.RayActorError as exc:  # it died more often than Ray restarts it
                 outcome = ExtractionOutcome(key, needing[0].line, extracted=False, error=_reason(exc))
+                ray.kill(actor)
                 actor = None
+            except Exception as exc:  # an unexpected error in the extraction: the worker itself goes on
+                outcome = ExtractionOutcome(key, needing[0].line, extracted=False, error=_reason(exc))
             report.extractions.append(outcome)
             for job in needing:
                 if outcome.error:

@@ -1,7 +1,7 @@
 """The farm on a local Ray instance (2 CPUs): DIS flow, canny and depth (a tiny random model).
 
-One jobs file of 11 lines over 3 sources with repeated keys (two lengths and two treatments of one
-source, a segment set, two depth contrasts) and a bad request in the middle. Every guide must equal,
+One jobs file of 12 lines over 3 sources with repeated keys (two lengths and two treatments of one
+source, a segment set, two depth contrasts), a bad request in the middle and one whose worker fails. Every guide must equal,
 byte for byte, the guide of that request run alone (the CLI, or ``build_guide`` for segment windows,
 which the CLI has no option for) with a fresh cache; the farm's cache must hold exactly the keys those
 lone runs extracted. Then: a rerun extracts nothing; a worker killed mid-extraction changes nothing.
@@ -40,6 +40,10 @@ FLAGS = {"resolution": "--resolution", "frames": "--frames", "fps": "--fps", "gu
          "depth_contrast": "--depth-contrast"}
 
 
+#: Lines of the job below that must fail (and only them).
+FAILING = (5, 6)
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20, log_to_driver=False)
@@ -60,6 +64,14 @@ def job(tmp_path_factory):
         for param in model.parameters():
             param.add_(torch.randn(param.shape, generator=generator) * 0.1)
     model.save_pretrained(root / "tiny-depth")
+    # weights whose file is readable (the planner identifies them) but do not fit the model: fails in the worker
+    (root / "mismatched-depth").mkdir()
+    (root / "mismatched-depth" / "config.json").write_bytes((root / "tiny-depth" / "config.json").read_bytes())
+    other = depth_weights.DepthArchitecture("custom", hidden=16, layers=4, heads=2, out_indices=(1, 2, 3, 4),
+                                            features=8, out_channels=(4, 8, 16, 32), image_size=70)
+    build_depth_model(other, seed=0).save_pretrained(root / "other-depth")
+    (root / "mismatched-depth" / "model.safetensors").write_bytes(
+        (root / "other-depth" / "model.safetensors").read_bytes())
     flow = {"resolution": "96x64", "backend": "dis"}
     depth = {"input": "room.mp4", "resolution": "80x64", "frames": 9, "guide_type": "depth",
              "depth_weights": "tiny-depth", "depth_input_size": None}
@@ -68,7 +80,8 @@ def job(tmp_path_factory):
         {"input": "walk.mp4", "frames": 25, **flow},                                # another length
         {"input": "walk.mp4", "frames": 30, "fps": 24, "treatment": "clip", **flow},  # another treatment
         {"input": "pan.mp4", "frames": 9, "guide_type": "canny", "resolution": "96x64"},
-        {"input": "missing.mp4", "frames": 9, **flow},                              # the bad request
+        {"input": "missing.mp4", "frames": 9, **flow},                              # a bad request
+        {**depth, "depth_weights": "mismatched-depth"},                             # fails in its worker
         *({"input": "pan.mp4", "frames": 20, "window_start": start, "window_frames": length, **flow}
           for start, length in ((0, 8), (8, 8), (16, 4))),                          # a segment set
         depth,
@@ -78,7 +91,7 @@ def job(tmp_path_factory):
     (root / "jobs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     references, keys = {}, set()
     for number, line in enumerate(lines, 1):
-        if line["input"] == "missing.mp4":
+        if number in FAILING:
             continue
         out, cache = root / "ref" / f"{number}.mp4", root / "ref" / f"cache{number}"
         resolved = {k: str(root / v) if k in ("input", "depth_weights") else v for k, v in line.items()}
@@ -111,7 +124,8 @@ def test_each_key_is_extracted_once_and_every_guide_equals_a_lone_run(local_ray,
     err = capsys.readouterr().err
     assert status == 1
     assert "line 5: failed:" in err and "missing.mp4 does not exist" in err
-    assert "Processing (11/11)" in err and "1 of 11 requests failed" in err
+    assert "line 6: failed:" in err and "mismatched" in err.split("line 6: failed:")[1].splitlines()[0]
+    assert "Processing (12/12)" in err and "2 of 12 requests failed" in err
     assert _outputs(root) == references  # every other line written, byte-identical to its lone run
     assert _entry_keys(root / "shared") == keys  # one entry per distinct key, nothing else
     assert list((root / "shared" / "v1" / "tmp").iterdir()) == []
@@ -122,8 +136,10 @@ def test_a_rerun_of_a_finished_job_does_no_annotator_work(local_ray, job):
     if not (root / "shared").exists():
         pytest.skip("needs the first run")
     report = run_farm(read_jobs(root / "jobs.jsonl", root / "guides"), cache_dir=root / "shared", workers=2)
-    assert (report.planned, report.extracted, report.extractions) == (0, 0, [])
-    assert [r.line for r in report.failed] == [5]
+    # only the line whose worker failed is tried again (and fails again); no other annotator work
+    assert (report.planned, report.extracted) == (1, 0)
+    assert [(e.line, bool(e.error)) for e in report.extractions] == [(6, True)]
+    assert [r.line for r in report.failed] == list(FAILING)
     assert not any(r.extracted_while_rendering for r in report.requests)
     assert _outputs(root) == references
 
