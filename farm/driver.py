@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Optional, Union
 from ..errors import StructureVideoError
 from ..pipeline.request import GuideRequest
 from .jobs import Job, as_jobs
-from .plan import plan_jobs
+from .plan import Plan, plan_jobs
 from .report import ExtractionOutcome, FarmReport, RequestOutcome
 from .shared_cache import open_shared_cache
 
@@ -69,6 +69,82 @@ def _reason(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {text[-1] if text else ''}".rstrip(": ")
 
 
+class _Dispatch:
+    """The running part of a job: actors fed one key at a time, a render task per request as soon as
+    its key is in the cache, every finished request reported once."""
+
+    def __init__(self, plan: Plan, root: str, actors: tuple[int, float, int], teardown: str,
+                 finish: Callable[[RequestOutcome], None], report: FarmReport) -> None:
+        self.plan, self.root, self.teardown, self.finish, self.report = plan, root, teardown, finish, report
+        self.count, self.gpus, self.threads = actors
+        self.queue = list(plan.extract.items())
+        self.pending: dict[Any, tuple[str, Any]] = {}
+
+    def new_actor(self) -> Any:
+        from .workers import Extractor
+
+        return Extractor.options(num_cpus=self.threads, num_gpus=self.gpus).remote(self.root, self.threads)
+
+    def render(self, job: Job) -> None:
+        from .workers import render_guide
+
+        ref = render_guide.options(num_cpus=1).remote(job.line, job.request, self.root, self.plan.keys.get(job.line))
+        self.pending[ref] = ("render", job)
+
+    def feed(self, actor: Any) -> None:
+        """Give ``actor`` the next key; with none left, tear it down and free its CPU/GPU for rendering."""
+        import ray
+
+        if self.queue:
+            key, needing = self.queue.pop(0)
+            self.pending[actor.extract.remote(needing[0].line, needing[0].request, key)] = \
+                ("extract", (actor, key, needing))
+            return
+        try:
+            ray.get(actor.close.remote(self.teardown))
+        finally:
+            ray.kill(actor)
+
+    def run(self) -> None:
+        import ray
+
+        for job in self.plan.ready:
+            self.render(job)
+        for _ in range(min(self.count, len(self.queue))):
+            self.feed(self.new_actor())
+        while self.pending:
+            [ref], _ = ray.wait(list(self.pending), num_returns=1)
+            kind, what = self.pending.pop(ref)
+            if kind == "render":
+                try:
+                    self.finish(ray.get(ref))
+                except Exception as exc:  # a task that kept failing (Ray retried it)
+                    self.finish(RequestOutcome(what.line, None, error=_reason(exc)))
+            else:
+                self.extracted(ref, *what)
+
+    def extracted(self, ref: Any, actor: Any, key: str, needing: list[Job]) -> None:
+        """A key's extraction ended: render its requests (or fail them), then feed or replace the actor."""
+        import ray
+
+        try:
+            outcome: ExtractionOutcome = ray.get(ref)
+        except ray.exceptions.RayActorError as exc:  # it died more often than Ray restarts it
+            outcome = ExtractionOutcome(key, needing[0].line, extracted=False, error=_reason(exc))
+            ray.kill(actor)
+            actor = self.new_actor() if self.queue else None  # the rest of the queue still runs
+        except Exception as exc:  # an unexpected error in the extraction: the worker itself goes on
+            outcome = ExtractionOutcome(key, needing[0].line, extracted=False, error=_reason(exc))
+        self.report.extractions.append(outcome)
+        for job in needing:
+            if outcome.error:
+                self.finish(RequestOutcome(job.line, None, error=outcome.error, key=key))
+            else:
+                self.render(job)
+        if actor is not None:
+            self.feed(actor)
+
+
 def run_farm(requests: Iterable[Union[GuideRequest, Job]], *, cache_dir: Union[str, Path, None] = None,
              address: Optional[str] = None, workers: Optional[int] = None, gpus_per_worker: float = 1.0,
              threads_per_worker: int = 1, teardown: str = "unload",
@@ -79,15 +155,10 @@ def run_farm(requests: Iterable[Union[GuideRequest, Job]], *, cache_dir: Union[s
     file (``read_jobs``). ``cache_dir`` must be on storage every machine mounts at the same path
     (see ``shared_cache``). ``on_progress`` receives one ``Processing (k/N)`` line per finished request.
     """
-    import ray
-
-    from .workers import Extractor, render_guide
-
     started = time.perf_counter()
     jobs = as_jobs(requests)
     say = on_progress or (lambda line: None)
     cache = open_shared_cache(cache_dir)
-    root = str(cache.root)
     report = FarmReport()
     finished: dict[int, RequestOutcome] = {}
 
@@ -103,71 +174,17 @@ def run_farm(requests: Iterable[Union[GuideRequest, Job]], *, cache_dir: Union[s
     for job in jobs:
         if job.line in plan.failed:
             finish(RequestOutcome(job.line, None, error=plan.failed[job.line]))
-    if not plan.ready and not plan.extract:  # nothing to run: every line failed to plan
-        report.requests = [finished[job.line] for job in jobs]
-        report.seconds = time.perf_counter() - started
-        return report
-    started_ray = connect(address)
-    logger.info("Ray ready after %.1fs.", time.perf_counter() - started)
-    try:
-        pending: dict[Any, tuple[str, Any]] = {}
+    if plan.ready or plan.extract:  # else every line failed to plan: nothing to run
+        started_ray = connect(address)
+        logger.info("Ray ready after %.1fs.", time.perf_counter() - started)
+        try:
+            count, gpus = _worker_count(workers, gpus_per_worker)
+            _Dispatch(plan, str(cache.root), (count, gpus, threads_per_worker), teardown, finish, report).run()
+        finally:
+            if started_ray:
+                import ray
 
-        def render(job: Job) -> None:
-            ref = render_guide.options(num_cpus=1).remote(job.line, job.request, root, plan.keys.get(job.line))
-            pending[ref] = ("render", job)
-
-        for job in plan.ready:
-            render(job)
-        queue = list(plan.extract.items())
-        count, gpus = _worker_count(workers, gpus_per_worker)
-        actors = [Extractor.options(num_cpus=threads_per_worker, num_gpus=gpus).remote(root, threads_per_worker)
-                  for _ in range(min(count, len(queue)))]
-
-        def feed(actor: Any) -> None:
-            if queue:
-                key, needing = queue.pop(0)
-                ref = actor.extract.remote(needing[0].line, needing[0].request, key)
-                pending[ref] = ("extract", (actor, key, needing))
-            else:  # nothing left for it: tear down and free its CPU/GPU for the render tasks
-                try:
-                    ray.get(actor.close.remote(teardown))
-                finally:
-                    ray.kill(actor)
-
-        for actor in actors:
-            feed(actor)
-        while pending:
-            [ref], _ = ray.wait(list(pending), num_returns=1)
-            kind, what = pending.pop(ref)
-            if kind == "render":
-                try:
-                    finish(ray.get(ref))
-                except Exception as exc:  # a task that kept failing (Ray retried it)
-                    finish(RequestOutcome(what.line, None, error=_reason(exc)))
-                continue
-            actor, key, needing = what
-            try:
-                outcome: ExtractionOutcome = ray.get(ref)
-            except ray.exceptions.RayActorError as exc:  # it died more often than Ray restarts it
-                outcome = ExtractionOutcome(key, needing[0].line, extracted=False, error=_reason(exc))
-                ray.kill(actor)
-                actor = None
-            except Exception as exc:  # an unexpected error in the extraction: the worker itself goes on
-                outcome = ExtractionOutcome(key, needing[0].line, extracted=False, error=_reason(exc))
-            report.extractions.append(outcome)
-            for job in needing:
-                if outcome.error:
-                    finish(RequestOutcome(job.line, None, error=outcome.error, key=key))
-                else:
-                    render(job)
-            if actor is not None:
-                feed(actor)
-            elif queue:  # replace a dead worker so the rest of the queue still runs
-                feed(Extractor.options(num_cpus=threads_per_worker, num_gpus=gpus).remote(root, threads_per_worker))
-    finally:
-        if started_ray:
-            ray.shutdown()
+                ray.shutdown()
     report.requests = [finished[job.line] for job in jobs]
     report.seconds = time.perf_counter() - started
     return report
-
