@@ -150,8 +150,8 @@ def probe_video(path: PathLike) -> VideoInfo:
                 first = frame
                 break
         except (av.error.FFmpegError, ValueError) as error:
-            raise InvalidVideoError(f"{file.name}: its first video frame cannot be decoded "
-                                    f"({error.__class__.__name__}); the file is damaged or incomplete: "
+            raise InvalidVideoError(f"{file.name}: its first video frame cannot be decoded; "
+                                    "the file is damaged or incomplete: "
                                     "re-encode or re-download it (e.g. as H.264 MP4).") from None
         if first is None:
             raise InvalidVideoError(f"{file.name} holds no decodable video frame: pass a complete video file.")

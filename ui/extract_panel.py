@@ -16,8 +16,8 @@ from ..errors import CancelledError, OptionError, StructureVideoError
 from . import host_bridge
 from .compat import upload_path
 from .deps import TabDeps
+from .failures import describe_failure, ends_cleanly, page_error
 from .outputs import SAMPLE_NAME
-from .wording import ui_words
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +94,16 @@ def make_request(source: str, output: Path, resolution: str, frames: Any, fps: A
         depth_smoothing=float(depth_smoothing or 0))
 
 
+def _where(result: Any) -> str:
+    """Where the model ran, or "from cache" when no model ran (never "on `cache`")."""
+    return ", from cache" if result.device == "cache" else f" on `{result.device}`"
+
+
 def details_markdown(result: Any, chart_note: str = "") -> str:
     lines = [f"**{result.frames} frames, {result.width}×{result.height} @ {result.fps:g} fps**, type `{result.guide_type}`"]
     lines.append(f"Summary: {result.summary()}")
     if result.guide_type == "flow":
-        lines.append(f"Backend: `{result.backend}` on `{result.device}` — {result.backend_reason}")
+        lines.append(f"Backend: `{result.backend}`{_where(result)} — {result.backend_reason}")
         if result.weights:
             lines.append(f"Weights: {result.weights}")
         if result.batch_size:
@@ -110,7 +115,7 @@ def details_markdown(result: Any, chart_note: str = "") -> str:
         elif result.cache_hit is not None:
             lines.append("Cache: flows " + ("**hit** (reused)" if result.cache_hit else "miss (computed and stored)"))
     if result.guide_type == "depth":
-        lines.append(f"Depth model: `{result.backend}` on `{result.device}` — {result.backend_reason}")
+        lines.append(f"Depth model: `{result.backend}`{_where(result)} — {result.backend_reason}")
         lines.append(f"Weights: {result.weights}")
         if result.depth_brightness:
             lines.append(f"Brightness: {result.depth_brightness}")
@@ -234,10 +239,11 @@ def on_upload(deps: TabDeps, file_value: Any):
         return NO_VIDEO, None
     try:
         return describe_video(check_upload_allowed(deps, path))
-    except StructureVideoError as exc:
-        return f"**Cannot use this file.** {ui_words(str(exc))}", None
+    except Exception as exc:  # StructureVideoError: the user's to fix; anything else is logged
+        return f"**Cannot use this file.** {describe_failure('Reading the video', exc)}", None
 
 
+@ends_cleanly("Writing the sample video")
 def use_sample(deps: TabDeps) -> str:
     """The sample structure video (written once into the output folder)."""
     from ..preprocessors.sample_video import write_sample_video
@@ -275,16 +281,17 @@ def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: A
     """Extract: the guide, its details, the first preview, the preview slider, the memory chart, the
     cache line and the status line; the run (for Send / Generate / the preview) is kept for this browser
     session. A cancel the user asked for is no error: the panels are cleared and the status says so.
-    Errors are raised as ``gr.Error`` in the UI's words."""
+    Any ``Exception`` is raised as ``gr.Error`` in the UI's words (an unexpected one logged with its
+    traceback, see ``failures``); the status line shows it, not a toast."""
     try:
         return _extract(deps, file_value, resolution, frames, fps, guide_type, treatment, fit, start, end,
                         range_unit, motion_strength, backend, iterations, batch_size, depth_contrast,
                         depth_smoothing, progress, request)
-    except StructureVideoError as exc:
+    except Exception as exc:  # whatever failed, the run ends: finish() puts the message in the status line
         deps.set_run(request, None)
-        message = ui_words(str(exc))
+        message = describe_failure("Extracting", exc)
         deps.note_error(request, message)
-        raise gr.Error(message) from exc
+        raise page_error(message, toast=False) from exc
 
 
 def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: Any, guide_type: str,
@@ -341,8 +348,6 @@ def cancel(deps: TabDeps, request: gr.Request = gr.Request()) -> None:
     gr.Info("Cancelling: the extraction stops after the current batch.")
 
 
+@ends_cleanly("Showing the preview")
 def on_preview(deps: TabDeps, index: Any, request: gr.Request = gr.Request()):
-    try:
-        return preview_frame(deps.run_for(request), index)
-    except StructureVideoError as exc:
-        raise gr.Error(ui_words(str(exc))) from exc
+    return preview_frame(deps.run_for(request), index)
