@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Callable, NoReturn, Optional, Sequence
 
 from . import __version__
-from .errors import OptionError, OutputError, StructureVideoError
+from .cli_args import check_guide_args
+from .errors import OptionError, OutputError, StructureVideoError, plain_words
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".gif", ".wmv", ".flv")
 TIMELINE_SUFFIXES = (".png", ".csv", ".json")
@@ -297,6 +298,7 @@ def run_guide(args: argparse.Namespace) -> int:
     inputs = list(args.inputs)
     if not inputs and not args.sample:
         raise StructureVideoError("No input: give a structure video (or a folder), or --sample.")
+    check_guide_args(args)  # numbers, sizes, paths, URLs, device: before torch, OpenCV or PyAV load
     batch_size = _batch_size(args.batch_size)
     paths = _expand_inputs(inputs)
     count = len(paths) + (1 if args.sample else 0)
@@ -489,7 +491,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except StructureVideoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {plain_words(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         # Progress displays are closed by then (their ``finally``), so this starts on its own line.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from ..errors import plain_words
+
 #: Whole CLI phrases first (they need more than a one-to-one swap of the option name).
 _PHRASES: tuple[tuple[str, str], ...] = (
     (r"pass --raft-weights PATH, put ", "put "),
@@ -46,22 +48,6 @@ _OPTIONS: dict[str, str] = {
 
 _OPTION = re.compile(r"--[a-z][a-z-]*")
 
-#: Programmers' words that say nothing to a user: errno numbers, exception class names in brackets,
-#: urllib's wrapper. Removed, the rest of the sentence stays.
-_JARGON: tuple[tuple[str, str], ...] = (
-    (r"<urlopen error (.*?)>", r"\1"),
-    (r"\[Errno -?\d+\]\s*", ""),
-    (r"\s*\((?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Interrupt)\)", ""),
-    (r"\s*\(-?\d+\)", ""),
-)
-
-
-def plain_words(message: str) -> str:
-    """``message`` without errno numbers and exception class names (``(InvalidDataError)``, ``(101)``)."""
-    text = str(message)
-    for pattern, replacement in _JARGON:
-        text = re.sub(pattern, replacement, text)
-    return text
 
 
 def ui_words(message: str) -> str:
