@@ -81,7 +81,7 @@ def page_error(message: str, toast: bool = True) -> Exception:
 def ends_cleanly(action: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a handler so that any ``Exception`` it raises reaches the page as one ``gr.Error`` in the
     page's words (an unexpected one logged, see :func:`describe_failure`); a ``gr.Error`` it raised
-    itself passes unchanged."""
+    itself passes with its message, written to the terminal as one line instead of a traceback."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
@@ -90,7 +90,9 @@ def ends_cleanly(action: str) -> Callable[[Callable[..., Any]], Callable[..., An
 
             try:
                 return fn(*args, **kwargs)
-            except gr.Error:
+            except gr.Error as exc:  # the handler's own message for the user: one line, no traceback
+                logger.warning("%s: %s", action, getattr(exc, "message", exc))
+                exc.print_exception = False
                 raise
             except Exception as exc:
                 raise page_error(describe_failure(action, exc)) from exc
