@@ -12,8 +12,8 @@ from typing import Any, Optional
 import gradio as gr
 import numpy as np
 
-from ..errors import CancelledError, OptionError, StructureVideoError
-from . import host_bridge
+from ..errors import CancelledError, OptionError, StructureVideoError, WeightsNotFoundError
+from . import host_bridge, weights_field
 from .compat import upload_path
 from .deps import TabDeps
 from .failures import describe_failure, ends_cleanly, page_error
@@ -71,7 +71,8 @@ def describe_video(path: Optional[str]) -> tuple[str, Optional[np.ndarray]]:
 def make_request(source: str, output: Path, resolution: str, frames: Any, fps: Any, guide_type: str,
                  treatment: str, fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any,
                  backend: str, iterations: Any, batch_size: Any, raft_weights: Optional[str] = None,
-                 depth_variant: Optional[str] = None, depth_contrast: Any = 1.0, depth_smoothing: Any = 0):
+                 depth_variant: Optional[str] = None, depth_contrast: Any = 1.0, depth_smoothing: Any = 0,
+                 depth_weights: Optional[str] = None):
     from ..pipeline.request import GuideRequest
 
     def opt_number(value: Any) -> Optional[float]:
@@ -91,7 +92,7 @@ def make_request(source: str, output: Path, resolution: str, frames: Any, fps: A
         end=opt_number(end), range_unit=range_unit, motion_strength=float(motion_strength),
         backend=backend, iterations=int(iterations), batch_size=batch, raft_weights=raft_weights,
         depth_variant=depth_variant, depth_contrast=float(1.0 if depth_contrast in (None, "") else depth_contrast),
-        depth_smoothing=float(depth_smoothing or 0))
+        depth_smoothing=float(depth_smoothing or 0), depth_weights=depth_weights)
 
 
 def _where(result: Any) -> str:
@@ -276,28 +277,33 @@ def finish(deps: TabDeps, request: gr.Request = gr.Request()) -> tuple:
 
 def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: Any, guide_type: str, treatment: str,
             fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any, backend: str, iterations: Any,
-            batch_size: Any, depth_contrast: Any = 1.0, depth_smoothing: Any = 0,
-            progress: gr.Progress = gr.Progress(), request: gr.Request = gr.Request()):
+            batch_size: Any, depth_contrast: Any = 1.0, depth_smoothing: Any = 0, depth_weights_path: Any = None,
+            depth_weights_file: Any = None, progress: gr.Progress = gr.Progress(),
+            request: gr.Request = gr.Request()):
     """Extract: the guide, its details, the first preview, the preview slider, the memory chart, the
     cache line and the status line; the run (for Send / Generate / the preview) is kept for this browser
     session. A cancel the user asked for is no error: the panels are cleared and the status says so.
     Any ``Exception`` is raised as ``gr.Error`` in the UI's words (an unexpected one logged with its
     traceback, see ``failures``); the status line shows it, not a toast."""
+    depth_weights = weights_field.chosen_weights(depth_weights_path, depth_weights_file)
     try:
         return _extract(deps, file_value, resolution, frames, fps, guide_type, treatment, fit, start, end,
                         range_unit, motion_strength, backend, iterations, batch_size, depth_contrast,
-                        depth_smoothing, progress, request)
+                        depth_smoothing, depth_weights, progress, request)
     except Exception as exc:  # whatever failed, the run ends: finish() puts the message in the status line
         deps.set_run(request, None)
-        message = describe_failure("Extracting", exc)
+        if isinstance(exc, WeightsNotFoundError) and guide_type == "depth" and depth_weights is None:
+            message = describe_failure("Extracting", WeightsNotFoundError(weights_field.missing_message(deps)))
+        else:
+            message = describe_failure("Extracting", exc)
         deps.note_error(request, message)
         raise page_error(message, toast=False) from exc
 
 
 def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: Any, guide_type: str,
              treatment: str, fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any, backend: str,
-             iterations: Any, batch_size: Any, depth_contrast: Any, depth_smoothing: Any, progress: Any,
-             request: Any) -> tuple:
+             iterations: Any, batch_size: Any, depth_contrast: Any, depth_smoothing: Any,
+             depth_weights: Optional[str], progress: Any, request: Any) -> tuple:
     from ..progress import Progress
     from . import cache_panel
 
@@ -320,7 +326,7 @@ def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: 
         req = make_request(path, out, resolution, frames, fps, guide_type, treatment, fit, start, end,
                            range_unit, motion_strength, backend, iterations, batch_size,
                            depth_variant=host_bridge.host_depth_variant(deps.plugin), depth_contrast=depth_contrast,
-                           depth_smoothing=depth_smoothing)
+                           depth_smoothing=depth_smoothing, depth_weights=depth_weights)
         result = run_extraction(req, progress=Progress(on_update, cancel), gpu_lock=deps.gpu_lock_for(deps.host_state(request)),
                                 weights_locator=host_bridge.weights_locator(deps.plugin), cache=tab_cache(deps))
         indices = plan_indices(req)

@@ -40,7 +40,7 @@ _OPTIONS: dict[str, str] = {
     "--iterations": "RAFT iterations",
     "--batch-size": "Batch size",
     "--raft-weights": "RAFT weights file",
-    "--depth-weights": "depth weights file",
+    "--depth-weights": "Depth weights",
     "--depth-contrast": "Depth contrast",
     "--depth-smoothing": "Depth smoothing (frames)",
     "--cache-dir": "cache folder",
