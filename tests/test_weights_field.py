@@ -40,6 +40,9 @@ def test_status_shows_only_for_depth(deps, no_weights_anywhere):
     assert status["visible"] is True and status["value"].startswith("**Depth weights: none found.**")
     assert '"Depth weights" under More settings' in status["value"] and "upload" in status["value"]
     _is_page_words(status["value"])
+    depth_status, backend = weights_field.on_type(deps, "depth")
+    assert depth_status == status and backend["visible"] is False  # no Flow backend choice for depth
+    assert weights_field.on_type(deps, "flow")[1]["visible"] is True
     assert "Download depth weights" not in status["value"]  # standalone: no such button on the page
 
 

@@ -23,7 +23,9 @@ logger = logging.getLogger(__name__)
 
 NO_VIDEO = "No structure video yet: upload one or use the sample."
 CANCELLED = "Cancelled — nothing was written."
-RUNNING = "Extracting…"
+#: The status line while a run goes on: empty, so the progress drawn over it is the only text there
+#: (no faded "Extracting…" under "optical flow 32/129").
+RUNNING = ""
 #: Extra folders (os.pathsep-separated) the tab may read structure videos from, besides the upload folder.
 ALLOWED_DIRS_ENV = "WAN2GP_STRUCTURE_VIDEO_ALLOWED_DIRS"
 
@@ -98,6 +100,13 @@ def make_request(source: str, output: Path, resolution: str, frames: Any, fps: A
 def _where(result: Any) -> str:
     """Where the model ran, or "from cache" when no model ran (never "on `cache`")."""
     return ", from cache" if result.device == "cache" else f" on `{result.device}`"
+
+
+def progress_text(update: Any) -> str:
+    """One progress text per update: the stage's own message ("optical flow 32/129 (batch 4)"), else
+    the stage and its count; never both (they say the same thing)."""
+    text = update.message or f"{update.stage} {update.done}/{update.total}"
+    return text[:1].upper() + text[1:]
 
 
 def details_markdown(result: Any, chart_note: str = "") -> str:
@@ -317,8 +326,7 @@ def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: 
 
     def on_update(update: Any) -> None:
         try:
-            progress(update.fraction, desc=f"{update.stage} {update.done}/{update.total}"
-                     + (f" — {update.message}" if update.message else ""))
+            progress(update.fraction, desc=progress_text(update))
         except Exception:
             pass
 

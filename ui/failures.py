@@ -49,14 +49,13 @@ def describe_failure(action: str, exc: Exception) -> str:
         logger.warning("%s: %s", action, message)
         return message
     try:
-        where = f"the details are in {_write_log(action, exc)}"
+        where = f"Details: {_write_log(action, exc)}"
     except OSError as log_error:  # no log file: the terminal gets the traceback instead
         logger.error("%s failed unexpectedly (the log file cannot be written: %s)", action, log_error.strerror,
                      exc_info=exc)
-        where = "the details are in the terminal"
+        where = "Details: in the terminal"
     logger.error("%s failed unexpectedly: %s (traceback in %s)", action, _short(exc), log_path())
-    return (f"Unexpected error: {_short(exc)}. This is a fault of the program or its installation, not of "
-            f"your settings; {where}.")
+    return f"Unexpected error (not your settings: the program or its installation): {_short(exc)}. {where}."
 
 
 def _short(exc: BaseException) -> str:

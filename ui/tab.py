@@ -100,7 +100,9 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
         with gr.Column(scale=4, min_width=300):
             c["guide_type"] = gr.Radio(GUIDE_TYPES, value="flow", label="Type", elem_id=f"{ELEM}_type")
             c["depth_status"] = gr.Markdown("", visible=False, elem_id=f"{ELEM}_depth_status")
-            c["fit"] = gr.Radio(FITS, value="crop", label="Fit (source aspect → target aspect)")
+            # A drop-down (one line): with Extract and the status line on a 1280×720 screen.
+            c["fit"] = gr.Dropdown(FITS, value="crop", label="Fit (source aspect → target aspect)",
+                                   elem_id=f"{ELEM}_fit")
             c["backend"] = gr.Radio(BACKENDS, value="auto", label="Flow backend", elem_id=f"{ELEM}_backend")
             # Extract and the status line come before the rarely changed settings: opening those never
             # pushes them below the fold.
@@ -220,10 +222,11 @@ def _wire_extract(handles: TabHandles, deps: TabDeps) -> None:
     if hasattr(run, "failure"):
         run.failure(**finish)
     c["cancel"].click(bind(extract_panel.cancel, deps), inputs=None, outputs=None, api_name="cancel", queue=False)
-    # The depth weights' status as soon as Depth is chosen, and again when the weights field changes.
+    # The depth weights' status as soon as Depth is chosen, and again when the weights field changes;
+    # the Flow backend choice only for flow.
     weights = [c["guide_type"], c["depth_weights_path"], c["depth_weights_file"]]
     for event in (c["guide_type"].change, c["depth_weights_path"].blur, c["depth_weights_file"].change):
-        event(bind(weights_field.status_text, deps), inputs=weights, outputs=[c["depth_status"]],
+        event(bind(weights_field.on_type, deps), inputs=weights, outputs=[c["depth_status"], c["backend"]],
               show_progress="hidden", **private)
     # The slider's number box: typing a frame and pressing Enter (or leaving the box) is an input event;
     # dragging ends with a release. Only the last of a burst of inputs is rendered.

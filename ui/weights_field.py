@@ -24,13 +24,26 @@ def chosen_weights(path_text: Any, file_value: Any) -> Optional[str]:
     return text or None
 
 
+def _download(deps: TabDeps) -> str:
+    hosted = host_bridge.can_download_weights(deps.plugin)
+    return ', or click "Download depth weights"' if hosted else ""
+
+
 def missing_message(deps: TabDeps) -> str:
     """What a depth run without weights says: this page's controls only."""
-    hosted = host_bridge.can_download_weights(deps.plugin)
-    download = ', or click "Download depth weights"' if hosted else ""
-    return (f"The Depth type needs Depth Anything V2 weights and none were found: give the path of a "
-            f"depth_anything_v2_<size>.pth file or a transformers model folder in {WHERE}, or upload the "
-            f".pth file there{download}.")
+    download = _download(deps)
+    return (f"The Depth type needs Depth Anything V2 weights and none were found: give the path of a .pth "
+            f"file (e.g. depth_anything_v2_vitl.pth) or of a transformers model folder in {WHERE}, or upload "
+            f"the .pth file there{download}.")
+
+
+def on_type(deps: TabDeps, guide_type: str, path_text: Any = None, file_value: Any = None) -> tuple:
+    """When the type (or the weights field) changes: the depth weights' status, shown for Depth only, and
+    the Flow backend choice, shown for flow only (the middle column stays short enough that Extract
+    stays on the first screen)."""
+    import gradio as gr
+
+    return status_text(deps, guide_type, path_text, file_value), gr.update(visible=guide_type == "flow")
 
 
 def status_text(deps: TabDeps, guide_type: str, path_text: Any = None, file_value: Any = None) -> Any:
@@ -52,6 +65,7 @@ def status_text(deps: TabDeps, guide_type: str, path_text: Any = None, file_valu
 
         return gr.update(value=f"**Depth weights:** {ui_words(str(exc))}", visible=True)
     if found is None:
-        return gr.update(value=f"**Depth weights: none found.** {missing_message(deps)}", visible=True)
+        return gr.update(value=f"**Depth weights: none found.** Set {WHERE} (a .pth file or a model folder, or "
+                               f"upload the .pth){_download(deps)}.", visible=True)
     return gr.update(value=f"**Depth weights:** `{Path(found.path).name}` ({found.origin}, {found.variant}).",
                      visible=True)
