@@ -394,6 +394,8 @@ def _open_cache(args: argparse.Namespace):
 
 def run_cache(args: argparse.Namespace) -> int:
     """The ``cache`` command."""
+    if not args.cache_max_gb > 0:  # before the cache's imports, like every argument error
+        raise OptionError(f"--cache-max-gb {args.cache_max_gb:g}: give a size above 0 gigabytes.")
     from .preprocessors.flow_cache import format_bytes
 
     cache = _open_cache(args)  # opening creates nothing: stats on a new folder leaves it absent

@@ -87,8 +87,8 @@ def _open(file: Path) -> "av.container.InputContainer":
     try:
         return av.open(str(file), mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as error:
-        raise InvalidVideoError(f"{file.name} is not a readable video ({type(error).__name__}), or it is "
-                                "incomplete: pass a complete MP4, MOV, MKV or WebM video.") from None
+        raise InvalidVideoError(f"{file.name} is not a readable video, or it is incomplete: pass a complete MP4, "
+                                "MOV, MKV or WebM video.") from None
 
 
 def _rotation_from(value: object) -> int:

@@ -72,6 +72,11 @@ def test_paths_and_urls_answer_before_heavy_imports(tmp_path, source, line) -> N
     assert code == 2 and heavy == [] and err.startswith(line) and len(err.splitlines()) == 1, (code, heavy, err)
 
 
+def test_cache_size_answers_before_heavy_imports(tmp_path) -> None:
+    code, heavy, err = _run(tmp_path, "cache", "stats", "--cache-max-gb", "-1", "--cache-dir", str(tmp_path / "c"))
+    assert code == 2 and heavy == [] and err == "error: --cache-max-gb -1: give a size above 0 gigabytes.", err
+
+
 def test_cuda_without_cuda_is_an_error(tmp_path, real_input) -> None:
     """Without a GPU driver torch is not even imported; with one, only torch is (to ask it)."""
     code, heavy, err = _run(tmp_path, "guide", str(real_input), "-o", str(tmp_path / "g.mp4"), "--device", "cuda")
