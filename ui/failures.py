@@ -55,7 +55,7 @@ def describe_failure(action: str, exc: Exception) -> str:
                      exc_info=exc)
         where = "Details: in the terminal"
     logger.error("%s failed unexpectedly: %s (traceback in %s)", action, _short(exc), log_path())
-    return f"Unexpected error (not your settings: the program or its installation): {_short(exc)}. {where}."
+    return f"Unexpected error, not caused by your settings: {_short(exc)}. {where}."
 
 
 def _short(exc: BaseException) -> str:

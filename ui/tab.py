@@ -17,11 +17,12 @@ from .outputs import output_folder
 
 logger = logging.getLogger(__name__)
 
-GUIDE_TYPES = [("Optical flow (colour wheel)", "flow"), ("Canny edges", "canny"), ("Raw (fitted frames)", "raw"),
-               ("Depth (Depth Anything V2, near = bright)", "depth")]
+#: Short labels: the middle column (with Extract and the status line) fits a 1280×720 screen.
+GUIDE_TYPES = [("Optical flow", "flow"), ("Canny edges", "canny"), ("Raw frames", "raw"),
+               ("Depth (near = bright)", "depth")]
 TREATMENTS = [("Adjust: spread over the whole video / range", "adjust"), ("Clip: keep the source timing", "clip")]
 FITS = [("Crop to the target aspect", "crop"), ("Pad (letterbox)", "pad"), ("Stretch", "stretch")]
-BACKENDS = [("Auto (RAFT if its weights are found, else DIS)", "auto"), ("RAFT (GPU, best)", "raft"),
+BACKENDS = [("Auto (RAFT if found, else DIS)", "auto"), ("RAFT (GPU, best)", "raft"),
             ("DIS (OpenCV, CPU, fast)", "dis")]
 ELEM = "structure_video"  # prefix of the elem_ids the browser tests use
 EXTRACT_INPUTS = ("source", "resolution", "frames", "fps", "guide_type", "treatment", "fit", "start", "end",
@@ -78,11 +79,13 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
     import gradio as gr
 
     c, hosted = handles.components, handles.hosted
-    gr.Markdown("**Structure Video** — turn any video into a VACE control video "
-                "(optical flow, canny, raw or depth), "
-                "fitted to your generation's size, length and fps.")
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=300):
+            # The introduction heads the source column (which has room to spare), not the whole page: the
+            # middle column (Extract, the status line) starts at the top of the screen.
+            gr.Markdown("**Structure Video** — turn any video into a VACE control video "
+                        "(optical flow, canny, raw or depth), "
+                        "fitted to your generation's size, length and fps.")
             c["source"] = gr.File(label="Structure video", file_count="single", type="filepath", height=120,
                                   elem_id=f"{ELEM}_source")
             c["sample"] = gr.Button("Use the sample video", size="sm", elem_id=f"{ELEM}_sample")

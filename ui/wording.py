@@ -15,7 +15,7 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     (r"pass --raft-weights PATH, put ", "put "),
     (r"check --raft-weights\.", "check the RAFT weights file (Wan2GP's ckpts/flow/)."),
     (r"(?:use|with) --backend dis", 'choose Flow backend "DIS (OpenCV, CPU, fast)"'),
-    (r"use --type canny or raw", 'choose Type "Canny edges" or "Raw (fitted frames)"'),
+    (r"use --type canny or raw", 'choose Type "Canny edges" or "Raw frames"'),
     (r"choose another(?: folder)? with --cache-dir, or use --no-cache", "free some disk space or clear the flow cache "
      "(Flow cache ▸ Clear)"),
     (r"try again, or use --no-cache", "try again, or clear the flow cache (Flow cache ▸ Clear)"),
