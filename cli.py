@@ -11,18 +11,18 @@ commands that use them.
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import math
 import os
-import socket
 import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, NoReturn, Optional, Sequence
 
 from . import __version__
-from .errors import OptionError, OutputError, StructureVideoError
+from .cli_args import check_guide_args
+from .ports import check_port
+from .errors import OptionError, OutputError, StructureVideoError, plain_words
 from .farm.command import add_farm_command, run_farm_command
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".gif", ".wmv", ".flv")
@@ -299,6 +299,7 @@ def run_guide(args: argparse.Namespace) -> int:
     inputs = list(args.inputs)
     if not inputs and not args.sample:
         raise StructureVideoError("No input: give a structure video (or a folder), or --sample.")
+    check_guide_args(args)  # numbers, sizes, paths, URLs, device: before torch, OpenCV or PyAV load
     batch_size = _batch_size(args.batch_size)
     paths = _expand_inputs(inputs)
     count = len(paths) + (1 if args.sample else 0)
@@ -395,6 +396,8 @@ def _open_cache(args: argparse.Namespace):
 
 def run_cache(args: argparse.Namespace) -> int:
     """The ``cache`` command."""
+    if not args.cache_max_gb > 0:  # before the cache's imports, like every argument error
+        raise OptionError(f"--cache-max-gb {args.cache_max_gb:g}: give a size above 0 gigabytes.")
     from .preprocessors.flow_cache import format_bytes
 
     cache = _open_cache(args)  # opening creates nothing: stats on a new folder leaves it absent
@@ -436,34 +439,6 @@ def run_sample(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _port_free(host: str, port: int) -> bool:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise OptionError(f"--host {host}: not an address of this machine ({exc.strerror}).") from None
-    family, _, _, _, address = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            raise OptionError(f"--host {host}: cannot listen there ({exc.strerror}).") from None
-    return True
-
-
-def check_port(host: str, port: int) -> None:
-    """One line naming a free port when ``port`` is taken (checked before Gradio loads)."""
-    if not 1 <= port <= 65535:
-        raise OptionError(f"--port {port}: give a port from 1 to 65535.")
-    if _port_free(host, port):
-        return
-    free = next((p for p in range(port + 1, min(port + 100, 65536)) if _port_free(host, p)), None)
-    hint = f"pass --port {free}" if free is not None else "pass --port N with a free port"
-    raise OptionError(f"port {port} is in use (another app is listening there): {hint}.")
-
-
 def run_app(args: argparse.Namespace) -> int:
     """The ``app`` command: the standalone Gradio app (needs gradio: ``pip install .[ui]``)."""
     check_port(args.host, args.port)
@@ -492,7 +467,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except StructureVideoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {plain_words(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         # Progress displays are closed by then (their ``finally``), so this starts on its own line.

@@ -167,6 +167,10 @@ class GuideResult:
         """Whether the target size was snapped down to multiples of 16."""
         return self.requested_size != (self.width, self.height)
 
+    def _where(self) -> str:
+        """" on cuda:0" where a model ran; a cache hit ran none (the cache says so in its own part)."""
+        return "" if self.device == "cache" else f" on {self.device}"
+
     def summary(self, verbose: bool = False) -> str:
         """One line for the CLI and logs; ``verbose`` adds the memory notes (batch size and why,
         pressure clean-ups) and every before/after clean-up report, one per line."""
@@ -174,13 +178,13 @@ class GuideResult:
         if self.snapped:
             parts.append(f"snapped from {self.requested_size[0]}x{self.requested_size[1]}")
         if self.guide_type == "depth":
-            parts.append(f"model {self.backend} ({self.weights}) on {self.device}")
+            parts.append(f"model {self.backend} ({self.weights}){self._where()}")
             if self.depth_brightness:
                 parts.append(self.depth_brightness)
             if self.cache_hit:
                 parts.append("depth maps from cache (no depth model loaded)")
         if self.guide_type == "flow":
-            parts.append(f"backend {self.backend} on {self.device}")
+            parts.append(f"backend {self.backend}{self._where()}")
             if self.render_cached:
                 parts.append("guide from cache (no flow model loaded)")
             elif self.flows_from_cache:

@@ -87,8 +87,8 @@ def _open(file: Path) -> "av.container.InputContainer":
     try:
         return av.open(str(file), mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as error:
-        raise InvalidVideoError(f"{file.name} is not a readable video ({type(error).__name__}), or it is "
-                                "incomplete: pass a complete MP4, MOV, MKV or WebM video.") from None
+        raise InvalidVideoError(f"{file.name} is not a readable video, or it is incomplete: pass a complete MP4, "
+                                "MOV, MKV or WebM video.") from None
 
 
 def _rotation_from(value: object) -> int:
@@ -150,8 +150,8 @@ def probe_video(path: PathLike) -> VideoInfo:
                 first = frame
                 break
         except (av.error.FFmpegError, ValueError) as error:
-            raise InvalidVideoError(f"{file.name}: its first video frame cannot be decoded "
-                                    f"({error.__class__.__name__}); the file is damaged or incomplete: "
+            raise InvalidVideoError(f"{file.name}: its first video frame cannot be decoded; "
+                                    "the file is damaged or incomplete: "
                                     "re-encode or re-download it (e.g. as H.264 MP4).") from None
         if first is None:
             raise InvalidVideoError(f"{file.name} holds no decodable video frame: pass a complete video file.")
