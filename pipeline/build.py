@@ -17,6 +17,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from ..errors import OptionError
+from ..preprocessors.flow_bursts import burst_note
 from .backend_choice import BackendChoice, choose_backend
 from .context import RunContext
 from .depth_render import depth_brightness_note, depth_scale, iter_depth_guide
@@ -27,6 +28,7 @@ from .guide_render import iter_image_guide
 from .output import output_error, publish_cached_guide, write_guide_video
 from .prepare import PreparedGuide, prepare
 from .request import GuideRequest, GuideResult
+from .shot_marks import record_cuts
 from .source_flows import SourceFlows, open_source_flows
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ def open_flows(prepared: PreparedGuide, ctx: RunContext) -> Iterator[SourceFlows
     """The source flows of a prepared flow request (recorded in its result), valid inside the block."""
     with open_source_flows(prepared, backend_for(prepared, ctx), ctx) as flows:
         _record_flows(prepared.result, flows)
+        record_cuts(prepared, flows.nodes, flows.cuts, flows.cuts_recomputed)
         problem = ctx.cache.problem(flows.key) if ctx.cache is not None and flows.key is not None else None
         if problem and not flows.from_cache:
             prepared.result.warnings.append(f"cached flows were invalid ({problem}); extracted again.")
@@ -129,10 +132,19 @@ def iter_guide_frames(request: GuideRequest, context: Optional[RunContext] = Non
         return
     with open_flows(prepared, ctx) as flows:
         ctx.progress.update("scale", 0, 1, "measuring motion over the whole clip")
-        scale = guide_scale(flow_histogram(flows, lo, hi), req.scale_percentile, req.max_motion,
-                            prepared.motion.step)
+        scale = timeline_scale(flows, prepared, lo, hi)
         result.flow_scale = scale
         yield from iter_flow_guide(flows, lo, hi, scale, req.motion_strength, prepared.motion.step)
+
+
+def timeline_scale(flows: SourceFlows, prepared: PreparedGuide, lo: int, hi: int) -> float:
+    """The colour scale of guide frames ``[lo, hi)`` (bursts left out; noted in the result)."""
+    req = prepared.request
+    histogram, bursts = flow_histogram(flows, lo, hi, req.scale_percentile, prepared.motion.step)
+    note = burst_note(bursts, hi - lo) if req.max_motion is None else None
+    if note and note not in prepared.result.warnings:
+        prepared.result.warnings.append(note)
+    return guide_scale(histogram, req.scale_percentile, req.max_motion, prepared.motion.step)
 
 
 def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> GuideResult:

@@ -28,9 +28,9 @@ from ..errors import OptionError, TargetError
 from ..preprocessors.flow_cache import FlowCache
 from ..preprocessors.segments import SegmentWindow
 from ..preprocessors.video_io import GuideVideoWriter
-from .build import build_guide, iter_guide_frames, open_depth, open_flows
+from .build import build_guide, iter_guide_frames, open_depth, open_flows, timeline_scale
 from .context import RunContext
-from .guide_render import dead_zone_for, flow_histogram, guide_scale
+from .guide_render import dead_zone_for
 from .prepare import prepare
 from .request import GuideRequest, GuideResult
 
@@ -88,8 +88,7 @@ def build_segment_guides(request: GuideRequest, windows: Sequence[SegmentWindow]
                 if consistent_scale and max_motion is None:
                     # A clip scale is measured after the dead zone; as max_motion it is a magnitude
                     # before it, so each segment's clip_scale gives back exactly this scale.
-                    max_motion = guide_scale(flow_histogram(flows, 0, request.frames),
-                                             request.scale_percentile, None, prepared.motion.step) \
+                    max_motion = timeline_scale(flows, prepared, 0, request.frames) \
                         + dead_zone_for(prepared.motion.step)
         elif request.guide_type == "depth":
             prepared = prepare(request)
