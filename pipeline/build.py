@@ -84,6 +84,7 @@ def open_flows(prepared: PreparedGuide, ctx: RunContext) -> Iterator[SourceFlows
 def open_depth(prepared: PreparedGuide, ctx: RunContext) -> Iterator[SourceDepth]:
     """The source depth maps of a prepared depth request (recorded in its result), valid inside the block."""
     with open_source_depth(prepared, depth_choice_for(prepared, ctx), ctx) as depth:
+        record_cuts(prepared, depth.nodes, depth.cuts, depth.cuts_recomputed)
         result = prepared.result
         result.cache_hit, result.cache_key = (depth.from_cache, depth.key) if depth.key is not None else (None, None)
         report = depth.extraction
@@ -122,7 +123,8 @@ def iter_guide_frames(request: GuideRequest, context: Optional[RunContext] = Non
         with open_depth(prepared, ctx) as depth:
             ctx.progress.update("scale", 0, 1, "measuring depth over the whole timeline")
             scale = depth_scale(depth, prepared.plan.indices, req.depth_smoothing)
-            result.depth_brightness = depth_brightness_note(req.depth_contrast, req.depth_smoothing)
+            result.depth_brightness = depth_brightness_note(req.depth_contrast, req.depth_smoothing,
+                                                            len(result.cuts) + 1)
             yield from iter_depth_guide(depth, prepared.plan.indices, lo, hi, scale, req.depth_contrast)
         return
     if req.guide_type != "flow":

@@ -26,7 +26,7 @@ import numpy as np
 from ..atomic_files import publishing
 from ..errors import OptionError, TargetError
 from ..preprocessors.flow_cache import FlowCache
-from ..preprocessors.segments import SegmentWindow
+from ..preprocessors.segments import SegmentWindow, check_windows
 from ..preprocessors.video_io import GuideVideoWriter
 from .build import build_guide, iter_guide_frames, open_depth, open_flows, timeline_scale
 from .context import RunContext
@@ -72,8 +72,7 @@ def build_segment_guides(request: GuideRequest, windows: Sequence[SegmentWindow]
     if not windows:
         raise OptionError("No segment windows given: pass at least one (start, length).")
     request = replace(request, window_start=0, window_frames=None)
-    for window in windows:
-        window.check(request.frames)
+    windows = check_windows(windows, request.frames)
     out_dir = Path(out_dir)
     stem = Path(str(request.input)).stem
     started = time.perf_counter()

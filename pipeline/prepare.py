@@ -77,6 +77,7 @@ def prepare(request: GuideRequest) -> PreparedGuide:
                                  "rotation": info.rotation, "codec": info.codec,
                                  "range": [plan.first, plan.stop]},
                          distinct_source_frames=plan.distinct(lo, lo + request.output_frames))
+    result.source["cuts"] = request.cuts
     if info.timestamps is not None:
         result.source["variable_frame_rate"] = True
     if short_note:

@@ -36,11 +36,6 @@ def stored_marks(manifest: Mapping[str, Any], prepared: PreparedGuide,
     return frozenset(int(j) for j in marks), False
 
 
-def new_probe(prepared: PreparedGuide) -> CutProbe:
-    """A probe for an extraction (marks are stored even with ``cuts="off"``, so the entry serves both)."""
-    return CutProbe()
-
-
 def record_cuts(prepared: PreparedGuide, nodes: Sequence[int], marks: frozenset[int],
                 recomputed: bool = False) -> None:
     """Write the cuts that lie inside the request's range into its result (source frame and time)."""
@@ -53,5 +48,6 @@ def record_cuts(prepared: PreparedGuide, nodes: Sequence[int], marks: frozenset[
 
 
 def cut_field(probe: Optional[CutProbe]) -> dict[str, Any]:
-    """The manifest field of a finished extraction."""
+    """The manifest field of a finished extraction (marks are stored even with ``cuts="off"``, so the
+    entry serves both)."""
     return {CUTS_FIELD: list(probe.cuts())} if probe is not None else {}

@@ -14,13 +14,14 @@ import numpy as np
 from ..errors import CacheError
 from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
 from ..preprocessors.motion_resample import Interval, guide_intervals, interval_flow, nodes_needed
+from ..preprocessors.shot_cuts import CutProbe
 from .backend_choice import BackendChoice
 from .context import RunContext
 from .flow_extraction import ExtractionReport, extract_node_flows
 from .flow_keys import flow_key_candidates, planned_span
 from .prepare import PreparedGuide
 from .recent_rows import RecentRows
-from .shot_marks import cut_field, new_probe, stored_marks
+from .shot_marks import cut_field, stored_marks
 
 @dataclass
 class SourceFlows:
@@ -60,7 +61,7 @@ def _produce(prepared: PreparedGuide, choice: BackendChoice, nodes: tuple[int, .
     """Extract the flows between ``nodes`` into ``folder/flows.npy``; return manifest fields and report."""
     width, height = prepared.size
     writer = FlowStoreWriter(folder / "flows.npy", len(nodes) - 1, height, width)
-    probe = new_probe(prepared)
+    probe = CutProbe()
     try:
         report = extract_node_flows(prepared.request, prepared.info, prepared.fitter, choice, nodes, writer, ctx,
                                     prepared.size, probe)

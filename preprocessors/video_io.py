@@ -173,6 +173,8 @@ def probe_video(path: PathLike) -> VideoInfo:
         header_fps = _rate(stream.average_rate) or _rate(stream.guessed_rate) or _rate(stream.base_rate)
         header_frames = int(stream.frames or 0)
         stream_seconds = float(stream.duration * time_base) if stream.duration and time_base else 0.0
+        if not stream_seconds and container.duration and len(container.streams) == 1:  # Matroska: segment duration
+            stream_seconds = container.duration / 1_000_000
         del first
     finally:
         container.close()
@@ -293,7 +295,7 @@ def iter_planned_frames(path: PathLike, indices: Sequence[int], info: VideoInfo)
                 current, position = frame, position + 1
             if current is None:
                 raise InvalidVideoError(f"{file.name} holds no decodable video frame: pass a complete video file.")
-            if position < index - 1 and not info.allow_short:
+            if position < min(index, info.frame_count - 1) - 1 and not info.allow_short:
                 raise InvalidVideoError(
                     f"{file.name} is damaged or incomplete: only {position + 1} of its {info.frame_count} frames "
                     "decode: re-encode it, or allow a short source (--allow-short, allow_short=True).")

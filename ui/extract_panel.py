@@ -71,7 +71,8 @@ def describe_video(path: Optional[str]) -> tuple[str, Optional[np.ndarray]]:
 def make_request(source: str, output: Path, resolution: str, frames: Any, fps: Any, guide_type: str,
                  treatment: str, fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any,
                  backend: str, iterations: Any, batch_size: Any, raft_weights: Optional[str] = None,
-                 depth_variant: Optional[str] = None, depth_contrast: Any = 1.0, depth_smoothing: Any = 0):
+                 depth_variant: Optional[str] = None, depth_contrast: Any = 1.0, depth_smoothing: Any = 0,
+                 cuts: str = "auto", allow_short: Any = False):
     from ..pipeline.request import GuideRequest
 
     def opt_number(value: Any) -> Optional[float]:
@@ -91,7 +92,7 @@ def make_request(source: str, output: Path, resolution: str, frames: Any, fps: A
         end=opt_number(end), range_unit=range_unit, motion_strength=float(motion_strength),
         backend=backend, iterations=int(iterations), batch_size=batch, raft_weights=raft_weights,
         depth_variant=depth_variant, depth_contrast=float(1.0 if depth_contrast in (None, "") else depth_contrast),
-        depth_smoothing=float(depth_smoothing or 0))
+        depth_smoothing=float(depth_smoothing or 0), cuts=cuts or "auto", allow_short=bool(allow_short))
 
 
 def details_markdown(result: Any, chart_note: str = "") -> str:
@@ -117,6 +118,16 @@ def details_markdown(result: Any, chart_note: str = "") -> str:
         if result.cache_hit is not None:
             lines.append("Cache: depth maps " + ("**hit** (no depth model loaded)" if result.cache_hit
                                                  else "miss (computed and stored)"))
+    if result.guide_type in ("flow", "depth"):
+        if result.source.get("cuts") == "off":
+            lines.append("Shots: cut detection off (the source is treated as one shot)")
+        elif result.cuts:
+            lines.append(f"Shots: {result.cuts_text()} — " + ("never drawn as motion" if result.guide_type == "flow"
+                                                              else "one brightness range per shot"))
+        else:
+            lines.append("Shots: no hard cut found")
+    if result.source.get("variable_frame_rate"):
+        lines.append("Timing: variable frame rate source — guide frames placed by presentation time")
     distinct = result.distinct_source_frames
     if 0 < distinct < result.frames:
         lines.append(f"Source frames: {distinct} distinct over {result.frames} guide frames"
@@ -270,8 +281,8 @@ def finish(deps: TabDeps, request: gr.Request = gr.Request()) -> tuple:
 
 def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: Any, guide_type: str, treatment: str,
             fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any, backend: str, iterations: Any,
-            batch_size: Any, depth_contrast: Any = 1.0, depth_smoothing: Any = 0,
-            progress: gr.Progress = gr.Progress(), request: gr.Request = gr.Request()):
+            batch_size: Any, depth_contrast: Any = 1.0, depth_smoothing: Any = 0, cuts: str = "auto",
+            allow_short: Any = False, progress: gr.Progress = gr.Progress(), request: gr.Request = gr.Request()):
     """Extract: the guide, its details, the first preview, the preview slider, the memory chart, the
     cache line and the status line; the run (for Send / Generate / the preview) is kept for this browser
     session. A cancel the user asked for is no error: the panels are cleared and the status says so.
@@ -279,7 +290,7 @@ def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: A
     try:
         return _extract(deps, file_value, resolution, frames, fps, guide_type, treatment, fit, start, end,
                         range_unit, motion_strength, backend, iterations, batch_size, depth_contrast,
-                        depth_smoothing, progress, request)
+                        depth_smoothing, progress, request, cuts, allow_short)
     except StructureVideoError as exc:
         deps.set_run(request, None)
         message = ui_words(str(exc))
@@ -290,7 +301,7 @@ def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: A
 def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: Any, guide_type: str,
              treatment: str, fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any, backend: str,
              iterations: Any, batch_size: Any, depth_contrast: Any, depth_smoothing: Any, progress: Any,
-             request: Any) -> tuple:
+             request: Any, cuts: str = "auto", allow_short: Any = False) -> tuple:
     from ..progress import Progress
     from . import cache_panel
 
@@ -313,7 +324,7 @@ def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: 
         req = make_request(path, out, resolution, frames, fps, guide_type, treatment, fit, start, end,
                            range_unit, motion_strength, backend, iterations, batch_size,
                            depth_variant=host_bridge.host_depth_variant(deps.plugin), depth_contrast=depth_contrast,
-                           depth_smoothing=depth_smoothing)
+                           depth_smoothing=depth_smoothing, cuts=cuts, allow_short=allow_short)
         result = run_extraction(req, progress=Progress(on_update, cancel), gpu_lock=deps.gpu_lock_for(deps.host_state(request)),
                                 weights_locator=host_bridge.weights_locator(deps.plugin), cache=tab_cache(deps))
         indices = plan_indices(req)
