@@ -121,8 +121,8 @@ def timed_plan(treatment: str, count: int, times: Sequence[float], first: int, s
     indices = []
     for t, _cycle in _instants(treatment, count, times, first, stop, target_fps):
         shown = bisect.bisect_right(times, t + _EPS) - 1  # the frame on screen at t
-        if treatment == "adjust" and shown + 1 < stop and times[shown + 1] - t < t - times[shown]:
-            shown += 1  # adjust takes the nearest frame, as frame_plan.plan_adjust does
+        if treatment == "adjust" and shown + 1 < stop and times[shown + 1] - t <= t - times[shown] + _EPS:
+            shown += 1  # adjust takes the nearest frame, halves up, as frame_plan.plan_adjust does
         indices.append(min(max(shown, first), stop - 1))
     return FramePlan(tuple(indices), first, stop)
 
