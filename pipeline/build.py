@@ -29,7 +29,7 @@ from .output import output_error, publish_cached_guide, write_guide_video
 from .prepare import PreparedGuide, prepare
 from .request import GuideRequest, GuideResult
 from .shot_marks import record_cuts
-from .source_flows import SourceFlows, open_source_flows
+from .source_flows import SourceFlows, cached_cut_marks, open_source_flows
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +185,9 @@ def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> 
     except OSError as exc:  # disk full, permissions: the partial file is gone
         raise output_error(output, exc) from exc
     if cached is not None:
+        marks = cached_cut_marks(prepared, backend_for(prepared, ctx), ctx)
+        if marks is not None:
+            record_cuts(prepared, *marks)
         result.cache_hit, result.render_cached, result.flows_from_cache = True, True, True
         result.device = "cache"
         note = "Guide copied from the cache: nothing was extracted or rendered, no flow model loaded."

@@ -72,6 +72,20 @@ def _produce(prepared: PreparedGuide, choice: BackendChoice, nodes: tuple[int, .
     return fields, report
 
 
+def cached_cut_marks(prepared: PreparedGuide, choice: BackendChoice,
+                     ctx: RunContext) -> Optional[tuple[tuple[int, ...], frozenset[int], bool]]:
+    """The nodes and cut marks of the cached flows that serve ``prepared`` (for a guide copied from the
+    render cache, whose flows are not opened), or ``None`` when no entry serves it any more."""
+    if ctx.cache is None:
+        return None
+    for _span, _params, key in flow_key_candidates(prepared, choice, ctx.cache):
+        entry = ctx.cache.lookup(key)
+        if entry is not None:
+            nodes = tuple(int(n) for n in entry.manifest["nodes"])
+            return (nodes, *stored_marks(entry.manifest, prepared, nodes))
+    return None
+
+
 @contextlib.contextmanager
 def open_source_flows(prepared: PreparedGuide, choice: BackendChoice, ctx: RunContext) -> Iterator[SourceFlows]:
     """The flows of ``prepared``; the mapping stays valid (and the cache entry in use) inside the block."""
