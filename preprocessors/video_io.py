@@ -194,11 +194,22 @@ def probe_video(path: PathLike) -> VideoInfo:
     duration = count / fps
     if rotation in (90, 270):
         width, height = height, width
-    announced = header_frames or (int(round(stream_seconds * fps)) if stream_seconds > 0 else 0)
     seconds = [float((pts - times[0]) * time_base) for pts in times] if time_base and len(times) == count else []
+    announced = header_frames or _frames_in(stream_seconds, seconds, count, fps)
     timestamps = tuple(seconds) if seconds and not evenly_spaced(seconds) else None
     return VideoInfo(str(file.resolve()), width, height, float(fps), count, duration, rotation, codec,
                      timestamps, announced, read_error)
+
+
+def _frames_in(announced_seconds: float, seconds: Sequence[float], count: int, fps: float) -> int:
+    """Frames a stream of ``announced_seconds`` holds: the ``count`` read plus the time missing after the
+    last one read, in typical frame durations (so a variable frame rate does not count as missing frames)."""
+    if announced_seconds <= 0:
+        return 0
+    steps = np.diff(np.asarray(seconds, dtype=np.float64))
+    typical = float(np.median(steps[steps > 0])) if (steps > 0).any() else 1.0 / fps
+    missing = announced_seconds - ((seconds[-1] if seconds else (count - 1) / fps) + typical)
+    return count + max(0, int(round(missing / typical)))
 
 
 def _check_size(file: Path, width: int, height: int) -> None:

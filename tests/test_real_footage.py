@@ -182,6 +182,14 @@ def test_the_api_refuses_a_short_file_unless_allowed(half_file, tmp_path) -> Non
         build_guide(replace(request, allow_short="yes"), _no_cache())
 
 
+def test_a_cut_matroska_file_is_judged_by_its_duration(tmp_path) -> None:
+    """Matroska announces no frame count: the duration says how many frames are missing."""
+    cut = make_truncated(make_video(tmp_path / "full.mkv", 128, 96, frames=30, codec="ffv1"), tmp_path / "cut.mkv")
+    with pytest.raises(InvalidVideoError, match=r"could be read of the 30"):
+        prepare(GuideRequest(cut, None, resolution=(128, 96), frames=9))
+    assert prepare(GuideRequest(cut, None, resolution=(128, 96), frames=9, allow_short=True)).info.allow_short
+
+
 def test_segments_in_clip_mode_compute_only_the_pairs_the_timeline_needs(sources, tmp_path, monkeypatch) -> None:
     pairs: list[int] = []
     original = DisFlowBackend.compute
