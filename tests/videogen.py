@@ -62,17 +62,22 @@ def make_video(path: Path, width: int = 64, height: int = 48, frames: int = 10, 
             stream.codec_context.time_base = time_base
         if rotation:
             stream.set_display_rotation(-rotation)  # PyAV: counter-clockwise degrees
-        for index in range(frames):
-            frame = av.VideoFrame.from_ndarray(frame_content(index, width, height), format="rgb24")
-            frame = frame.reformat(format=pix_fmt)
-            frame.pts = pts[index] if pts is not None else index
-            if time_base is not None:
-                frame.time_base = time_base
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+        images = (frame_content(index, width, height) for index in range(frames))
+        _mux(out, stream, images, pts, time_base, pix_fmt)
     return path
+
+
+def _mux(out, stream, images, pts: Optional[list[int]], time_base: Optional[Fraction], pix_fmt: str) -> None:
+    """Encode RGB ``images`` into ``stream`` (frame ``i`` at ``pts[i]``, else ``i``) and flush it."""
+    for index, image in enumerate(images):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(format=pix_fmt)
+        frame.pts = pts[index] if pts is not None else index
+        if time_base is not None:
+            frame.time_base = time_base
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
 
 
 def make_audio_only(path: Path) -> Path:
@@ -214,13 +219,5 @@ def write_rgb_video(path: Path, frames: "list[np.ndarray]", fps: float = 24.0, *
         if time_base is not None:
             stream.time_base = time_base
             stream.codec_context.time_base = time_base
-        for index, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            frame.pts = pts[index] if pts is not None else index
-            if time_base is not None:
-                frame.time_base = time_base
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+        _mux(out, stream, frames, pts, time_base, "yuv420p")
     return Path(path)
