@@ -213,3 +213,18 @@ def test_segment_windows_as_tuples_or_floats_are_one_line_errors(sources, tmp_pa
                            ([SegmentWindow(0, 10.5)], "whole number"), (SegmentWindow(0, 10), "list")):
         with pytest.raises(TargetError, match=words):
             build_segment_guides(request, windows, tmp_path, _no_cache())
+
+
+def test_the_tab_details_say_where_the_cuts_are_and_name_its_short_source_control() -> None:
+    pytest.importorskip("gradio")
+    from wan2gp_structure_video.pipeline.request import GuideResult
+    from wan2gp_structure_video.ui.extract_panel import details_markdown
+    from wan2gp_structure_video.ui.wording import ui_words
+
+    result = GuideResult(output=None, frames=49, width=WIDTH, height=HEIGHT, fps=16.0, guide_type="flow",
+                         requested_size=(WIDTH, HEIGHT), cuts=[24, 60], cut_times=[1.0, 2.5])
+    assert "Shots: 2 hard cuts at source frame 24 (1.00 s), frame 60 (2.50 s) — never drawn as motion" \
+        in details_markdown(result)
+    result.source["cuts"] = "off"
+    assert "Shots: cut detection off" in details_markdown(replace(result, cuts=[], cut_times=[]))
+    assert '"Accept a damaged (short) video"' in ui_words("or allow a short source (--allow-short, allow_short=True)")
