@@ -114,3 +114,27 @@ def test_even_spacing_and_frame_coordinates() -> None:
     times = [0.0, 0.1, 0.3]
     assert frame_coordinate(times, 0.2) == pytest.approx(1.5)  # halfway through the long frame: split by time
     assert frame_coordinate(times, 5.0) == 2.0 and frame_coordinate(times, -1.0) == 0.0
+
+
+@pytest.mark.parametrize("treatment,frames", [("adjust", 49), ("adjust", 17), ("clip", 33), ("clip", 50)])
+def test_the_time_path_draws_a_cfr_source_byte_identically(tmp_path, treatment, frames) -> None:
+    """The guide frames of a constant frame rate source (the frame-number path, unchanged from the previous
+    release) and those of the time path given that source's even timestamps are the same bytes."""
+    from dataclasses import replace
+
+    from wan2gp_structure_video.pipeline import iter_guide_frames
+    from wan2gp_structure_video.pipeline.prepare import plan_in_time
+
+    source = write_rgb_video(tmp_path / "cfr.mp4", pan_frames(photo("coffee"), steady_offsets(30, 2.0), width=WIDTH,
+                                                              height=HEIGHT), fps=24)
+    request = GuideRequest(source, None, resolution=(WIDTH, HEIGHT), frames=frames, fps=16, treatment=treatment,
+                           backend="dis")
+    by_frame = [f.copy() for f in iter_guide_frames(request, RunContext(use_cache=False))]
+    prepared = prepare(request)
+    assert prepared.info.timestamps is None
+    info = replace(prepared.info, timestamps=tuple(i / prepared.info.fps for i in range(prepared.info.frame_count)))
+    plan, motion = plan_in_time(prepared.request, info)
+    by_time = list(iter_guide_frames(request, RunContext(use_cache=False),
+                                     replace(prepared, info=info, plan=plan, motion=motion)))
+    assert plan == prepared.plan and len(by_time) == frames
+    assert all(np.array_equal(a, b) for a, b in zip(by_frame, by_time))
