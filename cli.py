@@ -40,6 +40,7 @@ CHOICES = {
     "precision": ("auto", "fp32", "fp16", "bf16"),
     "teardown": ("keep", "unload", "release"),
     "depth_variant": ("vits", "vitb", "vitl"),
+    "cuts": ("auto", "off"),
 }
 #: Bounds of the ``sample`` command (those of preprocessors.sample_video and the guide writer).
 SAMPLE_SIDES, SAMPLE_MAX_FRAMES, SAMPLE_MAX_FPS = (16, 4096), 10_000, 240.0
@@ -90,6 +91,12 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
                        help="percentile of the clip's flow magnitudes that maps to full colour (default 99)")
     guide.add_argument("--canny-intensity", type=float, default=1.0,
                        help="canny only: >1 finds more edges, <1 fewer (default 1)")
+    guide.add_argument("--cuts", default="auto", choices=CHOICES["cuts"],
+                       help="auto: find hard cuts between shots; flow never draws a cut as motion, depth gets one "
+                            "brightness range per shot; off: treat the source as one shot (default auto)")
+    guide.add_argument("--allow-short", action="store_true",
+                       help="accept a damaged or cut-short video (fewer frames than its container announces): "
+                            "a Note, and the guide from the frames that decode (default: error, exit 2)")
     depth = parser.add_argument_group("depth (--type depth)")
     depth.add_argument("--depth-weights", metavar="PATH",
                        help="Depth Anything V2 weights: Wan2GP's depth_anything_v2_<variant>.pth (original layout) or "
@@ -343,6 +350,7 @@ def run_guide(args: argparse.Namespace) -> int:
                     canny_intensity=args.canny_intensity, depth_weights=args.depth_weights,
                     depth_variant=args.depth_variant, depth_contrast=args.depth_contrast,
                     depth_smoothing=args.depth_smoothing, depth_input_size=args.depth_input_size or None,
+                    cuts=args.cuts, allow_short=args.allow_short,
                     teardown="keep" if many else args.teardown)  # load once for a batch of inputs
                 progress, close_progress = _console_progress(args.quiet)
                 try:

@@ -21,6 +21,8 @@ BACKENDS = ("auto", "raft", "dis")
 RAFT_MODELS = ("large", "small")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 TEARDOWNS = ("keep", "unload", "release")
+#: ``cuts``: auto = find hard cuts between shots (never drawn as motion, one depth range per shot); off = ignore.
+CUT_MODES = ("auto", "off")
 #: ``raft_weights`` / ``depth_weights`` value that builds the model with random weights (tests and benchmarks only).
 RANDOM_WEIGHTS = "random"
 #: Depth Anything V2 sizes (``preprocessors.depth_weights.DEPTH_VARIANTS``; a test checks they match).
@@ -68,6 +70,8 @@ class GuideRequest:
     depth_contrast: float = 1.0
     depth_smoothing: float = 0.0
     depth_input_size: Optional[int] = 518
+    cuts: str = "auto"
+    allow_short: bool = False
 
     @property
     def output_frames(self) -> int:
@@ -97,6 +101,9 @@ class GuideRequest:
         _choice("RAFT model", self.raft_model, RAFT_MODELS)
         _choice("precision", self.precision, PRECISIONS)
         _choice("teardown", self.teardown, TEARDOWNS)
+        _choice("cuts", self.cuts, CUT_MODES)
+        if not isinstance(self.allow_short, bool):
+            raise OptionError(f"allow_short {self.allow_short!r} must be True or False.")
         width, height = snap_resolution(*self.size)
         if isinstance(self.frames, bool) or not isinstance(self.frames, int) or not 0 < self.frames <= MAX_FRAMES:
             raise TargetError(f"Frame count {self.frames!r} must be a whole number from 1 to {MAX_FRAMES}.")
@@ -159,6 +166,9 @@ class GuideResult:
     memory_notes: list[str] = field(default_factory=list)
     memory_reports: list[str] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
+    #: Hard cuts found (``cuts="auto"``): the source frames that start a new shot, and their times in seconds.
+    cuts: list[int] = field(default_factory=list)
+    cut_times: list[float] = field(default_factory=list)
     timeline: Any = None
     warnings: list[str] = field(default_factory=list)
 
@@ -192,6 +202,10 @@ class GuideResult:
             elif self.cache_hit is not None or self.flow_stride:
                 parts.append("flows computed" + (f" every {self.flow_stride} source frames"
                                                  if self.flow_stride > 1 else ""))
+        if self.cuts:
+            parts.append(self.cuts_text())
+        if self.source.get("variable_frame_rate"):
+            parts.append("variable frame rate: placed by presentation time")
         if 0 < self.distinct_source_frames < self.frames:
             if self.guide_type == "flow":
                 parts.append(f"motion of {self.distinct_source_frames} source frames spread over {self.frames}")
@@ -211,6 +225,12 @@ class GuideResult:
         if self.peak_anon_bytes:
             details.append(f"  Peak process memory (anonymous): {self.peak_anon_bytes / 2**20:.0f} MiB")
         return "\n".join([line] + details)
+
+
+    def cuts_text(self) -> str:
+        """How many hard cuts were found and where (source frame and time)."""
+        where = ", ".join(f"frame {frame} ({seconds:.2f} s)" for frame, seconds in zip(self.cuts, self.cut_times))
+        return f"{len(self.cuts)} hard cut{'s' if len(self.cuts) != 1 else ''} at source {where}"
 
 
 def _choice(label: str, value: Any, allowed: tuple[str, ...]) -> None:

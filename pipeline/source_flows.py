@@ -15,12 +15,14 @@ from ..errors import CacheError
 from ..preprocessors.cache_entries import CacheEntry
 from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
 from ..preprocessors.motion_resample import Interval, guide_intervals, interval_flow, nodes_needed
+from ..preprocessors.shot_cuts import CutProbe
 from .backend_choice import BackendChoice
 from .context import RunContext
 from .flow_extraction import ExtractionReport, extract_node_flows
 from .flow_keys import NodeSpan, extract_first, flow_key_candidates, planned_span
 from .prepare import PreparedGuide
 from .recent_rows import RecentRows
+from .shot_marks import cut_field, stored_marks
 
 @dataclass
 class SourceFlows:
@@ -35,6 +37,10 @@ class SourceFlows:
     stride: int = 1
     extraction: Optional[ExtractionReport] = None
     read_seconds: float = 0.0
+    #: Rows that are hard cuts between shots (never drawn as motion); empty with ``cuts="off"``.
+    cuts: frozenset[int] = frozenset()
+    #: Whether the marks were recomputed (an entry written before cuts were marked).
+    cuts_recomputed: bool = False
 
     def __post_init__(self) -> None:
         self._converted = RecentRows(self.rows)
@@ -48,7 +54,7 @@ class SourceFlows:
     def guide_flow(self, k: int, fresh: bool = True) -> np.ndarray:
         """The motion guide frame ``k`` of the timeline shows (H, W, 2) float32 (``fresh=False``: may be
         a stored row itself, to read only)."""
-        return interval_flow(self.row, self.nodes, self.intervals, k, self.shape, fresh=fresh)
+        return interval_flow(self.row, self.nodes, self.intervals, k, self.shape, fresh=fresh, cuts=self.cuts)
 
 
 def _produce(prepared: PreparedGuide, choice: BackendChoice, nodes: tuple[int, ...], folder: Path,
@@ -56,13 +62,14 @@ def _produce(prepared: PreparedGuide, choice: BackendChoice, nodes: tuple[int, .
     """Extract the flows between ``nodes`` into ``folder/flows.npy``; return manifest fields and report."""
     width, height = prepared.size
     writer = FlowStoreWriter(folder / "flows.npy", len(nodes) - 1, height, width)
+    probe = CutProbe()
     try:
         report = extract_node_flows(prepared.request, prepared.info, prepared.fitter, choice, nodes, writer, ctx,
-                                    prepared.size)
+                                    prepared.size, probe)
     finally:
         writer.close()
     fields = {"shape": [len(nodes) - 1, height, width, 2], "nodes": list(nodes), "backend": choice.name,
-              "backend_reason": choice.reason}
+              "backend_reason": choice.reason, **cut_field(probe)}
     return fields, report
 
 
@@ -73,6 +80,20 @@ def planned_entry(prepared: PreparedGuide, choice: BackendChoice, ctx: RunContex
     ``flow_keys.extract_first``). Returns (entry, hit, the extraction's report or None)."""
     return extract_first(ctx.cache, (candidates or flow_key_candidates(prepared, choice, ctx.cache))[0],
                          lambda span, folder: _produce(prepared, choice, span.nodes, folder, ctx))
+
+
+def cached_cut_marks(prepared: PreparedGuide, choice: BackendChoice,
+                     ctx: RunContext) -> Optional[tuple[tuple[int, ...], frozenset[int], bool]]:
+    """The nodes and cut marks of the cached flows that serve ``prepared`` (for a guide copied from the
+    render cache, whose flows are not opened), or ``None`` when no entry serves it any more."""
+    if ctx.cache is None:
+        return None
+    for _span, _params, key in flow_key_candidates(prepared, choice, ctx.cache):
+        entry = ctx.cache.lookup(key)
+        if entry is not None:
+            nodes = tuple(int(n) for n in entry.manifest["nodes"])
+            return (nodes, *stored_marks(entry.manifest, prepared, nodes))
+    return None
 
 
 @contextlib.contextmanager
@@ -93,10 +114,12 @@ def open_source_flows(prepared: PreparedGuide, choice: BackendChoice, ctx: RunCo
             entry, hit, report = planned_entry(prepared, choice, ctx, candidates)
         nodes = tuple(int(n) for n in entry.manifest["nodes"])
         with ctx.cache.use(entry):
+            marks, recomputed = stored_marks(entry.manifest, prepared, nodes)
             yield SourceFlows(entry.rows(), nodes, guide_intervals(prepared.motion, nodes[0], nodes[-1]), shape,
                               from_cache=hit, key=entry.key, stride=stride,
                               extraction=report,
-                              read_seconds=time.perf_counter() - started if hit else 0.0)
+                              read_seconds=time.perf_counter() - started if hit else 0.0,
+                              cuts=marks, cuts_recomputed=recomputed)
         return
     span = planned_span(prepared)
     nodes = span.nodes
@@ -106,13 +129,14 @@ def open_source_flows(prepared: PreparedGuide, choice: BackendChoice, ctx: RunCo
     rows = None
     try:
         try:
-            _, report = _produce(prepared, choice, nodes[j0:j1 + 1], work_dir, ctx)
+            fields, report = _produce(prepared, choice, nodes[j0:j1 + 1], work_dir, ctx)
         except OSError as exc:
             raise CacheError(f"Cannot write temporary flows in {work_dir.parent}: {exc.strerror or exc}; "
                              "free disk space.") from exc
         rows = open_flow_rows(work_dir / "flows.npy")
+        marks, _ = stored_marks(fields, prepared, nodes[j0:j1 + 1])
         yield SourceFlows(rows, nodes[j0:j1 + 1], intervals, shape, from_cache=False, stride=span.stride,
-                          extraction=report)
+                          extraction=report, cuts=marks)
     finally:
         rows = None
         shutil.rmtree(work_dir, ignore_errors=True)

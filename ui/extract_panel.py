@@ -74,7 +74,7 @@ def make_request(source: str, output: Path, resolution: str, frames: Any, fps: A
                  treatment: str, fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any,
                  backend: str, iterations: Any, batch_size: Any, raft_weights: Optional[str] = None,
                  depth_variant: Optional[str] = None, depth_contrast: Any = 1.0, depth_smoothing: Any = 0,
-                 depth_weights: Optional[str] = None):
+                 depth_weights: Optional[str] = None, cuts: str = "auto", allow_short: Any = False):
     from ..pipeline.request import GuideRequest
 
     def opt_number(value: Any) -> Optional[float]:
@@ -94,7 +94,8 @@ def make_request(source: str, output: Path, resolution: str, frames: Any, fps: A
         end=opt_number(end), range_unit=range_unit, motion_strength=float(motion_strength),
         backend=backend, iterations=int(iterations), batch_size=batch, raft_weights=raft_weights,
         depth_variant=depth_variant, depth_contrast=float(1.0 if depth_contrast in (None, "") else depth_contrast),
-        depth_smoothing=float(depth_smoothing or 0), depth_weights=depth_weights)
+        depth_smoothing=float(depth_smoothing or 0), depth_weights=depth_weights,
+        cuts=cuts or "auto", allow_short=bool(allow_short))
 
 
 def _where(result: Any) -> str:
@@ -132,6 +133,16 @@ def details_markdown(result: Any, chart_note: str = "") -> str:
         if result.cache_hit is not None:
             lines.append("Cache: depth maps " + ("**hit** (no depth model loaded)" if result.cache_hit
                                                  else "miss (computed and stored)"))
+    if result.guide_type in ("flow", "depth"):
+        if result.source.get("cuts") == "off":
+            lines.append("Shots: cut detection off (the source is treated as one shot)")
+        elif result.cuts:
+            lines.append(f"Shots: {result.cuts_text()} — " + ("never drawn as motion" if result.guide_type == "flow"
+                                                              else "one brightness range per shot"))
+        else:
+            lines.append("Shots: no hard cut found")
+    if result.source.get("variable_frame_rate"):
+        lines.append("Timing: variable frame rate source — guide frames placed by presentation time")
     distinct = result.distinct_source_frames
     if 0 < distinct < result.frames:
         lines.append(f"Source frames: {distinct} distinct over {result.frames} guide frames"
@@ -287,8 +298,8 @@ def finish(deps: TabDeps, request: gr.Request = gr.Request()) -> tuple:
 def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: Any, guide_type: str, treatment: str,
             fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any, backend: str, iterations: Any,
             batch_size: Any, depth_contrast: Any = 1.0, depth_smoothing: Any = 0, depth_weights_path: Any = None,
-            depth_weights_file: Any = None, progress: gr.Progress = gr.Progress(),
-            request: gr.Request = gr.Request()):
+            depth_weights_file: Any = None, cuts: str = "auto", allow_short: Any = False,
+            progress: gr.Progress = gr.Progress(), request: gr.Request = gr.Request()):
     """Extract: the guide, its details, the first preview, the preview slider, the memory chart, the
     cache line and the status line; the run (for Send / Generate / the preview) is kept for this browser
     session. A cancel the user asked for is no error: the panels are cleared and the status says so.
@@ -298,7 +309,7 @@ def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: A
     try:
         return _extract(deps, file_value, resolution, frames, fps, guide_type, treatment, fit, start, end,
                         range_unit, motion_strength, backend, iterations, batch_size, depth_contrast,
-                        depth_smoothing, depth_weights, progress, request)
+                        depth_smoothing, depth_weights, progress, request, cuts, allow_short)
     except Exception as exc:  # whatever failed, the run ends: finish() puts the message in the status line
         deps.set_run(request, None)
         if isinstance(exc, WeightsNotFoundError) and guide_type == "depth" and depth_weights is None:
@@ -312,7 +323,8 @@ def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: A
 def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: Any, guide_type: str,
              treatment: str, fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any, backend: str,
              iterations: Any, batch_size: Any, depth_contrast: Any, depth_smoothing: Any,
-             depth_weights: Optional[str], progress: Any, request: Any) -> tuple:
+             depth_weights: Optional[str], progress: Any, request: Any, cuts: str = "auto",
+             allow_short: Any = False) -> tuple:
     from ..progress import Progress
     from . import cache_panel
 
@@ -334,7 +346,8 @@ def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: 
         req = make_request(path, out, resolution, frames, fps, guide_type, treatment, fit, start, end,
                            range_unit, motion_strength, backend, iterations, batch_size,
                            depth_variant=host_bridge.host_depth_variant(deps.plugin), depth_contrast=depth_contrast,
-                           depth_smoothing=depth_smoothing, depth_weights=depth_weights)
+                           depth_smoothing=depth_smoothing, depth_weights=depth_weights, cuts=cuts,
+                           allow_short=allow_short)
         result = run_extraction(req, progress=Progress(on_update, cancel), gpu_lock=deps.gpu_lock_for(deps.host_state(request)),
                                 weights_locator=host_bridge.weights_locator(deps.plugin), cache=tab_cache(deps))
         indices = plan_indices(req)

@@ -27,7 +27,7 @@ BACKENDS = [("Auto (RAFT if found, else DIS)", "auto"), ("RAFT (GPU, best)", "ra
 ELEM = "structure_video"  # prefix of the elem_ids the browser tests use
 EXTRACT_INPUTS = ("source", "resolution", "frames", "fps", "guide_type", "treatment", "fit", "start", "end",
                   "range_unit", "motion_strength", "backend", "iterations", "batch_size", "depth_contrast",
-                  "depth_smoothing", "depth_weights_path", "depth_weights_file")
+                  "depth_smoothing", "depth_weights_path", "depth_weights_file", "cuts", "allow_short")
 TARGET_FIELDS = ("resolution", "frames", "fps")
 
 
@@ -146,6 +146,14 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
                     c["depth_weights_file"] = gr.File(label="or upload the .pth", file_count="single",
                                                       type="filepath", file_types=[".pth", ".safetensors"],
                                                       height=90, elem_id=f"{ELEM}_depth_weights_file")
+                with gr.Row():
+                    c["cuts"] = gr.Radio(["auto", "off"], value="auto", label="Hard cuts", elem_id=f"{ELEM}_cuts",
+                                         info="Auto: find cuts between shots; never drawn as motion, one depth "
+                                              "range per shot. Off: one shot.")
+                    c["allow_short"] = gr.Checkbox(value=False, label="Accept a damaged (short) video",
+                                                   elem_id=f"{ELEM}_allow_short",
+                                                   info="Use the frames that decode when a file holds fewer than "
+                                                        "it announces (otherwise an error).")
             if hosted:
                 with gr.Row():
                     c["weights_info"] = gr.Markdown(generator_panel.weights_text(deps), elem_id=f"{ELEM}_weights")

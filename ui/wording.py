@@ -22,6 +22,7 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     (r"use --device cpu or auto", 'choose Flow backend "DIS (OpenCV, CPU, fast)"'),
     (r"use --raft-model (\w+)", r"use RAFT-\1 weights"),
     (r"--batch-size 0", "Batch size 0 (automatic)"),
+    (r"\(--allow-short, allow_short=True\)", '(More settings ▸ "Accept a damaged (short) video")'),
 )
 
 #: CLI options and the label of the control that sets the same thing in the tab.
@@ -44,6 +45,8 @@ _OPTIONS: dict[str, str] = {
     "--depth-contrast": "Depth contrast",
     "--depth-smoothing": "Depth smoothing (frames)",
     "--cache-dir": "cache folder",
+    "--cuts": "Hard cuts",
+    "--allow-short": "Accept a damaged (short) video",
 }
 
 _OPTION = re.compile(r"--[a-z][a-z-]*")
