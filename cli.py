@@ -1,4 +1,4 @@
-"""Command line: ``wan2gp-structure-video guide|sample|cache|app ...``.
+"""Command line: ``wan2gp-structure-video guide|sample|cache|app|farm ...``.
 
 Errors of the project, and wrong arguments, print on one line and exit with status 2, before any
 work starts (output paths are checked before anything is decoded); a batch of several inputs goes
@@ -23,6 +23,7 @@ from . import __version__
 from .cli_args import check_guide_args
 from .ports import check_port
 from .errors import OptionError, OutputError, StructureVideoError, plain_words
+from .farm.command import add_farm_command, run_farm_command
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".gif", ".wmv", ".flv")
 TIMELINE_SUFFIXES = (".png", ".csv", ".json")
@@ -185,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="port (default 7860); if it is in use the error names a free one")
     app.add_argument("--share", action="store_true", help="also open a public gradio.live link (opt-in)")
     _add_common(app, argparse.SUPPRESS)
+    _add_common(add_farm_command(commands), argparse.SUPPRESS)
     return parser
 
 
@@ -457,7 +459,8 @@ def run_app(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"guide": run_guide, "cache": run_cache,
-                                                            "sample": run_sample, "app": run_app}
+                                                            "sample": run_sample, "app": run_app,
+                                                            "farm": run_farm_command}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
 
-from ..preprocessors.flow_cache import FlowCache, make_key
+from ..preprocessors.flow_cache import CacheEntry, FlowCache, make_key
 from ..preprocessors.motion_resample import source_nodes
 from .backend_choice import BackendChoice, resolve_device
 from .prepare import PreparedGuide
@@ -124,6 +125,23 @@ def keyed_once(spans: Sequence[Any],
             seen.add(key)
             candidates.append((span, params, key))
     return candidates
+
+
+def extract_first(cache: FlowCache, candidate: tuple[Any, dict[str, Any], str],
+                  extract: Callable[[Any, Path], tuple[dict[str, Any], Any]]) -> tuple[CacheEntry, bool, Optional[Any]]:
+    """The entry of a request's first candidate, made by ``extract(span, folder) -> (manifest fields,
+    report)`` unless present: what a local run makes when nothing serves a request, and what the
+    farm's workers make. Returns (entry, hit, the extraction's report or None)."""
+    span, params, key = candidate
+    reports: list[Any] = []
+
+    def produce(folder: Path) -> dict[str, Any]:
+        fields, report = extract(span, folder)
+        reports.append(report)
+        return fields
+
+    entry, hit = cache.get_or_create(key, produce, params)
+    return entry, hit, reports[0] if reports else None
 
 
 def render_key(prepared: PreparedGuide, choice: BackendChoice, cache: FlowCache) -> str:

@@ -27,6 +27,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from ..errors import CacheError
+from ..preprocessors.cache_entries import CacheEntry
 from ..preprocessors.flow_cache import FlowCache
 from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
 from ..preprocessors.shot_cuts import CutProbe
@@ -34,7 +35,7 @@ from .context import RunContext
 from .depth_choice import DepthChoice, choose_depth
 from .depth_extraction import extract_depth_maps
 from .flow_extraction import ExtractionReport
-from .flow_keys import candidate_strides, keyed_once, model_compute, source_identity
+from .flow_keys import candidate_strides, extract_first, keyed_once, model_compute, source_identity
 from .prepare import PreparedGuide
 from .recent_rows import RecentRows
 from .shot_marks import cut_field, stored_marks
@@ -152,6 +153,15 @@ def _produce(prepared: PreparedGuide, choice: DepthChoice, nodes: tuple[int, ...
     return fields, report
 
 
+def planned_depth_entry(prepared: PreparedGuide, choice: DepthChoice, ctx: RunContext,
+                        candidates: Optional[list[tuple[tuple[int, int, int], dict[str, Any], str]]] = None,
+                        ) -> tuple[CacheEntry, bool, Optional[ExtractionReport]]:
+    """The entry of the request's own span (its first candidate key), computed unless present (see
+    ``flow_keys.extract_first``). Returns (entry, hit, the extraction's report or None)."""
+    return extract_first(ctx.cache, (candidates or depth_key_candidates(prepared, choice, ctx.cache))[0],
+                         lambda span, folder: _produce(prepared, choice, depth_nodes(*span), folder, ctx))
+
+
 @contextlib.contextmanager
 def open_source_depth(prepared: PreparedGuide, choice: DepthChoice, ctx: RunContext) -> Iterator[SourceDepth]:
     """The depth maps of ``prepared``; the mapping stays valid (the cache entry in use) inside the block."""
@@ -160,7 +170,7 @@ def open_source_depth(prepared: PreparedGuide, choice: DepthChoice, ctx: RunCont
     if ctx.cache is not None:
         started = time.perf_counter()
         entry, hit = None, False
-        reports: list[ExtractionReport] = []
+        report: Optional[ExtractionReport] = None
         candidates = depth_key_candidates(prepared, choice, ctx.cache)
         for _span, _params, key in candidates:
             entry = ctx.cache.lookup(key)
@@ -168,19 +178,12 @@ def open_source_depth(prepared: PreparedGuide, choice: DepthChoice, ctx: RunCont
                 hit = True
                 break
         if entry is None:
-            span, params, key = candidates[0]
-
-            def produce(folder: Path) -> dict[str, Any]:
-                fields, report = _produce(prepared, choice, depth_nodes(*span), folder, ctx)
-                reports.append(report)
-                return fields
-
-            entry, hit = ctx.cache.get_or_create(key, produce, params)
+            entry, hit, report = planned_depth_entry(prepared, choice, ctx, candidates)
         nodes = tuple(int(n) for n in entry.manifest["nodes"])
         with ctx.cache.use(entry):
             marks, recomputed = stored_marks(entry.manifest, prepared, nodes)
             yield SourceDepth(entry.rows(), nodes, shape, from_cache=hit, key=entry.key,
-                              extraction=reports[0] if reports else None,
+                              extraction=report,
                               read_seconds=time.perf_counter() - started if hit else 0.0,
                               cuts=marks, cuts_recomputed=recomputed)
         return

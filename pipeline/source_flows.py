@@ -12,13 +12,14 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from ..errors import CacheError
+from ..preprocessors.cache_entries import CacheEntry
 from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
 from ..preprocessors.motion_resample import Interval, guide_intervals, interval_flow, nodes_needed
 from ..preprocessors.shot_cuts import CutProbe
 from .backend_choice import BackendChoice
 from .context import RunContext
 from .flow_extraction import ExtractionReport, extract_node_flows
-from .flow_keys import flow_key_candidates, planned_span
+from .flow_keys import NodeSpan, extract_first, flow_key_candidates, planned_span
 from .prepare import PreparedGuide
 from .recent_rows import RecentRows
 from .shot_marks import cut_field, stored_marks
@@ -72,6 +73,15 @@ def _produce(prepared: PreparedGuide, choice: BackendChoice, nodes: tuple[int, .
     return fields, report
 
 
+def planned_entry(prepared: PreparedGuide, choice: BackendChoice, ctx: RunContext,
+                  candidates: Optional[list[tuple[NodeSpan, dict[str, Any], str]]] = None,
+                  ) -> tuple[CacheEntry, bool, Optional[ExtractionReport]]:
+    """The entry of the request's own span (its first candidate key), extracted unless present (see
+    ``flow_keys.extract_first``). Returns (entry, hit, the extraction's report or None)."""
+    return extract_first(ctx.cache, (candidates or flow_key_candidates(prepared, choice, ctx.cache))[0],
+                         lambda span, folder: _produce(prepared, choice, span.nodes, folder, ctx))
+
+
 def cached_cut_marks(prepared: PreparedGuide, choice: BackendChoice,
                      ctx: RunContext) -> Optional[tuple[tuple[int, ...], frozenset[int], bool]]:
     """The nodes and cut marks of the cached flows that serve ``prepared`` (for a guide copied from the
@@ -93,7 +103,7 @@ def open_source_flows(prepared: PreparedGuide, choice: BackendChoice, ctx: RunCo
     if ctx.cache is not None:
         started = time.perf_counter()
         entry, hit, stride = None, False, prepared.stride
-        reports: list[ExtractionReport] = []
+        report: Optional[ExtractionReport] = None
         candidates = flow_key_candidates(prepared, choice, ctx.cache)
         for span, _params, key in candidates:
             entry = ctx.cache.lookup(key)
@@ -101,20 +111,13 @@ def open_source_flows(prepared: PreparedGuide, choice: BackendChoice, ctx: RunCo
                 hit, stride = True, span.stride
                 break
         if entry is None:
-            span, params, key = candidates[0]
-
-            def produce(folder: Path) -> dict[str, Any]:
-                fields, report = _produce(prepared, choice, span.nodes, folder, ctx)
-                reports.append(report)
-                return fields
-
-            entry, hit = ctx.cache.get_or_create(key, produce, params)
+            entry, hit, report = planned_entry(prepared, choice, ctx, candidates)
         nodes = tuple(int(n) for n in entry.manifest["nodes"])
         with ctx.cache.use(entry):
             marks, recomputed = stored_marks(entry.manifest, prepared, nodes)
             yield SourceFlows(entry.rows(), nodes, guide_intervals(prepared.motion, nodes[0], nodes[-1]), shape,
                               from_cache=hit, key=entry.key, stride=stride,
-                              extraction=reports[0] if reports else None,
+                              extraction=report,
                               read_seconds=time.perf_counter() - started if hit else 0.0,
                               cuts=marks, cuts_recomputed=recomputed)
         return

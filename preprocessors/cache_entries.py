@@ -7,10 +7,15 @@ checked by reading the data only when its verified stamp no longer matches (see 
 The ``.npy`` header and shape are checked on every use. Anything else is removed and recomputed with
 a warning; a *foreign* object where an entry belongs (a link, a file, a folder holding other names)
 is left alone and the flows are computed into a private temporary folder instead, uncached.
+
+On storage shared between machines (:meth:`EntryStore.publish`) no lock is taken: each writer fills
+its own folder and renames it into place; the first rename wins and a later writer discards its copy
+(renaming a folder onto a non-empty one fails), so the entry any reader sees is one writer's whole work.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -131,9 +136,10 @@ class EntryStore:
         size = os.lstat(data).st_size
         if size != manifest.get("bytes"):
             return f"data is {size} bytes, manifest says {manifest.get('bytes')}", {}
+        stamp_file = self.layout.node_file("entries", key) or folder / STAMP_FILE
         record = None
         with contextlib.suppress(OSError, ValueError):
-            record = read_json(folder / STAMP_FILE)
+            record = read_json(stamp_file)
         matches, fresh = verify_file(data, manifest.get("sha256"), record)
         if not matches:
             return "checksum mismatch", {}
@@ -145,7 +151,7 @@ class EntryStore:
             return f"data has shape {shape}, manifest says {manifest.get('shape')}", {}
         if fresh is not None:
             with contextlib.suppress(OSError):
-                write_text_atomic(folder / STAMP_FILE, json.dumps(fresh))
+                write_text_atomic(stamp_file, json.dumps(fresh))
         return None, manifest
 
     # ----------------------------------------------------------------- writing
@@ -158,35 +164,71 @@ class EntryStore:
                 parts = writer_folder_parts(item.name)
                 if parts is not None and parts[0] == key:
                     self.layout.remove_tree(Path(item.path))
-        tmp = tmp_root / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
+        tmp = self._writer_folder(key)
         final = self.layout.entry_dir(key)
-        with _removed_on_failure(tmp, f"Cannot write the flow cache at {self.layout.root}", "free disk space, "
-                                 "choose another folder with --cache-dir, or use --no-cache."):
+        with self._writing(tmp):
             manifest = self._fill(tmp, key, produce, params)
             if os.path.lexists(final):
                 self.remove(final, force=True)
-            for attempt in range(3):  # an eviction may remove the empty prefix folder between the two calls
-                final.parent.mkdir(exist_ok=True)
-                try:
-                    os.rename(tmp, final)
-                    break
-                except FileNotFoundError:
-                    if attempt == 2 or not tmp.exists():
-                        raise
-            fsync_dir(final.parent)
+            self._rename_into_place(tmp, final)
         return CacheEntry(key, final, manifest)
+
+    def publish(self, key: str, produce: Producer, params: dict[str, Any]) -> tuple[CacheEntry, bool]:
+        """Shared storage: compute the entry of ``key`` without any lock and publish it unless another
+        writer did first (then this copy is discarded and theirs returned). Returns (entry, ours)."""
+        self.layout.ensure("entries", "tmp")
+        tmp = self._writer_folder(key)
+        final = self.layout.entry_dir(key)
+        with self._writing(tmp):
+            manifest = self._fill(tmp, key, produce, params, stamp=self.layout.node_file("entries", key))
+            try:
+                self._rename_into_place(tmp, final)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # another writer was first: theirs is the entry
+                winner, problem = self.lookup(key)
+                if winner is None:
+                    raise CacheError(f"Another writer published the flow cache entry {key[:12]} first, but it is "
+                                     f"not valid ({problem}); run the job again.") from exc
+                return winner, False
+        return CacheEntry(key, final, manifest), True
+
+    def _writer_folder(self, key: str) -> Path:
+        """A new private folder in ``tmp/`` for one writer of ``key``."""
+        tmp = self.layout.folder("tmp") / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        return tmp
+
+    def _writing(self, tmp: Path) -> contextlib.AbstractContextManager[None]:
+        return _removed_on_failure(tmp, f"Cannot write the flow cache at {self.layout.root}", "free disk space, "
+                                   "choose another folder with --cache-dir, or use --no-cache.")
+
+    @staticmethod
+    def _rename_into_place(tmp: Path, final: Path) -> None:
+        """Rename a filled writer folder to the entry's place (fails if a non-empty entry is there)."""
+        for attempt in range(3):  # an eviction may remove the empty prefix folder between the two calls
+            final.parent.mkdir(exist_ok=True)
+            try:
+                os.rename(tmp, final)
+                break
+            except FileNotFoundError:
+                if attempt == 2 or not tmp.exists():
+                    raise
+        fsync_dir(final.parent)
 
     def create_ephemeral(self, key: str, produce: Producer, params: dict[str, Any]) -> CacheEntry:
         """Compute the entry into a private temporary folder (removed when its use ends)."""
         folder = make_scratch_dir("flows")
         with _removed_on_failure(folder, f"Cannot write temporary flows in {folder.parent}", "free disk space."):
-            manifest = self._fill(folder, key, produce, params, stamp=False)
+            manifest = self._fill(folder, key, produce, params, stamp=None)
         return CacheEntry(key, folder, manifest, ephemeral=True)
 
     @staticmethod
     def _fill(folder: Path, key: str, produce: Producer, params: dict[str, Any],
-              stamp: bool = True) -> dict[str, Any]:
+              stamp: Optional[Path] = Path(STAMP_FILE)) -> dict[str, Any]:
+        """Run ``produce`` into ``folder`` and write the manifest; the verified stamp goes to ``stamp``
+        (relative: inside ``folder``; None: nowhere)."""
         fields = produce(folder)
         data = folder / FLOWS_FILE
         with open(data, "rb+") as handle:
@@ -197,9 +239,9 @@ class EntryStore:
                     "bytes": data.stat().st_size, "sha256": digest, "created": time.time(), "complete": True,
                     **fields}
         write_text_atomic(folder / MANIFEST_FILE, json.dumps(manifest, indent=1, default=str))
-        record = stamp_record(before, digest) if stamp and FileStamp.of(data) == before else None
+        record = stamp_record(before, digest) if stamp is not None and FileStamp.of(data) == before else None
         if record is not None:
-            write_text_atomic(folder / STAMP_FILE, json.dumps(record))
+            write_text_atomic(folder / stamp, json.dumps(record))
         (folder / USED_FILE).touch()
         return manifest
 
@@ -210,7 +252,8 @@ class EntryStore:
             return False
         if not force and self.in_use.busy(folder.name):
             return False
-        with exclusive(folder / MANIFEST_FILE) as free:
+        # a shared cache takes no flock: readers on other machines are not protected (prune between jobs)
+        with (contextlib.nullcontext(True) if self.layout.shared else exclusive(folder / MANIFEST_FILE)) as free:
             if not (free or force):
                 return False  # another process is reading it
             self.layout.remove_file(folder / MANIFEST_FILE)  # first: from here on the entry is invalid

@@ -17,6 +17,11 @@ walked with ``os.scandir`` without following links, only the names above count a
 (anything else is *foreign*: reported, never read, followed or deleted), and every removal first
 checks that the object is a plain file or folder sitting exactly where the layout puts it, with no
 link on the way from the resolved cache root.
+
+A *shared* cache (storage several machines write, see the farm) also has a node-local folder: the
+verified stamps of entries and renders and the source memos live there, because a stamp (inode,
+ctime) taken on one machine says nothing reliable on another; each node hashes an entry the first
+time it uses it.
 """
 from __future__ import annotations
 
@@ -100,9 +105,24 @@ def read_json(path: Union[str, Path]) -> Any:
 class CacheLayout:
     """The paths of one cache folder and the guards that keep every operation inside it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, node_dir: Optional[Path] = None) -> None:
         self.root = root
         self.base = root / f"v{FORMAT_VERSION}"
+        self.node_dir = node_dir
+
+    @property
+    def shared(self) -> bool:
+        """Whether this cache lives on storage shared between machines (no locks, stamps kept per node)."""
+        return self.node_dir is not None
+
+    def node_file(self, kind: str, key: str) -> Optional[Path]:
+        """The node-local file of a shared cache for ``kind`` ("entries", "renders", "sources") and
+        ``key``, its folder created; None for a cache that is not shared."""
+        if self.node_dir is None:
+            return None
+        folder = self.node_dir / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{check_key(key)}.json"
 
     # ----------------------------------------------------------------- names
     def folder(self, sub: str) -> Path:

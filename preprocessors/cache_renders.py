@@ -4,7 +4,9 @@
 checksum; the checksum is re-read only when the file's verified stamp changed, see
 ``cache_hashing``). A damaged or unrecorded render is removed and reported, so the caller renders
 again; a link or other foreign object in its place is reported and left alone. The record's mtime is
-the render's last use (touching the video itself would change its stamp).
+the render's last use (touching the video itself would change its stamp). In a shared cache the
+verified stamp is kept in the node-local folder instead of the record, and partial files are never
+swept by a writer (a writer on another machine may own them).
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ class RenderStore:
             return None, None
         if not is_plain_file(video):
             return None, f"{self.layout.relative(video)} is a link or a foreign object; it is left alone"
-        problem, record = self._check(video, record_path)
+        problem, record = self._check(video, record_path, self.layout.node_file("renders", key))
         if problem is not None:
             logger.warning("Cached guide %s is invalid (%s): removing it; it will be rendered again.", key[:12],
                            problem)
@@ -48,15 +50,18 @@ class RenderStore:
             return None, problem
         if record is not None:
             with contextlib.suppress(OSError):
-                write_text_atomic(record_path, json.dumps(record))
+                write_text_atomic(self.layout.node_file("renders", key) or record_path,
+                                  json.dumps(record if not self.layout.shared else record["stamp"]))
         with contextlib.suppress(OSError):
             if is_plain_file(record_path):
                 os.utime(record_path)  # the last use, for eviction
         return video, None
 
     @staticmethod
-    def _check(video: Path, record_path: Path) -> tuple[Optional[str], Optional[dict[str, Any]]]:
-        """(what is wrong or None, an updated record to persist or None)."""
+    def _check(video: Path, record_path: Path,
+               node_stamp: Optional[Path] = None) -> tuple[Optional[str], Optional[dict[str, Any]]]:
+        """(what is wrong or None, an updated record to persist or None); ``node_stamp``: where a shared
+        cache keeps this node's verified stamp (else it is in the record)."""
         try:
             record = read_json(record_path)
         except FileNotFoundError:
@@ -68,7 +73,12 @@ class RenderStore:
         size = os.lstat(video).st_size
         if size != record.get("bytes"):
             return f"the file is {size} bytes, {record.get('bytes')} were stored", None
-        matches, fresh = verify_file(video, record.get("sha256"), record.get("stamp"))
+        stamp = record.get("stamp")
+        if node_stamp is not None:
+            stamp = None
+            with contextlib.suppress(OSError, ValueError):
+                stamp = read_json(node_stamp)
+        matches, fresh = verify_file(video, record.get("sha256"), stamp)
         if not matches:
             return "checksum mismatch", None
         return None, ({**record, "stamp": fresh} if fresh is not None else None)
@@ -80,7 +90,8 @@ class RenderStore:
         for path in (final, record_path):
             if not is_plain_file_or_absent(path):
                 raise CacheError(f"{self.layout.relative(path)} is a foreign object; the guide is not cached.")
-        sweep_stale_partials(self.layout.folder("renders"))
+        if not self.layout.shared:
+            sweep_stale_partials(self.layout.folder("renders"))
         try:
             with publishing(final) as tmp:
                 digest, size = _copy_hashing(Path(video), tmp)

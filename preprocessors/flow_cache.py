@@ -13,6 +13,12 @@ Nothing here is ever unpickled: data files are loaded with ``allow_pickle=False`
 by hex digests are ever opened, and nothing outside the cache root is read, followed or deleted.
 Problems met with stored data (a damaged entry or render, a foreign object where an entry belongs)
 are logged as warnings and kept per key: ``problem(key)`` tells a caller what to say.
+
+``FlowCache(root, node_dir=...)`` opens a cache on storage shared between machines (the farm): no
+``flock`` is taken (entries are published first-writer-wins, see ``cache_entries``), nothing is
+evicted or swept as a side effect of storing (only an explicit ``prune``/``clear``, run by the user
+or the farm's driver between jobs), and verified stamps and source memos are kept in ``node_dir``
+(a folder local to this machine), so each machine checksums an entry the first time it uses it.
 """
 from __future__ import annotations
 
@@ -92,12 +98,13 @@ class FlowCache:
     _inflight_guard = threading.Lock()
     _inflight: dict[str, threading.Lock] = {}
 
-    def __init__(self, root: Union[str, Path, None] = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, root: Union[str, Path, None] = None, max_bytes: int = DEFAULT_MAX_BYTES, *,
+                 node_dir: Union[str, Path, None] = None) -> None:
         if max_bytes <= 0:
             raise CacheError(f"Cache size limit {max_bytes} must be positive.")
         self.root = (Path(root).expanduser() if root is not None else default_cache_dir()).absolute()
         self.max_bytes = int(max_bytes)
-        self._layout = CacheLayout(self.root)
+        self._layout = CacheLayout(self.root, Path(node_dir).expanduser().absolute() if node_dir else None)
         self._in_use = InUse()
         self._entries = EntryStore(self._layout, self._in_use)
         self._renders = RenderStore(self._layout)
@@ -119,6 +126,8 @@ class FlowCache:
     def content_hash(self, video: Union[str, Path]) -> str:
         """SHA-256 of a video's bytes; re-read only when its verified stamp changed."""
         def memo_for(digest: str) -> Optional[Path]:
+            if self._layout.shared:
+                return self._layout.node_file("sources", digest)
             try:
                 self._layout.ensure("sources")
             except CacheError:
@@ -163,6 +172,8 @@ class FlowCache:
             return self._entries.create_ephemeral(key, produce, params), False
         with self._inflight_guard:
             local = self._inflight.setdefault(key, threading.Lock())
+        if self._layout.shared:
+            return self._publish_shared(key, produce, params, local), False
         with local:
             try:
                 self._layout.ensure("entries", "locks", "tmp")
@@ -180,11 +191,26 @@ class FlowCache:
         self.prune(keep=key)
         return entry, False
 
+    def _publish_shared(self, key: str, produce: Callable[[Path], dict[str, Any]], params: dict[str, Any],
+                        local: threading.Lock) -> CacheEntry:
+        """Shared storage: no cross-process lock; the first writer's entry wins (threads here wait)."""
+        with local:
+            entry = self.lookup(key)
+            if entry is not None:
+                return entry
+            try:
+                return self._entries.publish(key, produce, params)[0]
+            except OSError as exc:
+                raise CacheError(f"Cannot use the shared flow cache at {self.root}: {exc.strerror or exc}; free "
+                                 "disk space or choose another --cache-dir.") from exc
+
     @contextlib.contextmanager
     def use(self, entry: CacheEntry) -> Iterator[CacheEntry]:
-        """Mark ``entry`` in use (never evicted meanwhile) and record the use for LRU."""
+        """Mark ``entry`` in use (never evicted meanwhile) and record the use for LRU (a shared cache
+        takes no ``flock``: it is pruned only between jobs)."""
+        manifest = None if entry.ephemeral or self._layout.shared else entry.path / MANIFEST_FILE
         try:
-            with self._in_use.hold(entry.key, None if entry.ephemeral else entry.path / MANIFEST_FILE):
+            with self._in_use.hold(entry.key, manifest):
                 used = entry.path / USED_FILE
                 with contextlib.suppress(OSError):
                     if is_plain_file(used):
@@ -209,7 +235,8 @@ class FlowCache:
     def store_render(self, render_key: str, video: Union[str, Path]) -> Path:
         """Copy a finished guide video into the cache (atomically, with its size and checksum)."""
         final = self._renders.store(check_key(render_key), video)
-        self.prune()
+        if not self._layout.shared:
+            self.prune()
         return final
 
     # ----------------------------------------------------------------- bounds
