@@ -64,13 +64,18 @@ def check_input_texts(inputs: Sequence[str]) -> None:
             raise OptionError(f"{text} does not exist: check the path of the structure video.")
 
 
+#: What each weights option expects, for the message when its path is wrong.
+_WEIGHTS_KIND = {"--raft-weights": "a RAFT weights file (raft-things.pth)",
+                 "--depth-weights": "a Depth Anything V2 weights file (.pth) or a transformers model folder"}
+
+
 def _check_weights(option: str, value: Optional[str]) -> None:
     if value is None or value == RANDOM_WEIGHTS:
         return
     if _URL.match(value):
         raise OptionError(f"{option} {value} is a URL: download it first, then pass the local file.")
     if not Path(value).expanduser().exists():
-        raise OptionError(f"{option} {value} does not exist: check the path of the weights.")
+        raise OptionError(f"{option} {value} does not exist: give the path of {_WEIGHTS_KIND[option]}.")
 
 
 def _gpu_driver_present() -> bool:

@@ -50,7 +50,7 @@ CASES = [
     (["--depth-contrast", "0"], "error: --depth-contrast 0: give a number above 0 up to 10."),
     (["--batch-size", "-1"], "0 for automatic"),
     (["--device", "gpu"], "error: --device gpu: use auto, cpu, cuda or cuda:N."),
-    (["--raft-weights", "missing.pth"], "error: --raft-weights missing.pth does not exist: check the path"),
+    (["--raft-weights", "missing.pth"], "error: --raft-weights missing.pth does not exist: give the path of a RAFT weights file"),
     (["--type", "bogus"], "--type"),  # a choice: argparse's own line
 ]
 
