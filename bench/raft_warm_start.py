@@ -95,8 +95,8 @@ def princeton_file(model: torch.nn.Module, folder: Path) -> str:
     return str(path)
 
 
-def timed(run: Callable[[], list]) -> tuple[list, float, int]:
-    """(result, seconds, RSS growth in bytes, sampled before and after: a lower bound of the peak)."""
+def timed(run: Callable[[], list]) -> tuple[list, tuple[float, float], int]:
+    """(result, (wall, CPU of every thread) seconds, peak RSS growth in bytes sampled every 10 ms)."""
     import threading
 
     start = peak = process_rss()
@@ -109,12 +109,18 @@ def timed(run: Callable[[], list]) -> tuple[list, float, int]:
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     result = run()
-    seconds = time.perf_counter() - began
+    seconds = (time.perf_counter() - began, time.process_time() - cpu)
     stop.set()
     thread.join()
     return result, seconds, max(peak, process_rss()) - start
+
+
+def speed(pairs: int, seconds: tuple[float, float], anchor: tuple[float, float]) -> str:
+    """pairs/s (wall) and the speed ratio to the anchor by wall and by CPU time (steadier when shared)."""
+    return (f"{pairs / seconds[0]:6.3f} pairs/s ({anchor[0] / seconds[0]:4.2f}x wall, "
+            f"{anchor[1] / seconds[1]:4.2f}x CPU)")
 
 
 def main() -> None:
@@ -148,12 +154,12 @@ def main() -> None:
                 pairs = len(frames) - 1
                 anchor, t_host, m_host = timed(lambda: host(frames))
                 cold, t_cold, m_cold = timed(lambda: run_ours(model, frames, COLD_ITERATIONS, None))
-                print(f"[{name}] host {pairs / t_host:6.3f} pairs/s, RSS +{m_host / 2**20:6.1f} MiB | ours cold-20 "
-                      f"{pairs / t_cold:6.3f} pairs/s ({t_host / t_cold:4.2f}x), RSS +{m_cold / 2**20:6.1f} MiB "
+                print(f"[{name}] host {pairs / t_host[0]:6.3f} pairs/s, RSS +{m_host / 2**20:6.1f} MiB | ours cold-20 "
+                      f"{speed(pairs, t_cold, t_host)}, RSS +{m_cold / 2**20:6.1f} MiB "
                       f"({m_cold / max(1, m_host):4.2f}x); difference to host {mean_epe(cold, anchor):.4f} px")
                 for n in (int(v) for v in args.candidates.split(",")):
                     warm, t_warm, _ = timed(lambda: run_ours(model, frames, COLD_ITERATIONS, n))
-                    print(f"[{name}] warm {n:2d} updates: {pairs / t_warm:6.3f} pairs/s ({t_host / t_warm:4.2f}x host), "
+                    print(f"[{name}] warm {n:2d} updates: {speed(pairs, t_warm, t_host)} vs host, "
                           f"mean EPE to cold-20 over pairs 2+: {mean_epe(warm[1:], cold[1:]):.4f} px (goal < 0.1)")
 
 

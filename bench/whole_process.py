@@ -22,6 +22,7 @@ cache hit ≤ 0.5× ``import torch`` as a process.
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import statistics
 import subprocess
@@ -62,14 +63,19 @@ if __name__ == "__main__":
 """
 
 
-def process_seconds(argv: list[str]) -> float:
-    """Wall seconds of one process running ``argv`` with this interpreter (it must succeed)."""
-    started = time.perf_counter()
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_seconds(argv: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one process running ``argv`` with this interpreter (it must succeed)."""
+    started, cpu = time.perf_counter(), _children_cpu()
     proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"{argv[:3]} failed: {proc.stderr.strip()[-600:]}")
-    return seconds
+    return seconds, _children_cpu() - cpu
 
 
 def cli(source: Path, out: Path, size: str, frames: int, fps: float, cache: Path | None) -> list[str]:
@@ -78,15 +84,20 @@ def cli(source: Path, out: Path, size: str, frames: int, fps: float, cache: Path
     return argv + (["--cache-dir", str(cache)] if cache is not None else ["--no-cache"])
 
 
-def in_process(run: Callable[[], object]) -> float:
-    started = time.perf_counter()
+def in_process(run: Callable[[], object]) -> tuple[float, float]:
+    """(wall, CPU of every thread of this process) seconds of ``run()``."""
+    started, cpu = time.perf_counter(), time.process_time()
     run()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
-def row(name: str, seconds: list[float], anchor: list[float], anchor_name: str, goal: str = "") -> str:
-    value, base = statistics.median(seconds), statistics.median(anchor)
-    return (f"  {name:<22} {value:7.2f} s   {anchor_name:<14} {base:7.2f} s   ratio {value / base:5.2f}"
+def row(name: str, seconds: list[tuple[float, float]], anchor: list[tuple[float, float]], anchor_name: str,
+        goal: str = "") -> str:
+    """Wall and CPU medians, each as a ratio to the anchor's (CPU: the steadier one on a shared machine)."""
+    wall, cpu = (statistics.median(t[i] for t in seconds) for i in (0, 1))
+    base_wall, base_cpu = (statistics.median(t[i] for t in anchor) for i in (0, 1))
+    return (f"  {name:<22} {wall:6.2f} s ({cpu:6.2f} s CPU)   {anchor_name:<13} {base_wall:6.2f} s "
+            f"({base_cpu:6.2f} s CPU)   ratio {wall / base_wall:5.2f} wall, {cpu / base_cpu:5.2f} CPU"
             + (f"   (goal {goal})" if goal else ""))
 
 
@@ -100,9 +111,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="whole-process-"))
     try:
         source = write_sample_video(work / "source.mp4", width, height, frames=args.frames, fps=SOURCE_FPS)
-        times: dict[str, list[float]] = {}
+        times: dict[str, list[tuple[float, float]]] = {}
 
-        def add(name: str, seconds: float) -> None:
+        def add(name: str, seconds: tuple[float, float]) -> None:
             times.setdefault(name, []).append(seconds)
 
         for attempt in range(args.repeat):
