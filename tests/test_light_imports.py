@@ -90,3 +90,22 @@ def test_raft_loads_torch_and_its_cache_hit_does_not(world) -> None:
                  "--frames", "5", "--resolution", "128x128")
     assert {"torch", "torchvision"} <= run_fresh(argv, root, env)
     assert run_fresh(argv, root, env) == set()
+
+
+def test_weights_lookup_spells_torchs_names_without_torch(tmp_path: Path) -> None:
+    """Looking for RAFT weights needs neither torch nor torchvision, and finds what they would name."""
+    from wan2gp_structure_video.preprocessors.raft_weights import hub_checkpoint_names, torchvision_hub_names
+
+    for model in ("large", "small"):
+        assert hub_checkpoint_names(model) == torchvision_hub_names(model)
+    code = ("import sys, json; from wan2gp_structure_video.preprocessors.raft_weights import torch_hub_dir, "
+            "find_raft_weights; print(json.dumps([str(torch_hub_dir()), str(find_raft_weights('large')), "
+            "'torch' in sys.modules])); import torch; print(torch.hub.get_dir())")
+    for env in ({"TORCH_HOME": str(tmp_path / "th")}, {"XDG_CACHE_HOME": str(tmp_path / "xdg")}, {}):
+        clean = {k: v for k, v in os.environ.items() if k not in ("TORCH_HOME", "XDG_CACHE_HOME")}
+        proc = subprocess.run([sys.executable, "-c", code], env={**clean, **env, "WAN2GP_CKPTS": str(tmp_path)},
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines = proc.stdout.strip().splitlines()
+        ours, found, torch_loaded = json.loads(lines[0])
+        assert (ours, found, torch_loaded) == (lines[1], "None", False)  # looked everywhere, no torch
