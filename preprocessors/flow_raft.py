@@ -50,7 +50,8 @@ def estimate_bytes_per_pair(height: int, width: int, *, iterations: int = 20, by
     full-resolution pixel plus the 8 B full-size flow it keeps for every iteration. The peak is the
     larger of the two phases, plus a 20 % margin (allocator slack, workspaces). Calibrated against
     the CPU peak memory of raft_large from 448×256 to 1920×1080, which it bounds; fp32 values
-    (``bytes_per_value=4``), so fp16 autocast stays below it. RAFT-small needs less.
+    (``bytes_per_value=4``), so fp16 autocast stays below it. RAFT-small needs less. Our loop
+    (:mod:`.raft_loop`) keeps no per-update full-size flow, so the estimate now errs on the safe side.
     """
     ph, pw = padded_size(int(height), int(width))
     pixels = ph * pw
