@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import runpy
 import shutil
 import statistics
 import subprocess
@@ -111,6 +112,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="whole-process-"))
     try:
         source = write_sample_video(work / "source.mp4", width, height, frames=args.frames, fps=SOURCE_FPS)
+        script = bare_loop_file(work)
         times: dict[str, list[tuple[float, float]]] = {}
 
         def add(name: str, seconds: tuple[float, float]) -> None:
@@ -118,7 +120,7 @@ def main() -> None:
 
         for attempt in range(args.repeat):
             cache = work / f"cache-{attempt}"
-            add("bare loop", process_seconds(["-c", BARE_LOOP, str(source)]))
+            add("bare loop", process_seconds([str(script), str(source)]))
             add("dis guide", process_seconds(cli(source, work / "all.mp4", args.size, args.frames, SOURCE_FPS, None)))
             add("import torch", process_seconds(["-c", "import torch"]))
             add("first run", process_seconds(cli(source, work / "first.mp4", args.size, 81, 16, cache)))
@@ -126,7 +128,7 @@ def main() -> None:
             add("re-target", process_seconds(cli(source, work / "re.mp4", args.size, 49, 24, cache)))
             memory_cache = FlowCache(work / f"cache-in-{attempt}")
             size = (width, height)
-            add("in: bare loop", in_process(lambda: subprocess_free_bare(source)))
+            add("in: bare loop", in_process(lambda: bare_in_process(script, source)))
             add("in: dis guide", in_process(lambda: build_guide(
                 GuideRequest(source, work / "in-all.mp4", resolution=size, frames=args.frames, fps=SOURCE_FPS,
                              backend="dis"), RunContext(use_cache=False))))
@@ -139,7 +141,7 @@ def main() -> None:
             shutil.rmtree(cache, ignore_errors=True)
         print(f"Source: {args.frames} frames {args.size} @ {SOURCE_FPS} fps; medians of {args.repeat} "
               "interleaved runs")
-        print("Whole process (python -m wan2gp_structure_video.cli ... / python -c ...):")
+        print("Whole process (python -m wan2gp_structure_video.cli ... / python bare_loop.py / python -c ...):")
         print(row("DIS guide (no cache)", times["dis guide"], times["bare loop"], "bare loop"))
         print(row("cache hit", times["cache hit"], times["import torch"], "import torch", "<= 0.5"))
         print(row("re-target 49@24", times["re-target"], times["first run"], "first 81@16", "<= 0.25"))
@@ -150,11 +152,16 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def subprocess_free_bare(source: Path) -> None:
+def bare_loop_file(folder: Path) -> Path:
+    """The bare loop as a script (run as a process, and loaded in this process by ``runpy``)."""
+    path = folder / "bare_loop.py"
+    path.write_text(BARE_LOOP, encoding="utf-8")
+    return path
+
+
+def bare_in_process(script: Path, source: Path) -> None:
     """The bare loop's code, run in this process."""
-    namespace: dict = {"__name__": "bare"}
-    exec(compile(BARE_LOOP, "bare-loop", "exec"), namespace)
-    namespace["run"](str(source))
+    runpy.run_path(str(script), run_name="bare")["run"](str(source))
 
 
 if __name__ == "__main__":
