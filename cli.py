@@ -11,18 +11,18 @@ commands that use them.
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import math
 import os
-import socket
 import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, NoReturn, Optional, Sequence
 
 from . import __version__
-from .errors import OptionError, OutputError, StructureVideoError
+from .cli_args import check_guide_args
+from .ports import check_port
+from .errors import OptionError, OutputError, StructureVideoError, plain_words
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".gif", ".wmv", ".flv")
 TIMELINE_SUFFIXES = (".png", ".csv", ".json")
@@ -39,6 +39,7 @@ CHOICES = {
     "precision": ("auto", "fp32", "fp16", "bf16"),
     "teardown": ("keep", "unload", "release"),
     "depth_variant": ("vits", "vitb", "vitl"),
+    "cuts": ("auto", "off"),
 }
 #: Bounds of the ``sample`` command (those of preprocessors.sample_video and the guide writer).
 SAMPLE_SIDES, SAMPLE_MAX_FRAMES, SAMPLE_MAX_FPS = (16, 4096), 10_000, 240.0
@@ -89,6 +90,12 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
                        help="percentile of the clip's flow magnitudes that maps to full colour (default 99)")
     guide.add_argument("--canny-intensity", type=float, default=1.0,
                        help="canny only: >1 finds more edges, <1 fewer (default 1)")
+    guide.add_argument("--cuts", default="auto", choices=CHOICES["cuts"],
+                       help="auto: find hard cuts between shots; flow never draws a cut as motion, depth gets one "
+                            "brightness range per shot; off: treat the source as one shot (default auto)")
+    guide.add_argument("--allow-short", action="store_true",
+                       help="accept a damaged or cut-short video (fewer frames than its container announces): "
+                            "a Note, and the guide from the frames that decode (default: error, exit 2)")
     depth = parser.add_argument_group("depth (--type depth)")
     depth.add_argument("--depth-weights", metavar="PATH",
                        help="Depth Anything V2 weights: Wan2GP's depth_anything_v2_<variant>.pth (original layout) or "
@@ -297,6 +304,7 @@ def run_guide(args: argparse.Namespace) -> int:
     inputs = list(args.inputs)
     if not inputs and not args.sample:
         raise StructureVideoError("No input: give a structure video (or a folder), or --sample.")
+    check_guide_args(args)  # numbers, sizes, paths, URLs, device: before torch, OpenCV or PyAV load
     batch_size = _batch_size(args.batch_size)
     paths = _expand_inputs(inputs)
     count = len(paths) + (1 if args.sample else 0)
@@ -340,6 +348,7 @@ def run_guide(args: argparse.Namespace) -> int:
                     canny_intensity=args.canny_intensity, depth_weights=args.depth_weights,
                     depth_variant=args.depth_variant, depth_contrast=args.depth_contrast,
                     depth_smoothing=args.depth_smoothing, depth_input_size=args.depth_input_size or None,
+                    cuts=args.cuts, allow_short=args.allow_short,
                     teardown="keep" if many else args.teardown)  # load once for a batch of inputs
                 progress, close_progress = _console_progress(args.quiet)
                 try:
@@ -393,6 +402,8 @@ def _open_cache(args: argparse.Namespace):
 
 def run_cache(args: argparse.Namespace) -> int:
     """The ``cache`` command."""
+    if not args.cache_max_gb > 0:  # before the cache's imports, like every argument error
+        raise OptionError(f"--cache-max-gb {args.cache_max_gb:g}: give a size above 0 gigabytes.")
     from .preprocessors.flow_cache import format_bytes
 
     cache = _open_cache(args)  # opening creates nothing: stats on a new folder leaves it absent
@@ -434,34 +445,6 @@ def run_sample(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _port_free(host: str, port: int) -> bool:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise OptionError(f"--host {host}: not an address of this machine ({exc.strerror}).") from None
-    family, _, _, _, address = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            raise OptionError(f"--host {host}: cannot listen there ({exc.strerror}).") from None
-    return True
-
-
-def check_port(host: str, port: int) -> None:
-    """One line naming a free port when ``port`` is taken (checked before Gradio loads)."""
-    if not 1 <= port <= 65535:
-        raise OptionError(f"--port {port}: give a port from 1 to 65535.")
-    if _port_free(host, port):
-        return
-    free = next((p for p in range(port + 1, min(port + 100, 65536)) if _port_free(host, p)), None)
-    hint = f"pass --port {free}" if free is not None else "pass --port N with a free port"
-    raise OptionError(f"port {port} is in use (another app is listening there): {hint}.")
-
-
 def run_app(args: argparse.Namespace) -> int:
     """The ``app`` command: the standalone Gradio app (needs gradio: ``pip install .[ui]``)."""
     check_port(args.host, args.port)
@@ -489,7 +472,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except StructureVideoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {plain_words(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         # Progress displays are closed by then (their ``finally``), so this starts on its own line.

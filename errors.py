@@ -5,6 +5,8 @@ the CLI prints them on one line and exits with status 2.
 """
 from __future__ import annotations
 
+import re
+
 
 class StructureVideoError(Exception):
     """Base class of every error this project raises on purpose."""
@@ -44,3 +46,21 @@ class CacheError(StructureVideoError):
 
 class OutputError(StructureVideoError):
     """The guide video cannot be written (disk full, permissions, ...); nothing partial was kept."""
+
+
+#: Programmers' words that say nothing to a user: errno numbers, exception class names in brackets,
+#: urllib's wrapper. Removed, the rest of the sentence stays.
+_JARGON: tuple[tuple[str, str], ...] = (
+    (r"<urlopen error (.*?)>", r"\1"),
+    (r"\[Errno -?\d+\]\s*", ""),
+    (r"\s*\((?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Interrupt)\)", ""),
+    (r"\s*\(-?\d+\)", ""),
+)
+
+
+def plain_words(message: str) -> str:
+    """``message`` without errno numbers and exception class names (``(InvalidDataError)``, ``(101)``)."""
+    text = str(message)
+    for pattern, replacement in _JARGON:
+        text = re.sub(pattern, replacement, text)
+    return text

@@ -225,12 +225,20 @@ class Timeline:
     def render_png(self, path: Union[str, Path], title: str = "Memory during the run") -> Path:
         """A chart: anonymous memory (and GPU allocated/reserved) in MiB over time, phases shaded,
         events as labelled lines. Without samples it says why (the notes) instead of drawing axes."""
+        figure = self.figure(title)
+        with publishing(path) as tmp:
+            figure.savefig(tmp, format="png")
+        return Path(path)
+
+    def figure(self, title: str = "Memory during the run"):
+        """The chart of :meth:`render_png` as a matplotlib ``Figure`` (the legend sits right of the plot,
+        never over the lines)."""
         import matplotlib
         matplotlib.use("Agg", force=False)
         from matplotlib.figure import Figure
 
         samples, events, phases, notes = self.samples, self.events, self.phases, self.notes
-        figure = Figure(figsize=(9, 4), dpi=100)
+        figure = Figure(figsize=(10.5, 4), dpi=100)
         axes = figure.add_subplot(1, 1, 1)
         if len(samples) < 2:
             message = "\n".join(notes) or "No memory samples were recorded in this run."
@@ -241,9 +249,7 @@ class Timeline:
             self._draw(axes, samples, events, phases)
             axes.set_title(title if not notes else f"{title}\n{'; '.join(notes)}", fontsize=10)
         figure.tight_layout()
-        with publishing(path) as tmp:
-            figure.savefig(tmp, format="png")
-        return Path(path)
+        return figure
 
     @staticmethod
     def _draw(axes, samples: list[TimelineSample], events: list[TimelineEvent],
@@ -269,4 +275,4 @@ class Timeline:
         axes.set_ylabel("MiB")
         axes.set_ylim(bottom=0)
         axes.grid(alpha=0.3)
-        axes.legend(loc="upper left", fontsize=7, ncol=2)
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=7)

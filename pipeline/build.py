@@ -17,6 +17,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from ..errors import OptionError
+from ..preprocessors.flow_bursts import burst_note
 from .backend_choice import BackendChoice, choose_backend
 from .context import RunContext
 from .depth_render import depth_brightness_note, depth_scale, iter_depth_guide
@@ -27,7 +28,8 @@ from .guide_render import iter_image_guide
 from .output import output_error, publish_cached_guide, write_guide_video
 from .prepare import PreparedGuide, prepare
 from .request import GuideRequest, GuideResult
-from .source_flows import SourceFlows, open_source_flows
+from .shot_marks import record_cuts
+from .source_flows import SourceFlows, cached_cut_marks, open_source_flows
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ def open_flows(prepared: PreparedGuide, ctx: RunContext) -> Iterator[SourceFlows
     """The source flows of a prepared flow request (recorded in its result), valid inside the block."""
     with open_source_flows(prepared, backend_for(prepared, ctx), ctx) as flows:
         _record_flows(prepared.result, flows)
+        record_cuts(prepared, flows.nodes, flows.cuts, flows.cuts_recomputed)
         problem = ctx.cache.problem(flows.key) if ctx.cache is not None and flows.key is not None else None
         if problem and not flows.from_cache:
             prepared.result.warnings.append(f"cached flows were invalid ({problem}); extracted again.")
@@ -81,6 +84,7 @@ def open_flows(prepared: PreparedGuide, ctx: RunContext) -> Iterator[SourceFlows
 def open_depth(prepared: PreparedGuide, ctx: RunContext) -> Iterator[SourceDepth]:
     """The source depth maps of a prepared depth request (recorded in its result), valid inside the block."""
     with open_source_depth(prepared, depth_choice_for(prepared, ctx), ctx) as depth:
+        record_cuts(prepared, depth.nodes, depth.cuts, depth.cuts_recomputed)
         result = prepared.result
         result.cache_hit, result.cache_key = (depth.from_cache, depth.key) if depth.key is not None else (None, None)
         report = depth.extraction
@@ -119,7 +123,8 @@ def iter_guide_frames(request: GuideRequest, context: Optional[RunContext] = Non
         with open_depth(prepared, ctx) as depth:
             ctx.progress.update("scale", 0, 1, "measuring depth over the whole timeline")
             scale = depth_scale(depth, prepared.plan.indices, req.depth_smoothing)
-            result.depth_brightness = depth_brightness_note(req.depth_contrast, req.depth_smoothing)
+            result.depth_brightness = depth_brightness_note(req.depth_contrast, req.depth_smoothing,
+                                                            len(result.cuts) + 1)
             yield from iter_depth_guide(depth, prepared.plan.indices, lo, hi, scale, req.depth_contrast)
         return
     if req.guide_type != "flow":
@@ -129,10 +134,19 @@ def iter_guide_frames(request: GuideRequest, context: Optional[RunContext] = Non
         return
     with open_flows(prepared, ctx) as flows:
         ctx.progress.update("scale", 0, 1, "measuring motion over the whole clip")
-        scale = guide_scale(flow_histogram(flows, lo, hi), req.scale_percentile, req.max_motion,
-                            prepared.motion.step)
+        scale = timeline_scale(flows, prepared, lo, hi)
         result.flow_scale = scale
         yield from iter_flow_guide(flows, lo, hi, scale, req.motion_strength, prepared.motion.step)
+
+
+def timeline_scale(flows: SourceFlows, prepared: PreparedGuide, lo: int, hi: int) -> float:
+    """The colour scale of guide frames ``[lo, hi)`` (bursts left out; noted in the result)."""
+    req = prepared.request
+    histogram, bursts = flow_histogram(flows, lo, hi, req.scale_percentile, prepared.motion.step)
+    note = burst_note(bursts, hi - lo) if req.max_motion is None else None
+    if note and note not in prepared.result.warnings:
+        prepared.result.warnings.append(note)
+    return guide_scale(histogram, req.scale_percentile, req.max_motion, prepared.motion.step)
 
 
 def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> GuideResult:
@@ -171,6 +185,9 @@ def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> 
     except OSError as exc:  # disk full, permissions: the partial file is gone
         raise output_error(output, exc) from exc
     if cached is not None:
+        marks = cached_cut_marks(prepared, backend_for(prepared, ctx), ctx)
+        if marks is not None:
+            record_cuts(prepared, *marks)
         result.cache_hit, result.render_cached, result.flows_from_cache = True, True, True
         result.device = "cache"
         note = "Guide copied from the cache: nothing was extracted or rendered, no flow model loaded."

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..memory import MemoryMonitor, run_with_backoff
 from ..preprocessors.fit import FrameFitter
+from ..preprocessors.shot_cuts import CutProbe
 from ..preprocessors.video_io import VideoInfo, iter_planned_frames
 from .backend_choice import resolve_device
 from .context import RunContext
@@ -36,10 +37,15 @@ ESTIMATE_FALLBACK_VARIANT = "vitl"
 BatchFn = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 
-def iter_node_frames(path: str, info: VideoInfo, nodes: Sequence[int], fitter: FrameFitter) -> Iterator[np.ndarray]:
-    """Fitted frames of ``nodes`` (increasing), decoding the source once, front to back."""
+def iter_node_frames(path: str, info: VideoInfo, nodes: Sequence[int], fitter: FrameFitter,
+                     probe: Optional[CutProbe] = None) -> Iterator[np.ndarray]:
+    """Fitted frames of ``nodes`` (increasing), decoding the source once, front to back (each also shown
+    to ``probe``, for hard cuts)."""
     for frame in iter_planned_frames(path, nodes, info):
-        yield fitter(frame)
+        fitted = fitter(frame)
+        if probe is not None:
+            probe.add(fitted)
+        yield fitted
 
 
 def choose_depth_batch_size(request: GuideRequest, variant: str, device: Any, height: int, width: int,
@@ -67,7 +73,7 @@ def _batch_fn(backend) -> BatchFn:
 
 def extract_depth_maps(request: GuideRequest, info: VideoInfo, fitter: FrameFitter, choice: DepthChoice,
                        nodes: Sequence[int], put: Callable[[int, np.ndarray], None], ctx: RunContext,
-                       size: tuple[int, int]) -> ExtractionReport:
+                       size: tuple[int, int], probe: Optional[CutProbe] = None) -> ExtractionReport:
     """The inverse depth (H, W) float32 of every node, in order, into ``put``."""
     import torch
 
@@ -95,7 +101,7 @@ def extract_depth_maps(request: GuideRequest, info: VideoInfo, fitter: FrameFitt
         ctx.progress.update("depth", done, total, f"depth {done}/{total} (batch {size_now})")
 
     # Decoding runs ahead on its own thread, beside the model (closed when the block ends).
-    frames = prefetched(iter_node_frames(str(request.input), info, nodes, fitter), PREFETCH_FRAMES, "decode")
+    frames = prefetched(iter_node_frames(str(request.input), info, nodes, fitter, probe), PREFETCH_FRAMES, "decode")
     ctx.progress.update("depth", 0, total, f"depth 0/{total}")
     with contextlib.closing(frames), ctx.gpu_lock(), ctx.pool.use(name, device, teardown=request.teardown) as lease:
         ctx.timeline.record(f"{choice.name} loaded", monitor.snapshot())

@@ -3,15 +3,17 @@
 The scale is measured over every frame of the request's guide timeline (not only its window), so
 a segment of a timeline is exactly that slice of the whole guide. ``depth_smoothing`` 0 gives one
 range for the whole timeline (no flicker); above 0 the range follows the scene, smoothed over that
-many guide frames (see ``preprocessors.depth_normalise``).
+many guide frames (see ``preprocessors.depth_normalise``). Hard cuts split the timeline into shots:
+each shot gets its own range and smoothing never crosses a cut.
 """
 from __future__ import annotations
 
+import bisect
 from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..preprocessors.depth_normalise import DepthScale, InverseDepthSketch, depth_to_guide, plan_depth_scale
+from ..preprocessors.depth_normalise import DepthScale, InverseDepthSketch, depth_to_guide, plan_shot_scales
 from .source_depth import SourceDepth
 
 
@@ -21,11 +23,16 @@ def _planned_maps(depth: SourceDepth, indices: Sequence[int]) -> Iterator[np.nda
 
 
 def depth_scale(depth: SourceDepth, indices: Sequence[int], smoothing: float = 0.0) -> DepthScale:
-    """The scale of every guide frame whose source frames are ``indices`` (one pass, streaming)."""
-    sketch = InverseDepthSketch()
-    for depth_map in _planned_maps(depth, indices):
-        sketch.add(depth_map)
-    return plan_depth_scale(sketch, smoothing=smoothing)
+    """The scale of every guide frame whose source frames are ``indices`` (one pass, streaming): one
+    range per shot when the source has hard cuts (``depth.cuts``), smoothing never across one."""
+    starts = depth.shot_starts()
+    runs: list[tuple[int, InverseDepthSketch]] = []
+    for index, depth_map in zip(indices, _planned_maps(depth, indices)):
+        shot = bisect.bisect_right(starts, index)
+        if not runs or runs[-1][0] != shot:
+            runs.append((shot, InverseDepthSketch()))
+        runs[-1][1].add(depth_map)
+    return plan_shot_scales(runs, smoothing=smoothing)
 
 
 def iter_depth_guide(depth: SourceDepth, indices: Sequence[int], lo: int, hi: int, scale: DepthScale,
@@ -35,8 +42,9 @@ def iter_depth_guide(depth: SourceDepth, indices: Sequence[int], lo: int, hi: in
         yield depth_to_guide(depth.at(indices[k]), *scale.range_at(k), contrast=contrast)
 
 
-def depth_brightness_note(contrast: float, smoothing: float) -> str:
+def depth_brightness_note(contrast: float, smoothing: float, shots: int = 1) -> str:
     """How a depth guide's brightness was mapped, for the summary and the tab's details."""
-    spread = ("one brightness range for the whole clip" if smoothing <= 0
-              else f"brightness range smoothed over {smoothing:g} frames")
+    whole = "the whole clip" if shots <= 1 else "each shot"
+    spread = (f"one brightness range for {whole}" if smoothing <= 0
+              else f"brightness range smoothed over {smoothing:g} frames" + (" within each shot" if shots > 1 else ""))
     return f"contrast {contrast:g}, {spread}"

@@ -25,6 +25,7 @@ from ..memory.devices import as_device, loaded_torch
 from ..preprocessors.fit import FrameFitter
 from ..preprocessors.flow_dis import DisFlowBackend
 from ..preprocessors.flow_store import FlowStoreWriter
+from ..preprocessors.shot_cuts import CutProbe
 from ..preprocessors.video_io import VideoInfo, iter_planned_frames
 from ..progress import Progress
 from .backend_choice import BackendChoice, register_raft, resolve_device
@@ -65,12 +66,16 @@ class ExtractionReport:
         self.memory_reports = list(memory.reports)
 
 
-def iter_node_pairs(path: str, info: VideoInfo, nodes: Sequence[int], fitter: FrameFitter) -> Iterator[FramePair]:
-    """Fitted (node j, node j+1) frames, decoding the source once, front to back."""
+def iter_node_pairs(path: str, info: VideoInfo, nodes: Sequence[int], fitter: FrameFitter,
+                    probe: Optional[CutProbe] = None) -> Iterator[FramePair]:
+    """Fitted (node j, node j+1) frames, decoding the source once, front to back; each fitted node
+    frame is also shown to ``probe`` (hard-cut evidence on the frames the flow model sees)."""
     previous: Optional[np.ndarray] = None
     for frame in iter_planned_frames(path, nodes, info):
         fitted = fitter(frame)
         del frame
+        if probe is not None:
+            probe.add(fitted)
         if previous is not None:
             yield previous, fitted
         previous = fitted
@@ -170,8 +175,9 @@ def extract_flows(pairs: Iterator[FramePair], total: int, writer: FlowStoreWrite
 
 def extract_node_flows(request: GuideRequest, info: VideoInfo, fitter: FrameFitter, choice: BackendChoice,
                        nodes: Sequence[int], writer: FlowStoreWriter, ctx: RunContext,
-                       size: tuple[int, int]) -> ExtractionReport:
-    """Flows between consecutive ``nodes`` into ``writer`` with the chosen backend."""
+                       size: tuple[int, int], probe: Optional[CutProbe] = None) -> ExtractionReport:
+    """Flows between consecutive ``nodes`` into ``writer`` with the chosen backend (and the node frames
+    into ``probe``, for hard cuts)."""
     started = time.perf_counter()
     total = len(nodes) - 1
     if total <= 0:
@@ -180,7 +186,7 @@ def extract_node_flows(request: GuideRequest, info: VideoInfo, fitter: FrameFitt
     memory = RunMemory(ctx.timeline, ctx.pressure, pool=ctx.pool, history=ctx.history, device=device)
     width, height = size
     # Decoding runs a batch ahead on its own thread, beside the flow model (closed when the block ends).
-    pairs = prefetched(iter_node_pairs(str(request.input), info, nodes, fitter), PREFETCH_PAIRS, "decode")
+    pairs = prefetched(iter_node_pairs(str(request.input), info, nodes, fitter, probe), PREFETCH_PAIRS, "decode")
     with memory, contextlib.closing(pairs):
         memory.check_pressure("before the input")  # between inputs of a batch run, before anything loads
         key = memory.history_key(choice.identity(), height, width, _precision(request, choice.kind, device))

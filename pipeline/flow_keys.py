@@ -4,9 +4,12 @@ A flow entry is identified by what changes the flows — source content, the nod
 fitted size and fit, backend and compute settings — and by nothing that only changes the guide
 (frame count, fps, treatment, window, strength, colour scale). So one extraction serves every
 target; :func:`flow_key_candidates` lists the entries that can serve a request, best first.
+Hard-cut marks are stored in the entry's manifest (``shot_marks``), not in its key: an entry written
+before cuts were marked is still found, and its marks are recomputed from the source frames.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -18,8 +21,9 @@ from .prepare import PreparedGuide
 #: Bump when the stored flows change meaning (v2: rows between source nodes).
 FLOW_FORMAT = 2
 #: Bump when rendering from flows changes (v2: motion resampled in time; v3: dead zone, table colouring,
-#: x264 CRF 20 ultrafast), so old renders are not reused.
-RENDER_VERSION = 3
+#: x264 CRF 20 ultrafast; v4: hard cuts never drawn, bursts left out of the scale, variable frame rate
+#: placed by time), so old renders are not reused.
+RENDER_VERSION = 4
 #: The coarsest cached stride looked for when re-targeting (finer ones are always looked for).
 MAX_SERVING_STRIDE = 8
 
@@ -81,8 +85,11 @@ def flow_key_params(prepared: PreparedGuide, choice: BackendChoice, content: str
 
 
 def planned_span(prepared: PreparedGuide) -> NodeSpan:
-    """The span this request extracts when nothing in the cache serves it."""
-    return NodeSpan(prepared.plan.first, prepared.plan.stop - 1, prepared.stride)
+    """The span this request extracts when nothing in the cache serves it: from the range's first frame
+    to the last one the timeline reaches (``clip`` on a range longer than the guide stops early)."""
+    reached = int(math.ceil(max(prepared.motion.positions) - 1e-9))
+    return NodeSpan(prepared.plan.first, max(prepared.plan.first, min(prepared.plan.stop - 1, reached)),
+                    prepared.stride)
 
 
 def candidate_strides(planned: int, longest: int = MAX_SERVING_STRIDE) -> list[int]:
@@ -97,9 +104,11 @@ def flow_key_candidates(prepared: PreparedGuide, choice: BackendChoice,
     span, then the whole source (which covers any range)."""
     whole_last = prepared.info.frame_count - 1
     own = planned_span(prepared)
+    range_last = prepared.plan.stop - 1
     content = cache.content_hash(prepared.info.path)
     spans = [span for stride in candidate_strides(own.stride)
-             for span in (NodeSpan(own.first, own.last, stride), NodeSpan(0, whole_last, stride))]
+             for span in (NodeSpan(own.first, own.last, stride), NodeSpan(own.first, range_last, stride),
+                          NodeSpan(0, whole_last, stride))]
     return keyed_once(spans, lambda span: flow_key_params(prepared, choice, content, span))
 
 
@@ -125,4 +134,4 @@ def render_key(prepared: PreparedGuide, choice: BackendChoice, cache: FlowCache)
     return make_key({"kind": "render", "version": RENDER_VERSION, "flows": flows, "treatment": req.treatment,
                      "frames": req.frames, "fps": req.fps, "range": [prepared.plan.first, prepared.plan.stop],
                      "window": list(prepared.window), "strength": req.motion_strength,
-                     "percentile": req.scale_percentile, "max_motion": req.max_motion})
+                     "percentile": req.scale_percentile, "max_motion": req.max_motion, "cuts": req.cuts})

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..preprocessors.canny import canny_edges
 from ..preprocessors.fit import FrameFitter
+from ..preprocessors.flow_bursts import ClipMagnitudes
 from ..preprocessors.flow_viz import DEAD_ZONE, MIN_SCALE, MagnitudeHistogram, clip_scale, flow_to_rgb
 from ..preprocessors.video_io import VideoInfo, iter_planned_frames
 from .source_flows import SourceFlows
@@ -19,12 +20,16 @@ def iter_resampled_flows(flows: SourceFlows, lo: int, hi: int, fresh: bool = Tru
         yield flows.guide_flow(k, fresh=fresh)
 
 
-def flow_histogram(flows: SourceFlows, lo: int, hi: int) -> MagnitudeHistogram:
-    """Histogram of flow magnitudes over guide frames ``[lo, hi)``."""
-    histogram = MagnitudeHistogram()
+def flow_histogram(flows: SourceFlows, lo: int, hi: int, percentile: float = 99.0,
+                   step: float = 1.0) -> tuple[MagnitudeHistogram, int]:
+    """Histogram of flow magnitudes over guide frames ``[lo, hi)`` without bursts (``flow_bursts``),
+    and how many frames were bursts."""
+    floor = (MIN_SCALE * step + dead_zone_for(step)) if step > 0 else MIN_SCALE + DEAD_ZONE
+    magnitudes = ClipMagnitudes(percentile, floor)
     for flow in iter_resampled_flows(flows, lo, hi, fresh=False):
-        histogram.add(flow)
-    return histogram
+        magnitudes.add_frame(flow)
+    histogram = magnitudes.histogram()
+    return histogram, len(magnitudes.bursts)
 
 
 def dead_zone_for(step: float) -> float:

@@ -26,11 +26,11 @@ import numpy as np
 from ..atomic_files import publishing
 from ..errors import OptionError, TargetError
 from ..preprocessors.flow_cache import FlowCache
-from ..preprocessors.segments import SegmentWindow
+from ..preprocessors.segments import SegmentWindow, check_windows
 from ..preprocessors.video_io import GuideVideoWriter
-from .build import build_guide, iter_guide_frames, open_depth, open_flows
+from .build import build_guide, iter_guide_frames, open_depth, open_flows, timeline_scale
 from .context import RunContext
-from .guide_render import dead_zone_for, flow_histogram, guide_scale
+from .guide_render import dead_zone_for
 from .prepare import prepare
 from .request import GuideRequest, GuideResult
 
@@ -72,8 +72,7 @@ def build_segment_guides(request: GuideRequest, windows: Sequence[SegmentWindow]
     if not windows:
         raise OptionError("No segment windows given: pass at least one (start, length).")
     request = replace(request, window_start=0, window_frames=None)
-    for window in windows:
-        window.check(request.frames)
+    windows = check_windows(windows, request.frames)
     out_dir = Path(out_dir)
     stem = Path(str(request.input)).stem
     started = time.perf_counter()
@@ -88,8 +87,7 @@ def build_segment_guides(request: GuideRequest, windows: Sequence[SegmentWindow]
                 if consistent_scale and max_motion is None:
                     # A clip scale is measured after the dead zone; as max_motion it is a magnitude
                     # before it, so each segment's clip_scale gives back exactly this scale.
-                    max_motion = guide_scale(flow_histogram(flows, 0, request.frames),
-                                             request.scale_percentile, None, prepared.motion.step) \
+                    max_motion = timeline_scale(flows, prepared, 0, request.frames) \
                         + dead_zone_for(prepared.motion.step)
         elif request.guide_type == "depth":
             prepared = prepare(request)

@@ -10,6 +10,8 @@ from ..errors import InvalidVideoError
 from ..preprocessors.fit import FrameFitter
 from ..preprocessors.frame_plan import FramePlan, make_plan
 from ..preprocessors.motion_resample import MotionTimeline, choose_stride, guide_timeline
+from ..preprocessors.source_damage import check_complete
+from ..preprocessors.source_time import timed_plan, timed_range, timed_timeline
 from ..preprocessors.video_io import VideoInfo, probe_video
 from .backend_choice import BackendChoice
 from .request import GuideRequest, GuideResult
@@ -60,14 +62,12 @@ def prepare(request: GuideRequest) -> PreparedGuide:
     requested = request.size
     request = request.validated()
     width, height = request.resolution  # type: ignore[misc]
-    info = probe_video(request.input)
+    info, short_note = check_complete(probe_video(request.input), request.allow_short)
     if request.guide_type == "flow" and info.frame_count < 2:
         raise InvalidVideoError(
             f"{Path(str(request.input)).name} has only {info.frame_count} frame; optical flow needs at least two: "
             "use --type canny or raw, or a longer video.")
-    plan = make_plan(request.treatment, request.frames, info.frame_count, info.fps, request.fps,
-                     request.source_range)
-    motion = guide_timeline(request.treatment, request.frames, plan.first, plan.stop, info.fps, request.fps)
+    plan, motion = plan_in_time(request, info)
     fitter = FrameFitter(info.width, info.height, width, height, request.fit)
     lo = request.window_start
     result = GuideResult(output=None, frames=request.output_frames, width=width, height=height, fps=request.fps,
@@ -77,7 +77,25 @@ def prepare(request: GuideRequest) -> PreparedGuide:
                                  "rotation": info.rotation, "codec": info.codec,
                                  "range": [plan.first, plan.stop]},
                          distinct_source_frames=plan.distinct(lo, lo + request.output_frames))
+    result.source["cuts"] = request.cuts
+    if info.timestamps is not None:
+        result.source["variable_frame_rate"] = True
+    if short_note:
+        result.warnings.append(short_note)
     if result.snapped:
         result.warnings.append(f"Resolution snapped from {requested[0]}x{requested[1]} to {width}x{height} "
                                "(multiples of 16, as Wan2GP does).")
     return PreparedGuide(request, info, plan, motion, fitter, result, started)
+
+
+def plan_in_time(request: GuideRequest, info: VideoInfo) -> tuple[FramePlan, MotionTimeline]:
+    """The frame plan and motion timeline: by frame numbers for an evenly spaced source (frame ``i`` at
+    ``i / fps``), by presentation time for a variable frame rate one (``preprocessors.source_time``)."""
+    if info.timestamps is None:
+        plan = make_plan(request.treatment, request.frames, info.frame_count, info.fps, request.fps,
+                         request.source_range)
+        return plan, guide_timeline(request.treatment, request.frames, plan.first, plan.stop, info.fps, request.fps)
+    times = info.timestamps
+    first, stop = timed_range(times, info.fps, request.source_range)
+    return (timed_plan(request.treatment, request.frames, times, first, stop, request.fps),
+            timed_timeline(request.treatment, request.frames, times, first, stop, request.fps))

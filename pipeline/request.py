@@ -21,6 +21,8 @@ BACKENDS = ("auto", "raft", "dis")
 RAFT_MODELS = ("large", "small")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 TEARDOWNS = ("keep", "unload", "release")
+#: ``cuts``: auto = find hard cuts between shots (never drawn as motion, one depth range per shot); off = ignore.
+CUT_MODES = ("auto", "off")
 #: ``raft_weights`` / ``depth_weights`` value that builds the model with random weights (tests and benchmarks only).
 RANDOM_WEIGHTS = "random"
 #: Depth Anything V2 sizes (``preprocessors.depth_weights.DEPTH_VARIANTS``; a test checks they match).
@@ -68,6 +70,8 @@ class GuideRequest:
     depth_contrast: float = 1.0
     depth_smoothing: float = 0.0
     depth_input_size: Optional[int] = 518
+    cuts: str = "auto"
+    allow_short: bool = False
 
     @property
     def output_frames(self) -> int:
@@ -97,6 +101,9 @@ class GuideRequest:
         _choice("RAFT model", self.raft_model, RAFT_MODELS)
         _choice("precision", self.precision, PRECISIONS)
         _choice("teardown", self.teardown, TEARDOWNS)
+        _choice("cuts", self.cuts, CUT_MODES)
+        if not isinstance(self.allow_short, bool):
+            raise OptionError(f"allow_short {self.allow_short!r} must be True or False.")
         width, height = snap_resolution(*self.size)
         if isinstance(self.frames, bool) or not isinstance(self.frames, int) or not 0 < self.frames <= MAX_FRAMES:
             raise TargetError(f"Frame count {self.frames!r} must be a whole number from 1 to {MAX_FRAMES}.")
@@ -159,6 +166,9 @@ class GuideResult:
     memory_notes: list[str] = field(default_factory=list)
     memory_reports: list[str] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
+    #: Hard cuts found (``cuts="auto"``): the source frames that start a new shot, and their times in seconds.
+    cuts: list[int] = field(default_factory=list)
+    cut_times: list[float] = field(default_factory=list)
     timeline: Any = None
     warnings: list[str] = field(default_factory=list)
 
@@ -167,6 +177,10 @@ class GuideResult:
         """Whether the target size was snapped down to multiples of 16."""
         return self.requested_size != (self.width, self.height)
 
+    def _where(self) -> str:
+        """" on cuda:0" where a model ran; a cache hit ran none (the cache says so in its own part)."""
+        return "" if self.device == "cache" else f" on {self.device}"
+
     def summary(self, verbose: bool = False) -> str:
         """One line for the CLI and logs; ``verbose`` adds the memory notes (batch size and why,
         pressure clean-ups) and every before/after clean-up report, one per line."""
@@ -174,13 +188,13 @@ class GuideResult:
         if self.snapped:
             parts.append(f"snapped from {self.requested_size[0]}x{self.requested_size[1]}")
         if self.guide_type == "depth":
-            parts.append(f"model {self.backend} ({self.weights}) on {self.device}")
+            parts.append(f"model {self.backend} ({self.weights}){self._where()}")
             if self.depth_brightness:
                 parts.append(self.depth_brightness)
             if self.cache_hit:
                 parts.append("depth maps from cache (no depth model loaded)")
         if self.guide_type == "flow":
-            parts.append(f"backend {self.backend} on {self.device}")
+            parts.append(f"backend {self.backend}{self._where()}")
             if self.render_cached:
                 parts.append("guide from cache (no flow model loaded)")
             elif self.flows_from_cache:
@@ -188,6 +202,10 @@ class GuideResult:
             elif self.cache_hit is not None or self.flow_stride:
                 parts.append("flows computed" + (f" every {self.flow_stride} source frames"
                                                  if self.flow_stride > 1 else ""))
+        if self.cuts:
+            parts.append(self.cuts_text())
+        if self.source.get("variable_frame_rate"):
+            parts.append("variable frame rate: placed by presentation time")
         if 0 < self.distinct_source_frames < self.frames:
             if self.guide_type == "flow":
                 parts.append(f"motion of {self.distinct_source_frames} source frames spread over {self.frames}")
@@ -207,6 +225,12 @@ class GuideResult:
         if self.peak_anon_bytes:
             details.append(f"  Peak process memory (anonymous): {self.peak_anon_bytes / 2**20:.0f} MiB")
         return "\n".join([line] + details)
+
+
+    def cuts_text(self) -> str:
+        """How many hard cuts were found and where (source frame and time)."""
+        where = ", ".join(f"frame {frame} ({seconds:.2f} s)" for frame, seconds in zip(self.cuts, self.cut_times))
+        return f"{len(self.cuts)} hard cut{'s' if len(self.cuts) != 1 else ''} at source {where}"
 
 
 def _choice(label: str, value: Any, allowed: tuple[str, ...]) -> None:

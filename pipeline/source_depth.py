@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import CacheError
 from ..preprocessors.flow_cache import FlowCache
 from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
+from ..preprocessors.shot_cuts import CutProbe
 from .context import RunContext
 from .depth_choice import DepthChoice, choose_depth
 from .depth_extraction import extract_depth_maps
@@ -36,6 +37,7 @@ from .flow_extraction import ExtractionReport
 from .flow_keys import candidate_strides, keyed_once, model_compute, source_identity
 from .prepare import PreparedGuide
 from .recent_rows import RecentRows
+from .shot_marks import cut_field, stored_marks
 
 #: Bump when stored depth maps change meaning.
 DEPTH_FORMAT = 1
@@ -106,9 +108,16 @@ class SourceDepth:
     key: Optional[str] = None
     extraction: Optional[ExtractionReport] = None
     read_seconds: float = 0.0
+    #: Node pairs ``j`` (node j → j+1) that are hard cuts; empty with ``cuts="off"``.
+    cuts: frozenset[int] = frozenset()
+    cuts_recomputed: bool = False
 
     def __post_init__(self) -> None:
         self._converted = RecentRows(self.rows, self.shape)
+
+    def shot_starts(self) -> list[int]:
+        """The source frames that start a new shot (sorted)."""
+        return sorted(self.nodes[j + 1] for j in self.cuts if j + 1 < len(self.nodes))
 
     def node_map(self, j: int) -> np.ndarray:
         """Map of node ``j`` as float32 (H, W); the last few are kept (treat as read-only)."""
@@ -121,6 +130,8 @@ class SourceDepth:
         if self.nodes[j] >= index or j == len(self.nodes) - 1:
             return self.node_map(j)
         t = (index - self.nodes[j]) / (self.nodes[j + 1] - self.nodes[j])
+        if j in self.cuts:  # never blend two shots: the nearer node's map
+            return self.node_map(j if t < 0.5 else j + 1)
         return (1.0 - t) * self.node_map(j) + t * self.node_map(j + 1)
 
 
@@ -129,14 +140,15 @@ def _produce(prepared: PreparedGuide, choice: DepthChoice, nodes: tuple[int, ...
     """Compute the maps of ``nodes`` into ``folder``; return manifest fields and the report."""
     width, height = prepared.size
     writer = FlowStoreWriter(folder / FLOWS_FILE, len(nodes), height, width // 2)
+    probe = CutProbe()
     try:
         report = extract_depth_maps(prepared.request, prepared.info, prepared.fitter, choice, nodes,
                                     lambda j, depth: writer.put(j, depth.reshape(height, width // 2, 2)), ctx,
-                                    prepared.size)
+                                    prepared.size, probe)
     finally:
         writer.close()
     fields = {"shape": [len(nodes), height, width // 2, 2], "depth_shape": [len(nodes), height, width],
-              "nodes": list(nodes), "model": choice.name, "weights": choice.weights_label}
+              "nodes": list(nodes), "model": choice.name, "weights": choice.weights_label, **cut_field(probe)}
     return fields, report
 
 
@@ -166,21 +178,24 @@ def open_source_depth(prepared: PreparedGuide, choice: DepthChoice, ctx: RunCont
             entry, hit = ctx.cache.get_or_create(key, produce, params)
         nodes = tuple(int(n) for n in entry.manifest["nodes"])
         with ctx.cache.use(entry):
+            marks, recomputed = stored_marks(entry.manifest, prepared, nodes)
             yield SourceDepth(entry.rows(), nodes, shape, from_cache=hit, key=entry.key,
                               extraction=reports[0] if reports else None,
-                              read_seconds=time.perf_counter() - started if hit else 0.0)
+                              read_seconds=time.perf_counter() - started if hit else 0.0,
+                              cuts=marks, cuts_recomputed=recomputed)
         return
     nodes = depth_nodes(*planned_depth_span(prepared))
     work_dir = ctx.scratch_dir("depth")
     rows = None
     try:
         try:
-            _, report = _produce(prepared, choice, nodes, work_dir, ctx)
+            fields, report = _produce(prepared, choice, nodes, work_dir, ctx)
         except OSError as exc:
             raise CacheError(f"Cannot write temporary depth maps in {work_dir.parent}: {exc.strerror or exc}; "
                              "free disk space.") from exc
         rows = open_flow_rows(work_dir / FLOWS_FILE)
-        yield SourceDepth(rows, nodes, shape, from_cache=False, extraction=report)
+        marks, _ = stored_marks(fields, prepared, nodes)
+        yield SourceDepth(rows, nodes, shape, from_cache=False, extraction=report, cuts=marks)
     finally:
         rows = None
         shutil.rmtree(work_dir, ignore_errors=True)

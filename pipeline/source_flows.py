@@ -14,12 +14,14 @@ import numpy as np
 from ..errors import CacheError
 from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
 from ..preprocessors.motion_resample import Interval, guide_intervals, interval_flow, nodes_needed
+from ..preprocessors.shot_cuts import CutProbe
 from .backend_choice import BackendChoice
 from .context import RunContext
 from .flow_extraction import ExtractionReport, extract_node_flows
 from .flow_keys import flow_key_candidates, planned_span
 from .prepare import PreparedGuide
 from .recent_rows import RecentRows
+from .shot_marks import cut_field, stored_marks
 
 #: Bytes of composed guide motions one :class:`SourceFlows` keeps between the scale and the colouring
 #: pass (float32, so both passes see the same numbers; 81 frames at 832×480 are about 260 MB).
@@ -39,6 +41,10 @@ class SourceFlows:
     stride: int = 1
     extraction: Optional[ExtractionReport] = None
     read_seconds: float = 0.0
+    #: Rows that are hard cuts between shots (never drawn as motion); empty with ``cuts="off"``.
+    cuts: frozenset[int] = frozenset()
+    #: Whether the marks were recomputed (an entry written before cuts were marked).
+    cuts_recomputed: bool = False
 
     def __post_init__(self) -> None:
         self._converted = RecentRows(self.rows)
@@ -60,7 +66,8 @@ class SourceFlows:
         onto each other) is most of a re-target's work."""
         flow = self._composed.get(k)
         if flow is None:
-            flow = interval_flow(self.row, self.nodes, self.intervals, k, self.shape, fresh=False)
+            flow = interval_flow(self.row, self.nodes, self.intervals, k, self.shape, fresh=False,
+                                 cuts=self.cuts)
             if not self._converted.holds(flow) and self._composed_bytes + flow.nbytes <= COMPOSED_KEEP_BYTES:
                 flow.flags.writeable = False  # shared by both passes
                 self._composed[k] = flow
@@ -73,14 +80,29 @@ def _produce(prepared: PreparedGuide, choice: BackendChoice, nodes: tuple[int, .
     """Extract the flows between ``nodes`` into ``folder/flows.npy``; return manifest fields and report."""
     width, height = prepared.size
     writer = FlowStoreWriter(folder / "flows.npy", len(nodes) - 1, height, width)
+    probe = CutProbe()
     try:
         report = extract_node_flows(prepared.request, prepared.info, prepared.fitter, choice, nodes, writer, ctx,
-                                    prepared.size)
+                                    prepared.size, probe)
     finally:
         writer.close()
     fields = {"shape": [len(nodes) - 1, height, width, 2], "nodes": list(nodes), "backend": choice.name,
-              "backend_reason": choice.reason}
+              "backend_reason": choice.reason, **cut_field(probe)}
     return fields, report
+
+
+def cached_cut_marks(prepared: PreparedGuide, choice: BackendChoice,
+                     ctx: RunContext) -> Optional[tuple[tuple[int, ...], frozenset[int], bool]]:
+    """The nodes and cut marks of the cached flows that serve ``prepared`` (for a guide copied from the
+    render cache, whose flows are not opened), or ``None`` when no entry serves it any more."""
+    if ctx.cache is None:
+        return None
+    for _span, _params, key in flow_key_candidates(prepared, choice, ctx.cache):
+        entry = ctx.cache.lookup(key)
+        if entry is not None:
+            nodes = tuple(int(n) for n in entry.manifest["nodes"])
+            return (nodes, *stored_marks(entry.manifest, prepared, nodes))
+    return None
 
 
 @contextlib.contextmanager
@@ -108,10 +130,12 @@ def open_source_flows(prepared: PreparedGuide, choice: BackendChoice, ctx: RunCo
             entry, hit = ctx.cache.get_or_create(key, produce, params)
         nodes = tuple(int(n) for n in entry.manifest["nodes"])
         with ctx.cache.use(entry):
+            marks, recomputed = stored_marks(entry.manifest, prepared, nodes)
             yield SourceFlows(entry.rows(), nodes, guide_intervals(prepared.motion, nodes[0], nodes[-1]), shape,
                               from_cache=hit, key=entry.key, stride=stride,
                               extraction=reports[0] if reports else None,
-                              read_seconds=time.perf_counter() - started if hit else 0.0)
+                              read_seconds=time.perf_counter() - started if hit else 0.0,
+                              cuts=marks, cuts_recomputed=recomputed)
         return
     span = planned_span(prepared)
     nodes = span.nodes
@@ -121,13 +145,14 @@ def open_source_flows(prepared: PreparedGuide, choice: BackendChoice, ctx: RunCo
     rows = None
     try:
         try:
-            _, report = _produce(prepared, choice, nodes[j0:j1 + 1], work_dir, ctx)
+            fields, report = _produce(prepared, choice, nodes[j0:j1 + 1], work_dir, ctx)
         except OSError as exc:
             raise CacheError(f"Cannot write temporary flows in {work_dir.parent}: {exc.strerror or exc}; "
                              "free disk space.") from exc
         rows = open_flow_rows(work_dir / "flows.npy")
+        marks, _ = stored_marks(fields, prepared, nodes[j0:j1 + 1])
         yield SourceFlows(rows, nodes[j0:j1 + 1], intervals, shape, from_cache=False, stride=span.stride,
-                          extraction=report)
+                          extraction=report, cuts=marks)
     finally:
         rows = None
         shutil.rmtree(work_dir, ignore_errors=True)

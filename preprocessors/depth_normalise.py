@@ -8,6 +8,9 @@ inverse depth over all pixels of all frames (robust to a few extreme pixels). Op
 may follow the scene slowly: ``smoothing`` > 0 uses each frame's own percentiles, smoothed over
 time with a Gaussian of that many frames (standard deviation), instead of one range.
 
+A clip with hard cuts gets one range per *shot* (a close-up after a landscape must not wash either
+out), and smoothing never crosses a cut: :func:`plan_shot_scales`.
+
 Streaming: :class:`InverseDepthSketch` sees the frames once, in order, and keeps only a histogram
 with logarithmic bins (relative error of a value ≤ ``relative_accuracy``, so its memory is fixed
 by the dynamic range, not by the pixel or frame count) plus two numbers per frame.
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -121,6 +124,7 @@ class InverseDepthSketch:
         if not 0.0 < relative_accuracy < 0.5:
             raise OptionError(f"Depth histogram accuracy {relative_accuracy} must be between 0 and 0.5.")
         self.low, self.high = float(low), float(high)
+        self.relative_accuracy = float(relative_accuracy)
         self._log_gamma = math.log((1 + relative_accuracy) / (1 - relative_accuracy))
         self._clip = _LogHistogram(self._log_gamma)
         self._frame_lows: list[float] = []
@@ -151,6 +155,12 @@ class InverseDepthSketch:
             self._frame_lows.append(lo)
             self._frame_highs.append(hi)
             self._clip.merge(histogram)
+
+    def merge(self, other: "InverseDepthSketch") -> None:
+        """Add another sketch's frames (of the same percentiles and accuracy) after this one's."""
+        self._clip.merge(other._clip)
+        self._frame_lows.extend(other._frame_lows)
+        self._frame_highs.extend(other._frame_highs)
 
     def clip_range(self) -> tuple[float, float]:
         """``(low, high)`` percentiles of the inverse depth over every pixel of every frame added."""
@@ -209,6 +219,26 @@ def plan_depth_scale(sketch: InverseDepthSketch, *, smoothing: float = 0.0) -> D
     ranges = sketch.frame_ranges()
     sigma = float(smoothing)
     return DepthScale(_gaussian_smooth(ranges[:, 0], sigma), _gaussian_smooth(ranges[:, 1], sigma))
+
+
+def plan_shot_scales(runs: Sequence[tuple[int, InverseDepthSketch]], *, smoothing: float = 0.0) -> DepthScale:
+    """The scale of a clip made of shots (hard cuts between them): ``runs`` are the clip's consecutive
+    frames of one shot each, in order, as ``(shot, sketch)``. ``smoothing`` 0 gives one range per shot
+    (over all its runs: a ``clip`` loop comes back to the same range); above 0 each run is smoothed
+    on its own, never across a cut. A single run is exactly :func:`plan_depth_scale`."""
+    if smoothing == 0 and len(runs) > 1:
+        shots: dict[int, InverseDepthSketch] = {}
+        for shot, sketch in runs:
+            if shot not in shots:
+                shots[shot] = InverseDepthSketch(low=sketch.low, high=sketch.high,
+                                                 relative_accuracy=sketch.relative_accuracy)
+            shots[shot].merge(sketch)
+        ranges = {shot: sketch.clip_range() for shot, sketch in shots.items()}
+        lows = np.concatenate([np.full(sketch.frames, ranges[shot][0]) for shot, sketch in runs])
+        highs = np.concatenate([np.full(sketch.frames, ranges[shot][1]) for shot, sketch in runs])
+        return DepthScale(lows, highs)
+    parts = [plan_depth_scale(sketch, smoothing=smoothing) for _shot, sketch in runs]
+    return DepthScale(np.concatenate([p.lows for p in parts]), np.concatenate([p.highs for p in parts]))
 
 
 def check_contrast(contrast: Any) -> float:

@@ -12,6 +12,10 @@ Two treatments:
 Flow guides do not use these plans for motion: they resample motion on the source's timeline
 (``motion_resample``), so a repeated source frame still gets its share of the motion. ``raw`` and
 ``canny`` guides show the planned frames as they are: a repeated frame is a repeated image.
+
+These plans count frames, which is exact for an evenly spaced (constant frame rate) source; a
+variable frame rate source is planned by presentation time instead (``source_time``), with the
+same conventions.
 """
 from __future__ import annotations
 

@@ -38,6 +38,10 @@ composes 1.3 to 2 stored rows. Extraction costs ``(span−1)/s`` flow pairs (plu
 ``d·(n−1)`` pairs for ``d ≤ 2`` and never more than about 2 × the ``n−1`` pairs of flows between
 resampled frames.
 
+**Hard cuts.** A row between two shots (``shot_cuts``) is no motion: a guide frame whose interval
+overlaps one shows the motion of the part of its interval inside the shot it ends in (or, ending
+on the cut, inside the shot before), and zero motion when its interval lies on the cut alone.
+
 Any stored stride can serve any plan: a finer one is composed over more rows, a coarser one is
 spread linearly inside each stored step (the fractional rule above), which assumes constant
 velocity within that step.
@@ -47,7 +51,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Collection, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -55,7 +59,7 @@ import numpy as np
 from ..errors import OptionError
 
 __all__ = ["MotionTimeline", "Interval", "guide_timeline", "choose_stride", "source_nodes", "guide_intervals",
-           "nodes_needed", "compose_motion", "interval_flow"]
+           "nodes_needed", "compose_motion", "interval_flow", "within_shot"]
 
 #: Positions closer than this (in source frames) count as equal.
 _EPS = 1e-9
@@ -214,18 +218,37 @@ class _Warper:
 _WARP = _Warper()
 
 
+def within_shot(u: float, stop: float, cuts: Collection[int]) -> Optional[tuple[float, float]]:
+    """The part of ``[u, stop]`` (node coordinates) that a guide frame shows when rows in ``cuts`` are
+    hard cuts: the part after the last cut it overlaps (the shot the frame ends in), else the part
+    before the first one; ``None`` when the interval lies inside cut rows only."""
+    overlapping = [j for j in cuts if j < stop - 1e-7 and j + 1 > u + 1e-7]
+    if not overlapping:
+        return u, stop
+    after = max(overlapping) + 1.0
+    if stop > after + 1e-7:
+        return after, stop
+    before = float(min(overlapping))
+    return (u, before) if before > u + 1e-7 else None
+
+
 def compose_motion(row: Callable[[int], np.ndarray], nodes: Sequence[int], start: float, end: float,
-                   shape: tuple[int, int], *, fresh: bool = True) -> np.ndarray:
+                   shape: tuple[int, int], *, fresh: bool = True, cuts: Collection[int] = ()) -> np.ndarray:
     """Motion (H, W, 2) float32 from source time ``start`` to ``end``, in the coordinates of ``start``.
 
     ``row(j)`` is the float32 flow from node ``j`` to node ``j+1``. Whole rows are composed by
     warping; a partly covered row counts with the covered fraction. With ``fresh=False`` a motion
     that is exactly one whole row may be that row itself (read-only; saves a copy per frame).
+    Rows in ``cuts`` (hard cuts between shots) are never drawn: the motion is that of the part of
+    the interval inside one shot (:func:`within_shot`), zero when there is none.
     """
     height, width = shape
     total: Optional[np.ndarray] = None
+    part = None
     if len(nodes) >= 2 and end - start > _EPS:
-        u, stop = _coordinate(nodes, start), _coordinate(nodes, end)
+        part = within_shot(_coordinate(nodes, start), _coordinate(nodes, end), cuts)
+    if part is not None:
+        u, stop = part
         while u < stop - 1e-7:
             j = min(int(math.floor(u + 1e-7)), len(nodes) - 2)
             segment_end = min(stop, j + 1.0)
@@ -244,10 +267,12 @@ def compose_motion(row: Callable[[int], np.ndarray], nodes: Sequence[int], start
 
 
 def interval_flow(row: Callable[[int], np.ndarray], nodes: Sequence[int], intervals: Sequence[Interval], k: int,
-                  shape: tuple[int, int], *, fresh: bool = True) -> np.ndarray:
-    """The flow guide frame ``k`` shows (float32; a fresh array unless ``fresh=False``, then read-only)."""
+                  shape: tuple[int, int], *, fresh: bool = True, cuts: Collection[int] = ()) -> np.ndarray:
+    """The flow guide frame ``k`` shows (float32; a fresh array unless ``fresh=False``, then read-only);
+    rows in ``cuts`` are hard cuts (see :func:`compose_motion`)."""
     interval = _resolve(intervals, k)
-    flow = compose_motion(row, nodes, interval.start, interval.end, shape, fresh=fresh or interval.scale != 1.0)
+    flow = compose_motion(row, nodes, interval.start, interval.end, shape, fresh=fresh or interval.scale != 1.0,
+                          cuts=cuts)
     if interval.scale != 1.0:
         flow *= np.float32(interval.scale)
     return flow

@@ -26,6 +26,10 @@ class SegmentWindow:
 
     def check(self, total: int) -> None:
         """Raise :class:`TargetError` unless the window lies inside a timeline of ``total`` frames."""
+        for label, value in (("start", self.start), ("length", self.length), ("overlap", self.overlap)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TargetError(f"Segment window {label} {value!r} must be a whole number of guide frames "
+                                  "(e.g. SegmentWindow(0, 41)).")
         if self.start < 0 or self.length <= 0 or self.stop > total:
             raise TargetError(f"Segment window {self.start}..{self.stop} lies outside the timeline of {total} "
                               "frames: use 0 <= start and start + length <= total.")
@@ -42,6 +46,19 @@ class GuidanceRange:
     @property
     def stop(self) -> int:
         return self.start + self.length
+
+
+def check_windows(windows: object, total: int) -> list[SegmentWindow]:
+    """``windows`` as a list of :class:`SegmentWindow` inside a timeline of ``total`` frames, or a one-line
+    :class:`TargetError` (a tuple, a float start, a window past the end)."""
+    if isinstance(windows, SegmentWindow) or not isinstance(windows, (list, tuple)):
+        raise TargetError(f"Segment windows must be a list of SegmentWindow, not {type(windows).__name__}.")
+    for window in windows:
+        if not isinstance(window, SegmentWindow):
+            raise TargetError(f"Segment window {window!r} is a {type(window).__name__}: pass "
+                              "SegmentWindow(start, length) (e.g. from sliding_windows).")
+        window.check(total)
+    return list(windows)
 
 
 def sliding_windows(total: int, length: int, overlap: int = 0) -> list[SegmentWindow]:

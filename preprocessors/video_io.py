@@ -23,6 +23,7 @@ import numpy as np
 
 from ..atomic_files import partial_target, publishing, sweep_stale_partials
 from ..errors import InvalidVideoError
+from .source_time import evenly_spaced
 from .yuv420 import rgb_to_i420
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,16 @@ class VideoInfo:
     duration: float
     rotation: int
     codec: str
+    #: Presentation time (seconds from the first frame) of every frame, only for a variable frame rate
+    #: source; ``None`` when frames are evenly spaced (then frame ``i`` is at ``i / fps``).
+    timestamps: Optional[tuple[float, ...]] = None
+    #: Frames the container announces (its header's count, else its stream duration × fps); 0 if unknown.
+    announced_frames: int = 0
+    #: Why reading stopped early (an FFmpeg error while demuxing), or "".
+    read_error: str = ""
+    #: The user accepts a stream that ends before it announced (``--allow-short``): decoding errors are
+    #: then logged and the frames decoded so far used; otherwise they are an :class:`InvalidVideoError`.
+    allow_short: bool = False
 
     @property
     def size(self) -> tuple[int, int]:
@@ -87,8 +98,8 @@ def _open(file: Path) -> "av.container.InputContainer":
     try:
         return av.open(str(file), mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as error:
-        raise InvalidVideoError(f"{file.name} is not a readable video ({type(error).__name__}), or it is "
-                                "incomplete: pass a complete MP4, MOV, MKV or WebM video.") from None
+        raise InvalidVideoError(f"{file.name} is not a readable video, or it is incomplete: pass a complete MP4, "
+                                "MOV, MKV or WebM video.") from None
 
 
 def _rotation_from(value: object) -> int:
@@ -150,8 +161,8 @@ def probe_video(path: PathLike) -> VideoInfo:
                 first = frame
                 break
         except (av.error.FFmpegError, ValueError) as error:
-            raise InvalidVideoError(f"{file.name}: its first video frame cannot be decoded "
-                                    f"({error.__class__.__name__}); the file is damaged or incomplete: "
+            raise InvalidVideoError(f"{file.name}: its first video frame cannot be decoded; "
+                                    "the file is damaged or incomplete: "
                                     "re-encode or re-download it (e.g. as H.264 MP4).") from None
         if first is None:
             raise InvalidVideoError(f"{file.name} holds no decodable video frame: pass a complete video file.")
@@ -160,16 +171,21 @@ def probe_video(path: PathLike) -> VideoInfo:
         rotation = _stream_rotation(stream, first)
         time_base = stream.time_base
         header_fps = _rate(stream.average_rate) or _rate(stream.guessed_rate) or _rate(stream.base_rate)
+        header_frames = int(stream.frames or 0)
+        stream_seconds = float(stream.duration * time_base) if stream.duration and time_base else 0.0
+        if not stream_seconds and container.duration and len(container.streams) == 1:  # Matroska: segment duration
+            stream_seconds = container.duration / 1_000_000
         del first
     finally:
         container.close()
-    count, first_pts, last_pts = _count_packets(file)
+    count, times, read_error = _count_packets(file)
+    first_pts, last_pts = (times[0], times[-1]) if times else (None, None)
     if count == 0:
         raise InvalidVideoError(f"{file.name} holds no video frames: pass a complete video file.")
     if is_image and count <= 1:
         raise _image_error(file)
     fps = header_fps
-    span = float((last_pts - first_pts) * time_base) if time_base and last_pts is not None and first_pts is not None else 0.0
+    span = float((last_pts - first_pts) * time_base) if time_base and last_pts is not None else 0.0
     if not fps:
         fps = _rate((count - 1) / span) if span > 0 and count > 1 else 0.0
         if not fps:
@@ -178,7 +194,22 @@ def probe_video(path: PathLike) -> VideoInfo:
     duration = count / fps
     if rotation in (90, 270):
         width, height = height, width
-    return VideoInfo(str(file.resolve()), width, height, float(fps), count, duration, rotation, codec)
+    seconds = [float((pts - times[0]) * time_base) for pts in times] if time_base and len(times) == count else []
+    announced = header_frames or _frames_in(stream_seconds, seconds, count, fps)
+    timestamps = tuple(seconds) if seconds and not evenly_spaced(seconds) else None
+    return VideoInfo(str(file.resolve()), width, height, float(fps), count, duration, rotation, codec,
+                     timestamps, announced, read_error)
+
+
+def _frames_in(announced_seconds: float, seconds: Sequence[float], count: int, fps: float) -> int:
+    """Frames a stream of ``announced_seconds`` holds: the ``count`` read plus the time missing after the
+    last one read, in typical frame durations (so a variable frame rate does not count as missing frames)."""
+    if announced_seconds <= 0:
+        return 0
+    steps = np.diff(np.asarray(seconds, dtype=np.float64))
+    typical = float(np.median(steps[steps > 0])) if (steps > 0).any() else 1.0 / fps
+    missing = announced_seconds - ((seconds[-1] if seconds else (count - 1) / fps) + typical)
+    return count + max(0, int(round(missing / typical)))
 
 
 def _check_size(file: Path, width: int, height: int) -> None:
@@ -189,10 +220,11 @@ def _check_size(file: Path, width: int, height: int) -> None:
                                 "re-encode it at a smaller size.")
 
 
-def _count_packets(file: Path) -> tuple[int, Optional[int], Optional[int]]:
-    """Video packets with data (one per frame for video codecs), and the smallest/largest pts."""
+def _count_packets(file: Path) -> tuple[int, list[int], str]:
+    """Video packets with data (one per frame for video codecs), their sorted pts (presentation
+    order; fewer than the count when some have none), and the error that stopped reading, or ""."""
     container = _open(file)
-    count, low, high = 0, None, None
+    count, times, error_text = 0, [], ""
     try:
         stream = container.streams.video[0]
         try:
@@ -201,13 +233,13 @@ def _count_packets(file: Path) -> tuple[int, Optional[int], Optional[int]]:
                     continue
                 count += 1
                 if packet.pts is not None:
-                    low = packet.pts if low is None else min(low, packet.pts)
-                    high = packet.pts if high is None else max(high, packet.pts)
+                    times.append(int(packet.pts))
         except (av.error.FFmpegError, ValueError) as error:  # a truncated file: count what is there
-            logger.warning("%s is damaged after %d frames (%s).", file.name, count, error.__class__.__name__)
+            error_text = error.__class__.__name__
+            logger.warning("%s is damaged after %d frames (%s).", file.name, count, error_text)
     finally:
         container.close()
-    return count, low, high
+    return count, sorted(times), error_text
 
 
 def _to_rgb(frame: "av.VideoFrame", rotation: int) -> np.ndarray:
@@ -217,15 +249,24 @@ def _to_rgb(frame: "av.VideoFrame", rotation: int) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def _decode(file: Path, rotation: int) -> Iterator[np.ndarray]:
+def _decode(file: Path, rotation: int, allow_short: bool = False,
+            expected: int = 0) -> Iterator[np.ndarray]:
+    """Decoded frames; an FFmpeg error ends the stream (``allow_short``) or raises :class:`InvalidVideoError`."""
     container = _open(file)
+    decoded = 0
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         try:
             for frame in container.decode(stream):
+                decoded += 1
                 yield _to_rgb(frame, rotation)
         except (av.error.FFmpegError, ValueError) as error:
+            if not allow_short:
+                raise InvalidVideoError(
+                    f"{file.name} is damaged: decoding stopped on an error ({error.__class__.__name__}) after "
+                    f"{decoded} of {expected or 'its'} frames: re-encode it, or allow a short source "
+                    "(--allow-short, allow_short=True) to use the frames before the damage.") from None
             logger.warning("%s: decoding stopped early (%s).", file.name, error.__class__.__name__)
     finally:
         container.close()
@@ -234,14 +275,16 @@ def _decode(file: Path, rotation: int) -> Iterator[np.ndarray]:
 def iter_frames(path: PathLike, info: Optional[VideoInfo] = None) -> Iterator[np.ndarray]:
     """Every decodable frame, one at a time, as RGB uint8 in display orientation."""
     info = info or probe_video(path)
-    yield from _decode(Path(info.path), info.rotation)
+    yield from _decode(Path(info.path), info.rotation, info.allow_short, info.frame_count)
 
 
 def iter_planned_frames(path: PathLike, indices: Sequence[int], info: VideoInfo) -> Iterator[np.ndarray]:
     """One frame per entry of ``indices`` (repeats yield the same array; a backwards jump restarts decoding).
 
-    If the stream ends before an index (a damaged file), the last decoded frame is repeated and a
-    warning is logged once. Frames are shared between repeats: treat them as read-only.
+    If the stream ends more than one frame before an index (a damaged file), that is an
+    :class:`InvalidVideoError` naming both numbers unless ``info.allow_short``; otherwise (and for a
+    stream one frame short of its packet count) the last decoded frame is repeated and a warning
+    is logged once. Frames are shared between repeats: treat them as read-only.
     """
     file = Path(info.path if info is not None else os.fspath(path))
     decoder: Optional[Iterator[np.ndarray]] = None
@@ -255,7 +298,7 @@ def iter_planned_frames(path: PathLike, indices: Sequence[int], info: VideoInfo)
             if decoder is None or index < position:
                 if decoder is not None:
                     decoder.close()
-                decoder, position, current = _decode(file, info.rotation), -1, None
+                decoder, position, current = _decode(file, info.rotation, info.allow_short, info.frame_count), -1, None
             while position < index:
                 frame = next(decoder, None)
                 if frame is None:
@@ -263,6 +306,10 @@ def iter_planned_frames(path: PathLike, indices: Sequence[int], info: VideoInfo)
                 current, position = frame, position + 1
             if current is None:
                 raise InvalidVideoError(f"{file.name} holds no decodable video frame: pass a complete video file.")
+            if position < min(index, info.frame_count - 1) - 1 and not info.allow_short:
+                raise InvalidVideoError(
+                    f"{file.name} is damaged or incomplete: only {position + 1} of its {info.frame_count} frames "
+                    "decode: re-encode it, or allow a short source (--allow-short, allow_short=True).")
             if position < index and not warned:
                 logger.warning("%s ends at frame %d (asked for %d); repeating its last frame.", file.name,
                                position, index)

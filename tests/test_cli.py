@@ -84,7 +84,8 @@ def test_cli_choices_are_the_pipelines() -> None:
     assert CHOICES == {"guide_type": request.GUIDE_TYPES, "treatment": frame_plan.TREATMENTS, "fit": fit.FIT_MODES,
                        "range_unit": frame_plan.RANGE_UNITS, "backend": request.BACKENDS,
                        "raft_model": request.RAFT_MODELS, "precision": request.PRECISIONS,
-                       "teardown": request.TEARDOWNS, "depth_variant": request.DEPTH_VARIANTS}
+                       "teardown": request.TEARDOWNS, "depth_variant": request.DEPTH_VARIANTS,
+                       "cuts": request.CUT_MODES}
 
 
 def test_version(capsys) -> None:

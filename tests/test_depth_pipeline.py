@@ -356,3 +356,16 @@ def test_the_tabs_depth_contrast_and_smoothing_reach_the_guide(tmp_path, tiny_we
     with pytest.raises(gr.Error, match="depth contrast"):
         extract_panel.extract(deps, str(source), f"{WIDTH}x{HEIGHT}", 9, 16, "depth", "adjust", "crop", 0, 0,
                               "frames", 1.0, "auto", 20, 0, 0.0, 0, request=Session())
+
+
+def test_depth_finds_the_cut_and_gives_each_shot_its_range(tmp_path, tiny_weights) -> None:
+    from videogen import cut_frames, write_rgb_video
+
+    source = write_rgb_video(tmp_path / "cut.mp4", cut_frames("astronaut", "coffee", 16, 8, width=WIDTH, height=HEIGHT))
+    ctx = _ctx(tmp_path)
+    result = build_guide(_request(source, tiny_weights, tmp_path / "d.mp4", frames=16), ctx)
+    assert result.cuts == [8] and "one brightness range for each shot" in result.depth_brightness
+    assert "1 hard cut at source frame 8" in result.summary()
+    off = build_guide(_request(source, tiny_weights, tmp_path / "e.mp4", frames=16, cuts="off"), ctx)
+    assert off.cuts == [] and off.flows_from_cache is False and off.cache_hit  # the same maps, read back
+    assert "one brightness range for the whole clip" in off.depth_brightness

@@ -133,3 +133,26 @@ def test_timeline_is_bounded_and_thread_safe() -> None:
     assert 50 <= len(timeline) <= 100
 
 
+
+
+def test_png_legend_sits_outside_the_plot(tmp_path) -> None:
+    """The legend never covers the memory line: its box lies right of the axes, inside the image."""
+    import pytest
+
+    pytest.importorskip("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    timeline = Timeline()
+    for k in range(6):
+        with timeline.phase("flow" if k % 2 else "decode"):
+            timeline.record(f"s{k}")
+    timeline.event("load", "load raft-large")
+    figure = timeline.figure()
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    axes = figure.axes[0]
+    legend, plot = axes.get_legend().get_window_extent(), axes.get_window_extent()
+    assert legend.x0 >= plot.x1, (legend, plot)
+    assert legend.x1 <= figure.bbox.x1 + 1  # not cut off by the image's edge
+    png = timeline.render_png(tmp_path / "legend.png")
+    assert png.stat().st_size > 5000

@@ -109,3 +109,16 @@ def test_composition_warps_each_step_to_where_the_motion_carried_the_pixel():
     assert total[4, 14, 0] == pytest.approx(4.0) and total[4, 4, 0] == pytest.approx(8.0)
     half = compose_motion(lambda j: flow, (0, 1, 2), 0.5, 1.0, (height, width))
     assert half[4, 4, 0] == pytest.approx(2.0)  # a fractional step is scaled by its fraction
+
+
+def test_a_cut_row_is_never_part_of_the_motion() -> None:
+    from wan2gp_structure_video.preprocessors.motion_resample import within_shot
+
+    assert within_shot(0.5, 3.0, {1}) == (2.0, 3.0)        # ends in the next shot: the part after the cut
+    assert within_shot(0.5, 2.0, {1}) == (0.5, 1.0)        # ends on the cut: the part before it
+    assert within_shot(1.2, 1.8, {1}) is None              # inside the cut alone: no motion
+    assert within_shot(0.0, 3.0, set()) == (0.0, 3.0)
+    rows = [np.full((4, 4, 2), value, np.float32) for value in (1.0, 40.0, 2.0)]  # row 1: the cut's noise
+    motion = compose_motion(lambda j: rows[j], (0, 1, 2, 3), 0.5, 3.0, (4, 4), cuts={1})
+    assert np.allclose(motion, 2.0)
+    assert not compose_motion(lambda j: rows[j], (0, 1, 2, 3), 1.0, 2.0, (4, 4), cuts={1}).any()

@@ -184,7 +184,7 @@ def test_errors_speak_the_ui_words():
     assert "--" not in text and "raft-things.pth in Wan2GP's ckpts/flow/" in text
     assert 'choose Flow backend "DIS (OpenCV, CPU, fast)"' in text
     assert ui_words("Video too short for flow: use --type canny or raw, or a longer video.") == (
-        'Video too short for flow: choose Type "Canny edges" or "Raw (fitted frames)", or a longer video.')
+        'Video too short for flow: choose Type "Canny edges" or "Raw frames", or a longer video.')
     cache = ui_words("Cannot write the flow cache: choose another folder with --cache-dir, or use --no-cache.")
     assert "--" not in cache and "Flow cache ▸ Clear" in cache
     assert ui_words("--end 20 is past the end; check --range-unit.") == '"Range end" 20 is past the end; check "Range unit".'

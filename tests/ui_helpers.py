@@ -40,11 +40,12 @@ def running_app():
 
 
 EXTRACT_FIELDS = ("resolution", "frames", "fps", "guide_type", "treatment", "fit", "start", "end", "range_unit",
-                  "motion_strength", "backend", "iterations", "batch_size", "depth_contrast", "depth_smoothing")
+                  "motion_strength", "backend", "iterations", "batch_size", "depth_contrast", "depth_smoothing",
+                  "depth_weights_path", "depth_weights_file")
 
 
 #: The depth settings (added later, at the end) when a test does not set them: the tab's defaults.
-DEPTH_DEFAULTS = {"depth_contrast": 1.0, "depth_smoothing": 0}
+DEPTH_DEFAULTS = {"depth_contrast": 1.0, "depth_smoothing": 0, "depth_weights_path": "", "depth_weights_file": None}
 
 
 def extract_via_api(client, source, args: dict):

@@ -62,17 +62,22 @@ def make_video(path: Path, width: int = 64, height: int = 48, frames: int = 10, 
             stream.codec_context.time_base = time_base
         if rotation:
             stream.set_display_rotation(-rotation)  # PyAV: counter-clockwise degrees
-        for index in range(frames):
-            frame = av.VideoFrame.from_ndarray(frame_content(index, width, height), format="rgb24")
-            frame = frame.reformat(format=pix_fmt)
-            frame.pts = pts[index] if pts is not None else index
-            if time_base is not None:
-                frame.time_base = time_base
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+        images = (frame_content(index, width, height) for index in range(frames))
+        _mux(out, stream, images, pts, time_base, pix_fmt)
     return path
+
+
+def _mux(out, stream, images, pts: Optional[list[int]], time_base: Optional[Fraction], pix_fmt: str) -> None:
+    """Encode RGB ``images`` into ``stream`` (frame ``i`` at ``pts[i]``, else ``i``) and flush it."""
+    for index, image in enumerate(images):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(format=pix_fmt)
+        frame.pts = pts[index] if pts is not None else index
+        if time_base is not None:
+            frame.time_base = time_base
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
 
 
 def make_audio_only(path: Path) -> Path:
@@ -139,4 +144,80 @@ def make_one_frame(path: Path, width: int = 64, height: int = 48) -> Path:
 def make_text_mp4(path: Path) -> Path:
     """A text file with a video name."""
     Path(path).write_text("this is not a video\n" * 10)
+    return Path(path)
+
+
+# --- realistic sources: pans over scikit-image's sample photographs -------------------------------
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+def photo(name: str, scale: float = 2.0) -> np.ndarray:
+    """A scikit-image sample photograph (RGB uint8), enlarged so that a long pan fits inside it."""
+    import cv2
+    import skimage.data
+
+    image = getattr(skimage.data, name)()
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    image = np.ascontiguousarray(image[..., :3])
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+
+
+def pan_frames(image: np.ndarray, offsets: "list[float]", width: int = 160, height: int = 96,
+               y: int = 40) -> list[np.ndarray]:
+    """Views of ``width``×``height`` over ``image`` whose left edge is at each of ``offsets`` (pixels,
+    sub-pixel shifts interpolated), i.e. a horizontal camera pan; the content moves left as x grows."""
+    import cv2
+
+    frames = []
+    for x in offsets:
+        shift = np.float32([[1, 0, -x], [0, 1, -y]])
+        frames.append(cv2.warpAffine(image, shift, (width, height), flags=cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_REFLECT))
+    return frames
+
+
+def steady_offsets(count: int, speed: float, start: float = 0.0) -> list[float]:
+    return [start + speed * i for i in range(count)]
+
+
+def whip_offsets(count: int, speed: float, burst: "range", burst_speed: float) -> list[float]:
+    """A steady pan whose steps inside ``burst`` (pair indices) are ``burst_speed`` pixels instead."""
+    offsets, x = [], 0.0
+    for i in range(count):
+        offsets.append(x)
+        x += burst_speed if i in burst else speed
+    return offsets
+
+
+def cut_frames(first: str, second: str, count: int, cut: int, speed: float = 2.0, **size) -> list[np.ndarray]:
+    """A pan over photo ``first``, hard cut at frame ``cut`` to a pan over photo ``second``."""
+    offsets = steady_offsets(count, speed)
+    return pan_frames(photo(first), offsets[:cut], **size) + pan_frames(photo(second), offsets[cut:], **size)
+
+
+def fade_frames(first: str, second: str, count: int, fade: "range", speed: float = 2.0, **size) -> list[np.ndarray]:
+    """Pans over two photos with a cross fade over the frames in ``fade`` (not a cut)."""
+    offsets = steady_offsets(count, speed)
+    a, b = pan_frames(photo(first), offsets, **size), pan_frames(photo(second), offsets, **size)
+    frames = []
+    for i in range(count):
+        t = 0.0 if i < fade.start else 1.0 if i >= fade.stop else (i - fade.start + 1) / (len(fade) + 1)
+        frames.append(np.clip((1 - t) * a[i] + t * b[i] + 0.5, 0, 255).astype(np.uint8))
+    return frames
+
+
+def write_rgb_video(path: Path, frames: "list[np.ndarray]", fps: float = 24.0, *,
+                    pts: Optional[list[int]] = None, time_base: Optional[Fraction] = None) -> Path:
+    """Encode RGB frames as a high-quality H.264 MP4 (``pts`` in ``time_base``: variable frame rate)."""
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "12", "preset": "veryfast"}
+        if time_base is not None:
+            stream.time_base = time_base
+            stream.codec_context.time_base = time_base
+        _mux(out, stream, frames, pts, time_base, "yuv420p")
     return Path(path)

@@ -12,18 +12,20 @@ from typing import Any, Optional
 import gradio as gr
 import numpy as np
 
-from ..errors import CancelledError, OptionError, StructureVideoError
-from . import host_bridge
+from ..errors import CancelledError, OptionError, StructureVideoError, WeightsNotFoundError
+from . import host_bridge, weights_field
 from .compat import upload_path
 from .deps import TabDeps
+from .failures import describe_failure, ends_cleanly, page_error
 from .outputs import SAMPLE_NAME
-from .wording import ui_words
 
 logger = logging.getLogger(__name__)
 
 NO_VIDEO = "No structure video yet: upload one or use the sample."
 CANCELLED = "Cancelled — nothing was written."
-RUNNING = "Extracting…"
+#: The status line while a run goes on: empty, so the progress drawn over it is the only text there
+#: (no faded "Extracting…" under "optical flow 32/129").
+RUNNING = ""
 #: Extra folders (os.pathsep-separated) the tab may read structure videos from, besides the upload folder.
 ALLOWED_DIRS_ENV = "WAN2GP_STRUCTURE_VIDEO_ALLOWED_DIRS"
 
@@ -71,7 +73,8 @@ def describe_video(path: Optional[str]) -> tuple[str, Optional[np.ndarray]]:
 def make_request(source: str, output: Path, resolution: str, frames: Any, fps: Any, guide_type: str,
                  treatment: str, fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any,
                  backend: str, iterations: Any, batch_size: Any, raft_weights: Optional[str] = None,
-                 depth_variant: Optional[str] = None, depth_contrast: Any = 1.0, depth_smoothing: Any = 0):
+                 depth_variant: Optional[str] = None, depth_contrast: Any = 1.0, depth_smoothing: Any = 0,
+                 depth_weights: Optional[str] = None, cuts: str = "auto", allow_short: Any = False):
     from ..pipeline.request import GuideRequest
 
     def opt_number(value: Any) -> Optional[float]:
@@ -91,14 +94,27 @@ def make_request(source: str, output: Path, resolution: str, frames: Any, fps: A
         end=opt_number(end), range_unit=range_unit, motion_strength=float(motion_strength),
         backend=backend, iterations=int(iterations), batch_size=batch, raft_weights=raft_weights,
         depth_variant=depth_variant, depth_contrast=float(1.0 if depth_contrast in (None, "") else depth_contrast),
-        depth_smoothing=float(depth_smoothing or 0))
+        depth_smoothing=float(depth_smoothing or 0), depth_weights=depth_weights,
+        cuts=cuts or "auto", allow_short=bool(allow_short))
+
+
+def _where(result: Any) -> str:
+    """Where the model ran, or "from cache" when no model ran (never "on `cache`")."""
+    return ", from cache" if result.device == "cache" else f" on `{result.device}`"
+
+
+def progress_text(update: Any) -> str:
+    """One progress text per update: the stage's own message ("optical flow 32/129 (batch 4)"), else
+    the stage and its count; never both (they say the same thing)."""
+    text = update.message or f"{update.stage} {update.done}/{update.total}"
+    return text[:1].upper() + text[1:]
 
 
 def details_markdown(result: Any, chart_note: str = "") -> str:
     lines = [f"**{result.frames} frames, {result.width}×{result.height} @ {result.fps:g} fps**, type `{result.guide_type}`"]
     lines.append(f"Summary: {result.summary()}")
     if result.guide_type == "flow":
-        lines.append(f"Backend: `{result.backend}` on `{result.device}` — {result.backend_reason}")
+        lines.append(f"Backend: `{result.backend}`{_where(result)} — {result.backend_reason}")
         if result.weights:
             lines.append(f"Weights: {result.weights}")
         if result.batch_size:
@@ -110,13 +126,23 @@ def details_markdown(result: Any, chart_note: str = "") -> str:
         elif result.cache_hit is not None:
             lines.append("Cache: flows " + ("**hit** (reused)" if result.cache_hit else "miss (computed and stored)"))
     if result.guide_type == "depth":
-        lines.append(f"Depth model: `{result.backend}` on `{result.device}` — {result.backend_reason}")
+        lines.append(f"Depth model: `{result.backend}`{_where(result)} — {result.backend_reason}")
         lines.append(f"Weights: {result.weights}")
         if result.depth_brightness:
             lines.append(f"Brightness: {result.depth_brightness}")
         if result.cache_hit is not None:
             lines.append("Cache: depth maps " + ("**hit** (no depth model loaded)" if result.cache_hit
                                                  else "miss (computed and stored)"))
+    if result.guide_type in ("flow", "depth"):
+        if result.source.get("cuts") == "off":
+            lines.append("Shots: cut detection off (the source is treated as one shot)")
+        elif result.cuts:
+            lines.append(f"Shots: {result.cuts_text()} — " + ("never drawn as motion" if result.guide_type == "flow"
+                                                              else "one brightness range per shot"))
+        else:
+            lines.append("Shots: no hard cut found")
+    if result.source.get("variable_frame_rate"):
+        lines.append("Timing: variable frame rate source — guide frames placed by presentation time")
     distinct = result.distinct_source_frames
     if 0 < distinct < result.frames:
         lines.append(f"Source frames: {distinct} distinct over {result.frames} guide frames"
@@ -234,10 +260,11 @@ def on_upload(deps: TabDeps, file_value: Any):
         return NO_VIDEO, None
     try:
         return describe_video(check_upload_allowed(deps, path))
-    except StructureVideoError as exc:
-        return f"**Cannot use this file.** {ui_words(str(exc))}", None
+    except Exception as exc:  # StructureVideoError: the user's to fix; anything else is logged
+        return f"**Cannot use this file.** {describe_failure('Reading the video', exc)}", None
 
 
+@ends_cleanly("Writing the sample video")
 def use_sample(deps: TabDeps) -> str:
     """The sample structure video (written once into the output folder)."""
     from ..preprocessors.sample_video import write_sample_video
@@ -270,27 +297,34 @@ def finish(deps: TabDeps, request: gr.Request = gr.Request()) -> tuple:
 
 def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: Any, guide_type: str, treatment: str,
             fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any, backend: str, iterations: Any,
-            batch_size: Any, depth_contrast: Any = 1.0, depth_smoothing: Any = 0,
+            batch_size: Any, depth_contrast: Any = 1.0, depth_smoothing: Any = 0, depth_weights_path: Any = None,
+            depth_weights_file: Any = None, cuts: str = "auto", allow_short: Any = False,
             progress: gr.Progress = gr.Progress(), request: gr.Request = gr.Request()):
     """Extract: the guide, its details, the first preview, the preview slider, the memory chart, the
     cache line and the status line; the run (for Send / Generate / the preview) is kept for this browser
     session. A cancel the user asked for is no error: the panels are cleared and the status says so.
-    Errors are raised as ``gr.Error`` in the UI's words."""
+    Any ``Exception`` is raised as ``gr.Error`` in the UI's words (an unexpected one logged with its
+    traceback, see ``failures``); the status line shows it, not a toast."""
+    depth_weights = weights_field.chosen_weights(depth_weights_path, depth_weights_file)
     try:
         return _extract(deps, file_value, resolution, frames, fps, guide_type, treatment, fit, start, end,
                         range_unit, motion_strength, backend, iterations, batch_size, depth_contrast,
-                        depth_smoothing, progress, request)
-    except StructureVideoError as exc:
+                        depth_smoothing, depth_weights, progress, request, cuts, allow_short)
+    except Exception as exc:  # whatever failed, the run ends: finish() puts the message in the status line
         deps.set_run(request, None)
-        message = ui_words(str(exc))
+        if isinstance(exc, WeightsNotFoundError) and guide_type == "depth" and depth_weights is None:
+            message = describe_failure("Extracting", WeightsNotFoundError(weights_field.missing_message(deps)))
+        else:
+            message = describe_failure("Extracting", exc)
         deps.note_error(request, message)
-        raise gr.Error(message) from exc
+        raise page_error(message, toast=False) from exc
 
 
 def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: Any, guide_type: str,
              treatment: str, fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any, backend: str,
-             iterations: Any, batch_size: Any, depth_contrast: Any, depth_smoothing: Any, progress: Any,
-             request: Any) -> tuple:
+             iterations: Any, batch_size: Any, depth_contrast: Any, depth_smoothing: Any,
+             depth_weights: Optional[str], progress: Any, request: Any, cuts: str = "auto",
+             allow_short: Any = False) -> tuple:
     from ..progress import Progress
     from . import cache_panel
 
@@ -304,8 +338,7 @@ def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: 
 
     def on_update(update: Any) -> None:
         try:
-            progress(update.fraction, desc=f"{update.stage} {update.done}/{update.total}"
-                     + (f" — {update.message}" if update.message else ""))
+            progress(update.fraction, desc=progress_text(update))
         except Exception:
             pass
 
@@ -313,7 +346,8 @@ def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: 
         req = make_request(path, out, resolution, frames, fps, guide_type, treatment, fit, start, end,
                            range_unit, motion_strength, backend, iterations, batch_size,
                            depth_variant=host_bridge.host_depth_variant(deps.plugin), depth_contrast=depth_contrast,
-                           depth_smoothing=depth_smoothing)
+                           depth_smoothing=depth_smoothing, depth_weights=depth_weights, cuts=cuts,
+                           allow_short=allow_short)
         result = run_extraction(req, progress=Progress(on_update, cancel), gpu_lock=deps.gpu_lock_for(deps.host_state(request)),
                                 weights_locator=host_bridge.weights_locator(deps.plugin), cache=tab_cache(deps))
         indices = plan_indices(req)
@@ -341,8 +375,6 @@ def cancel(deps: TabDeps, request: gr.Request = gr.Request()) -> None:
     gr.Info("Cancelling: the extraction stops after the current batch.")
 
 
+@ends_cleanly("Showing the preview")
 def on_preview(deps: TabDeps, index: Any, request: gr.Request = gr.Request()):
-    try:
-        return preview_frame(deps.run_for(request), index)
-    except StructureVideoError as exc:
-        raise gr.Error(ui_words(str(exc))) from exc
+    return preview_frame(deps.run_for(request), index)

@@ -13,6 +13,7 @@ import gradio as gr
 
 from . import host_bridge
 from .deps import TabDeps, session_key
+from .failures import ends_cleanly
 from .wording import ui_words
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def depth_weights_text(deps: TabDeps) -> str:
             "Download them to use depth.")
 
 
+@ends_cleanly("Taking the target from the Video Generator")
 def take_target(deps: TabDeps, request: gr.Request = gr.Request()):
     """"Take from the Video Generator": the target from the generator's current model settings; from
     now on tab opens prefill again (until the user types a target)."""
@@ -58,6 +60,7 @@ def prefill_on_tab_select(plugin: Any, state: Any):
     return target.resolution, target.frames, target.fps
 
 
+@ends_cleanly("Downloading the RAFT weights")
 def download_weights(deps: TabDeps):
     try:
         found = host_bridge.download_host_weights(deps.plugin)
@@ -66,14 +69,16 @@ def download_weights(deps: TabDeps):
     return weights_text(deps), gr.update(visible=found is None)
 
 
+@ends_cleanly("Downloading the depth weights")
 def download_depth_weights(deps: TabDeps):
     try:
         found = host_bridge.download_host_depth_weights(deps.plugin)
     except Exception as exc:
-        raise gr.Error(f"Downloading the depth weights failed: {exc}") from exc
+        raise gr.Error(ui_words(f"Downloading the depth weights failed: {exc}")) from exc
     return depth_weights_text(deps), gr.update(visible=found is None)
 
 
+@ends_cleanly("Sending to the Video Generator")
 def send(deps: TabDeps, request: gr.Request = gr.Request()):
     """Send to Video Generator: our guide into a VACE model's settings. Outputs: the host's
     ``refresh_form_trigger`` (its ``fill_inputs`` rebuilds the form from the settings), the host's
@@ -97,6 +102,7 @@ def send(deps: TabDeps, request: gr.Request = gr.Request()):
     return str(time.time()), gr.update(), text
 
 
+@ends_cleanly("Switching to the Video Generator")
 def goto_generator(deps: TabDeps, request: gr.Request = gr.Request()):
     """Switch to the generator tab through the host's ``goto_media_tab(state)`` (it also keeps the
     host's tab bookkeeping), or directly when the host does not set it on the plugin."""
@@ -137,6 +143,7 @@ class ProgressCallbacks:
             pass
 
 
+@ends_cleanly("Generating with VACE")
 def generate(deps: TabDeps, api_session: Any, prompt: str, progress: gr.Progress = gr.Progress(),
              request: gr.Request = gr.Request()):
     """Generate with VACE through the host's API session; shows progress, returns (video, status)."""

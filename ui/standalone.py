@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import sys
 from typing import Any, Callable, Optional, Sequence
 
 logger = logging.getLogger(__name__)
@@ -106,11 +107,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m wan2gp_structure_video.ui.standalone``: the same port check and one-line errors
+    (exit status 2) as ``wan2gp-structure-video app``."""
+    from ..errors import StructureVideoError
+    from ..ports import check_port
+
     parser = argparse.ArgumentParser(prog="wan2gp-structure-video app",
                                      description="Run the Structure Video tab as a small standalone web app.")
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        check_port(args.host, args.port)
+    except StructureVideoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     launch(args.host, args.port, args.share)
     return 0
 

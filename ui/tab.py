@@ -11,22 +11,23 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from . import cache_panel, extract_panel, generator_panel, host_bridge
+from . import cache_panel, extract_panel, generator_panel, host_bridge, weights_field
 from .deps import TabDeps, bind, bind_with_session
 from .outputs import output_folder
 
 logger = logging.getLogger(__name__)
 
-GUIDE_TYPES = [("Optical flow (colour wheel)", "flow"), ("Canny edges", "canny"), ("Raw (fitted frames)", "raw"),
-               ("Depth (Depth Anything V2, near = bright)", "depth")]
+#: Short labels: the middle column (with Extract and the status line) fits a 1280×720 screen.
+GUIDE_TYPES = [("Optical flow", "flow"), ("Canny edges", "canny"), ("Raw frames", "raw"),
+               ("Depth (near = bright)", "depth")]
 TREATMENTS = [("Adjust: spread over the whole video / range", "adjust"), ("Clip: keep the source timing", "clip")]
 FITS = [("Crop to the target aspect", "crop"), ("Pad (letterbox)", "pad"), ("Stretch", "stretch")]
-BACKENDS = [("Auto (RAFT if its weights are found, else DIS)", "auto"), ("RAFT (GPU, best)", "raft"),
+BACKENDS = [("Auto (RAFT if found, else DIS)", "auto"), ("RAFT (GPU, best)", "raft"),
             ("DIS (OpenCV, CPU, fast)", "dis")]
 ELEM = "structure_video"  # prefix of the elem_ids the browser tests use
 EXTRACT_INPUTS = ("source", "resolution", "frames", "fps", "guide_type", "treatment", "fit", "start", "end",
                   "range_unit", "motion_strength", "backend", "iterations", "batch_size", "depth_contrast",
-                  "depth_smoothing")
+                  "depth_smoothing", "depth_weights_path", "depth_weights_file", "cuts", "allow_short")
 TARGET_FIELDS = ("resolution", "frames", "fps")
 
 
@@ -78,11 +79,13 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
     import gradio as gr
 
     c, hosted = handles.components, handles.hosted
-    gr.Markdown("**Structure Video** — turn any video into a VACE control video "
-                "(optical flow, canny, raw or depth), "
-                "fitted to your generation's size, length and fps.")
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=300):
+            # The introduction heads the source column (which has room to spare), not the whole page: the
+            # middle column (Extract, the status line) starts at the top of the screen.
+            gr.Markdown("**Structure Video** — turn any video into a VACE control video "
+                        "(optical flow, canny, raw or depth), "
+                        "fitted to your generation's size, length and fps.")
             c["source"] = gr.File(label="Structure video", file_count="single", type="filepath", height=120,
                                   elem_id=f"{ELEM}_source")
             c["sample"] = gr.Button("Use the sample video", size="sm", elem_id=f"{ELEM}_sample")
@@ -99,8 +102,19 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
                                            elem_id=f"{ELEM}_from_host")
         with gr.Column(scale=4, min_width=300):
             c["guide_type"] = gr.Radio(GUIDE_TYPES, value="flow", label="Type", elem_id=f"{ELEM}_type")
-            c["fit"] = gr.Radio(FITS, value="crop", label="Fit (source aspect → target aspect)")
+            c["depth_status"] = gr.Markdown("", visible=False, elem_id=f"{ELEM}_depth_status")
+            # A drop-down (one line): with Extract and the status line on a 1280×720 screen.
+            c["fit"] = gr.Dropdown(FITS, value="crop", label="Fit (source aspect → target aspect)",
+                                   elem_id=f"{ELEM}_fit")
             c["backend"] = gr.Radio(BACKENDS, value="auto", label="Flow backend", elem_id=f"{ELEM}_backend")
+            # Extract and the status line come before the rarely changed settings: opening those never
+            # pushes them below the fold.
+            with gr.Row():
+                c["extract"] = gr.Button("Extract", variant="primary", scale=3, elem_id=f"{ELEM}_extract")
+                c["cancel"] = gr.Button("Cancel", variant="secondary", scale=1, interactive=False,
+                                        elem_id=f"{ELEM}_cancel")
+            # The run's one progress display and its outcome (done / cancelled).
+            c["status"] = gr.Markdown("", elem_id=f"{ELEM}_status", min_height=48)
             with gr.Accordion("More settings: time, range, motion, RAFT, depth", open=False, elem_id=f"{ELEM}_more"):
                 c["treatment"] = gr.Radio(TREATMENTS, value="adjust", label="Treatment",
                                           info="Adjust stretches/squeezes time; clip keeps real speed (loops when short).")
@@ -124,6 +138,22 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
                                                      elem_id=f"{ELEM}_depth_smoothing",
                                                      info="Depth only. 0 = one brightness range for the whole "
                                                           "clip; N = the range follows the scene over N frames.")
+                with gr.Row():
+                    c["depth_weights_path"] = gr.Textbox(
+                        label=weights_field.LABEL, elem_id=f"{ELEM}_depth_weights_path",
+                        placeholder="/path/to/depth_anything_v2_vitl.pth, or a transformers model folder",
+                        info="Depth only. Empty = Wan2GP's ckpts/depth/, then the Hugging Face cache.")
+                    c["depth_weights_file"] = gr.File(label="or upload the .pth", file_count="single",
+                                                      type="filepath", file_types=[".pth", ".safetensors"],
+                                                      height=90, elem_id=f"{ELEM}_depth_weights_file")
+                with gr.Row():
+                    c["cuts"] = gr.Radio(["auto", "off"], value="auto", label="Hard cuts", elem_id=f"{ELEM}_cuts",
+                                         info="Auto: find cuts between shots; never drawn as motion, one depth "
+                                              "range per shot. Off: one shot.")
+                    c["allow_short"] = gr.Checkbox(value=False, label="Accept a damaged (short) video",
+                                                   elem_id=f"{ELEM}_allow_short",
+                                                   info="Use the frames that decode when a file holds fewer than "
+                                                        "it announces (otherwise an error).")
             if hosted:
                 with gr.Row():
                     c["weights_info"] = gr.Markdown(generator_panel.weights_text(deps), elem_id=f"{ELEM}_weights")
@@ -138,12 +168,6 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
                         "Download depth weights (Wan2GP's ckpts/depth)", size="sm",
                         visible=host_bridge.host_depth_weights_path(deps.plugin) is None
                         and host_bridge.can_download_weights(deps.plugin))
-            with gr.Row():
-                c["extract"] = gr.Button("Extract", variant="primary", scale=3, elem_id=f"{ELEM}_extract")
-                c["cancel"] = gr.Button("Cancel", variant="secondary", scale=1, interactive=False,
-                                        elem_id=f"{ELEM}_cancel")
-            # The run's one progress display and its outcome (done / cancelled).
-            c["status"] = gr.Markdown("", elem_id=f"{ELEM}_status", min_height=48)
         with gr.Column(scale=5, min_width=340):
             c["guide"] = gr.Video(label="Guide video", interactive=False, height=RESULT_HEIGHT,
                                   elem_id=f"{ELEM}_guide")
@@ -209,6 +233,12 @@ def _wire_extract(handles: TabHandles, deps: TabDeps) -> None:
     if hasattr(run, "failure"):
         run.failure(**finish)
     c["cancel"].click(bind(extract_panel.cancel, deps), inputs=None, outputs=None, api_name="cancel", queue=False)
+    # The depth weights' status as soon as Depth is chosen, and again when the weights field changes;
+    # the Flow backend choice only for flow.
+    weights = [c["guide_type"], c["depth_weights_path"], c["depth_weights_file"]]
+    for event in (c["guide_type"].change, c["depth_weights_path"].blur, c["depth_weights_file"].change):
+        event(bind(weights_field.on_type, deps), inputs=weights, outputs=[c["depth_status"], c["backend"]],
+              show_progress="hidden", **private)
     # The slider's number box: typing a frame and pressing Enter (or leaving the box) is an input event;
     # dragging ends with a release. Only the last of a burst of inputs is rendered.
     for event in (c["preview_frame"].input, c["preview_frame"].release):

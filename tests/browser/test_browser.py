@@ -235,7 +235,7 @@ def test_depth_with_contrast_from_more_settings(page, tmp_path, monkeypatch):
     _fill(page, "structure_video_resolution", "128x96")
     _fill(page, "structure_video_frames", "8")
     _fill(page, "structure_video_fps", "8")
-    page.locator("#structure_video_type").get_by_text("Depth (Depth Anything V2, near = bright)").click()
+    page.locator("#structure_video_type").get_by_text("Depth (near = bright)").click()
     page.locator("#structure_video_more").get_by_text("More settings").click()
     contrast = page.locator("#structure_video_depth_contrast input[type=number]")
     contrast.wait_for()
