@@ -7,11 +7,12 @@ is already in ``sys.modules``: a process that never loaded torch has nothing on 
 """
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Optional
+
+from ..cli_args import _gpu_driver_present
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,5 @@ def is_torch_module(value: Any) -> bool:
 
 def cuda_possible() -> bool:
     """Whether torch could see a GPU here, answered without importing it: ``False`` only on Linux
-    with neither an NVIDIA (``/dev/nvidia*``) nor an AMD ROCm (``/dev/kfd``) device node."""
-    if not sys.platform.startswith("linux"):
-        return True
-    try:
-        names = os.listdir("/dev")
-    except OSError:
-        return True
-    return "kfd" in names or any(name.startswith("nvidia") and name[6:].isdigit() for name in names)
+    without NVIDIA's or ROCm's driver files (the same check the CLI's ``--device`` uses)."""
+    return _gpu_driver_present()
