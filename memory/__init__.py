@@ -1,6 +1,7 @@
 """Memory lifecycle of annotators: pool with offload handles, monitor and timeline, pressure policy,
 OOM back-off, batch-size history, the per-run bookkeeping (:class:`RunMemory`), host-agnostic release callbacks.
-Imports torch (and mmgp when present), never gradio, host modules or the preprocessors."""
+Never imports torch itself (it asks torch only once a model has loaded it: :mod:`.devices`), nor
+gradio, host modules or the preprocessors; mmgp only when a CUDA placement asks for it."""
 from .batch_history import BatchOutcome, BatchSizeHistory, Recommendation, default_history
 from .host_hooks import PROCESS_GPU_LOCK, PoolOffloadProxy
 from .monitor import (MemoryMonitor, MemorySnapshot, RamReading, empty_device_cache, format_bytes,

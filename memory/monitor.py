@@ -1,6 +1,7 @@
 """Snapshots of device memory and of this process's RAM, and before/after cleanup reports.
 
-Device: free memory counts PyTorch's cached-but-unused blocks as free (they are ours to reuse) and
+Device: asked of torch only when torch is already loaded (a DIS or canny run never imports it);
+free memory counts PyTorch's cached-but-unused blocks as free (they are ours to reuse) and
 respects a per-process memory fraction set with ``torch.cuda.set_per_process_memory_fraction``.
 
 RAM: the figure that matters is the process's *anonymous* memory (``RssAnon``: heap, tensors, arrays),
@@ -21,9 +22,9 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass
-from typing import Optional, Union
+from typing import Any, Optional
 
-import torch
+from .devices import as_device, cuda_ready, loaded_torch
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class MemorySnapshot:
         return asdict(self)
 
 
-def _cuda_fraction(index: int) -> float:
+def _cuda_fraction(torch: Any, index: int) -> float:
     """The per-process memory fraction set for this device (1.0 when none is set)."""
     try:
         getter = getattr(torch.cuda, "get_per_process_memory_fraction", None)
@@ -134,14 +135,15 @@ def _cuda_fraction(index: int) -> float:
 class MemoryMonitor:
     """Reads memory figures for one device (``"cpu"``, ``"cuda"``, ``"cuda:1"``)."""
 
-    def __init__(self, device: Union[str, torch.device] = "cpu") -> None:
-        self.device = torch.device(device)
+    def __init__(self, device: Any = "cpu") -> None:
+        self.device = as_device(device)
         if self.device.type == "cuda" and self.device.index is None:
+            torch = loaded_torch()
             self.device = torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
 
     @property
     def on_cuda(self) -> bool:
-        return self.device.type == "cuda" and torch.cuda.is_available()
+        return self.device.type == "cuda" and cuda_ready()
 
     def snapshot(self) -> MemorySnapshot:
         """Current figures. On CUDA, ``total`` is the usable memory (fraction applied) and ``free`` is
@@ -151,12 +153,12 @@ class MemoryMonitor:
         rss, anon, available = process_rss(), process_anon(), system_available()
         if not self.on_cuda:
             return MemorySnapshot(now, str(self.device), 0, 0, 0, 0, 0, rss, anon, available)
-        index = self.device.index or 0
+        index, torch = self.device.index or 0, loaded_torch()
         allocated = int(torch.cuda.memory_allocated(index))
         reserved = int(torch.cuda.memory_reserved(index))
         peak = int(torch.cuda.max_memory_allocated(index))
         driver_free, device_total = torch.cuda.mem_get_info(index)
-        usable = int(device_total * min(1.0, max(0.0, _cuda_fraction(index))))
+        usable = int(device_total * min(1.0, max(0.0, _cuda_fraction(torch, index))))
         free = min(int(driver_free) + (reserved - allocated), max(0, usable - allocated))
         return MemorySnapshot(now, str(self.device), allocated, reserved, max(0, free), usable, peak, rss, anon,
                               available)
@@ -181,7 +183,8 @@ def empty_device_cache(collect: bool = True) -> None:
     """Give PyTorch's cached device blocks back (after an optional ``gc.collect()``)."""
     if collect:
         gc.collect()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    torch = loaded_torch()
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
         try:
             torch.cuda.ipc_collect()

@@ -15,8 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import torch
-
+from .devices import is_torch_module, loaded_torch
 from .monitor import empty_device_cache
 
 logger = logging.getLogger(__name__)
@@ -34,7 +33,7 @@ class OffloadOptions:
 
 def module_device_types(module: Any) -> set[str]:
     """Device types of the parameters and buffers of ``module`` (empty for non-modules)."""
-    if not isinstance(module, torch.nn.Module):
+    if not is_torch_module(module):
         return set()
     types = {p.device.type for p in module.parameters()}
     types.update(b.device.type for b in module.buffers())
@@ -49,18 +48,18 @@ class PlainPlacement:
     def __init__(self, module: Any) -> None:
         self.module = module
 
-    def place(self, device: torch.device) -> Any:
-        if isinstance(self.module, torch.nn.Module):
-            self.module.to(device)
+    def place(self, device: Any) -> Any:
+        if is_torch_module(self.module):
+            self.module.to(str(device))
         return self.module
 
     def unload(self) -> None:
-        if isinstance(self.module, torch.nn.Module):
+        if is_torch_module(self.module):
             self.module.to("cpu")
         empty_device_cache(collect=False)
 
     def release(self) -> None:
-        if isinstance(self.module, torch.nn.Module):
+        if is_torch_module(self.module):
             self.module.to("cpu")
         self.module = None
 
@@ -86,11 +85,12 @@ class MmgpPlacement:
             self._offload_api = importlib.import_module("mmgp.offload")
         return self._offload_api
 
-    def place(self, device: torch.device) -> Any:
+    def place(self, device: Any) -> Any:
         if device.type != "cuda":
             raise ValueError("mmgp placement is for CUDA devices only")
         if self.offloadobj is None:
             api = self._api()
+            torch = loaded_torch()  # CUDA placement: the model, hence torch, is loaded
             previous = torch.get_default_device()
             try:
                 modules = {self.name: self.module}
@@ -118,7 +118,7 @@ class MmgpPlacement:
                 obj.release()
             finally:
                 del obj
-        if isinstance(self.module, torch.nn.Module) and "cuda" in module_device_types(self.module):
+        if is_torch_module(self.module) and "cuda" in module_device_types(self.module):
             self.module.to("cpu")
         self.module = None
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
-import torch
-
 from ..errors import OutOfMemoryAfterBackoff
+from .devices import loaded_torch
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +21,9 @@ OOM_MESSAGES = ("out of memory", "cuda_error_out_of_memory", "cublas_status_allo
 
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` means the device ran out of memory (by type or by message)."""
-    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    torch = loaded_torch()  # a torch error can only come from a process that loaded torch
+    oom_type = None if torch is None else (getattr(torch, "OutOfMemoryError", None)
+                                           or getattr(torch.cuda, "OutOfMemoryError", None))
     if oom_type is not None and isinstance(error, oom_type):
         return True
     if isinstance(error, RuntimeError):

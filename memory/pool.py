@@ -17,10 +17,9 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional
 
-import torch
-
+from .devices import as_device, is_torch_module
 from .monitor import MemoryMonitor, report_cleanup
 from .offload import (MmgpPlacement, OffloadOptions, PlainPlacement, drop_references, mmgp_available,
                       module_device_types)
@@ -44,7 +43,7 @@ class _Entry:
     constructed: int = 0
     users: int = 0
     pending: Optional[str] = None  # "unload" or "release", applied when the last user leaves
-    device: Optional[torch.device] = None
+    device: Optional[Any] = None  # torch.device, or DeviceName while torch is not loaded
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
@@ -55,7 +54,7 @@ class _Entry:
 class Lease:
     """What a scoped use yields: the annotator, the device it runs on, and a way to move it."""
 
-    def __init__(self, pool: "AnnotatorPool", entry: _Entry, device: torch.device) -> None:
+    def __init__(self, pool: "AnnotatorPool", entry: _Entry, device: Any) -> None:
         self._pool = pool
         self._entry = entry
         self.device = device
@@ -64,9 +63,9 @@ class Lease:
     def model(self) -> Any:
         return self._entry.module
 
-    def move_to(self, device: Union[str, torch.device]) -> Any:
+    def move_to(self, device: Any) -> Any:
         """Move the annotator (e.g. to the CPU after an OOM at batch size 1); returns the model."""
-        self.device = torch.device(device)
+        self.device = as_device(device)
         self._pool._place(self._entry, self.device)
         return self._entry.module
 
@@ -131,7 +130,7 @@ class AnnotatorPool:
 
     # scoped use -----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def use(self, name: str, device: Union[str, torch.device] = "cpu", teardown: str = "unload") -> Iterator[Lease]:
+    def use(self, name: str, device: Any = "cpu", teardown: str = "unload") -> Iterator[Lease]:
         """Build (once) and place annotator ``name`` on ``device``; apply ``teardown`` when the block ends."""
         if teardown not in TEARDOWNS:
             raise ValueError(f"teardown must be one of {', '.join(TEARDOWNS)}, not {teardown!r}")
@@ -140,11 +139,11 @@ class AnnotatorPool:
             if entry is None:
                 raise KeyError(f"no annotator registered as {name!r}")
             entry.users += 1
-        device = torch.device(device)
         try:
             with entry.lock:
                 if entry.placement is None:
                     self._build(entry)
+            device = as_device(device)  # after the build: a torch model has loaded torch by now
             self._place(entry, device)
             yield Lease(self, entry, device)
         finally:
@@ -161,25 +160,25 @@ class AnnotatorPool:
     def _build(self, entry: _Entry) -> None:
         logger.info("Building annotator %s", entry.name)
         module = entry.factory()
-        if isinstance(module, torch.nn.Module):
+        if is_torch_module(module):
             module.eval()
             module.requires_grad_(False)
         entry.placement = PlainPlacement(module)
         entry.constructed += 1
         self._cleanup_event("load", entry.name)
 
-    def _wants_mmgp(self, device: torch.device) -> bool:
+    def _wants_mmgp(self, device: Any) -> bool:
         if device.type != "cuda" or self.offload == "plain":
             return False
         return self.offload == "mmgp" or mmgp_available()
 
-    def _place(self, entry: _Entry, device: torch.device) -> None:
+    def _place(self, entry: _Entry, device: Any) -> None:
         with entry.lock:
             placement = entry.placement
             if placement is None:
                 raise RuntimeError(f"annotator {entry.name} was released while in use")
             if device.type == "cuda" and placement.kind == "plain" and self._wants_mmgp(device) \
-                    and isinstance(placement.module, torch.nn.Module):
+                    and is_torch_module(placement.module):
                 candidate = MmgpPlacement(placement.module, entry.name.replace("-", "_"), self.offload_options)
                 try:
                     candidate.place(device)
@@ -217,7 +216,7 @@ class AnnotatorPool:
                 was_on_gpu = entry.device is not None and entry.device.type == "cuda"
                 before = MemoryMonitor(entry.device).snapshot() if was_on_gpu else None
                 entry.placement.unload()
-                entry.device = torch.device("cpu")
+                entry.device = as_device("cpu")
                 if was_on_gpu:
                     self.last_report = report_cleanup(MemoryMonitor(before.device), f"unload {entry.name}", before)
                     self._cleanup_event("unload", entry.name)

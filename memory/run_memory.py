@@ -16,11 +16,10 @@ batch; every action, batch-size change and OOM back-off is logged and put on the
 from __future__ import annotations
 
 import logging
-from typing import Optional, Union
-
-import torch
+from typing import Any, Optional
 
 from .batch_history import BatchOutcome, BatchSizeHistory
+from .devices import loaded_torch
 from .monitor import MemoryMonitor, MemorySnapshot
 from .pressure import PressureDecision, PressurePolicy
 from .timeline import Timeline
@@ -32,7 +31,7 @@ class RunMemory:
     """Batch size, pressure checks, history and timeline events of one run (one device)."""
 
     def __init__(self, timeline: Timeline, pressure: PressurePolicy, *, pool=None,
-                 history: Optional[BatchSizeHistory] = None, device: Union[str, torch.device] = "cpu",
+                 history: Optional[BatchSizeHistory] = None, device: Any = "cpu",
                  monitor: Optional[MemoryMonitor] = None) -> None:
         self.timeline = timeline
         self.pressure = pressure
@@ -84,7 +83,7 @@ class RunMemory:
 
     def history_key(self, backend: str, height: int, width: int, precision: str) -> str:
         """The history key of this run's device for ``backend`` at ``width``×``height``."""
-        device_name = torch.cuda.get_device_name(self.device) if self.on_cuda else "cpu"
+        device_name = loaded_torch().cuda.get_device_name(self.device) if self.on_cuda else "cpu"
         return BatchSizeHistory.key(backend, device_name, height, width, precision)
 
     def free_bytes(self) -> int:

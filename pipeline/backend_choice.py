@@ -4,12 +4,11 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Callable, Optional
-
-import torch
+from typing import Any, Callable, Optional
 
 from ..errors import OptionError, WeightsNotFoundError
 from ..memory import AnnotatorPool
+from ..memory.devices import DeviceName, cuda_possible, loaded_torch
 from ..preprocessors.raft_weights import WeightsSource, default_search_dirs, find_raft_weights, load_raft
 from .request import RANDOM_WEIGHTS, GuideRequest
 
@@ -46,8 +45,13 @@ class BackendChoice:
         return self.identity()
 
 
-def resolve_device(text: str) -> torch.device:
-    """``auto`` → the first CUDA device when there is one, else the CPU."""
+def resolve_device(text: str) -> Any:
+    """``auto`` → the first CUDA device when there is one, else the CPU (a ``torch.device``; a
+    :class:`DeviceName` for the CPU while torch is not loaded and no GPU driver is present)."""
+    if loaded_torch() is None and (text == "cpu" or (text == "auto" and not cuda_possible())):
+        return DeviceName("cpu")
+    import torch
+
     if text == "auto":
         return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(text)

@@ -11,10 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
-import torch
 
 from ..memory import MemoryMonitor, run_with_backoff
 from ..preprocessors.fit import FrameFitter
@@ -49,7 +48,7 @@ def iter_node_frames(path: str, info: VideoInfo, nodes: Sequence[int], fitter: F
         yield fitted
 
 
-def choose_depth_batch_size(request: GuideRequest, variant: str, device: torch.device, height: int, width: int,
+def choose_depth_batch_size(request: GuideRequest, variant: str, device: Any, height: int, width: int,
                             monitor: Optional[MemoryMonitor] = None) -> int:
     """The request's batch size, else 2 on the CPU, else what 85 % of the free GPU memory holds
     by :func:`~..preprocessors.depth_model.estimate_bytes_per_frame`."""
@@ -76,6 +75,8 @@ def extract_depth_maps(request: GuideRequest, info: VideoInfo, fitter: FrameFitt
                        nodes: Sequence[int], put: Callable[[int, np.ndarray], None], ctx: RunContext,
                        size: tuple[int, int], probe: Optional[CutProbe] = None) -> ExtractionReport:
     """The inverse depth (H, W) float32 of every node, in order, into ``put``."""
+    import torch
+
     from ..preprocessors.depth_model import DepthAnythingBackend
 
     started = time.perf_counter()

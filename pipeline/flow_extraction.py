@@ -16,15 +16,14 @@ import gc
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
-import torch
 
 from ..memory import RunMemory, Timeline, run_with_backoff
+from ..memory.devices import as_device, loaded_torch
 from ..preprocessors.fit import FrameFitter
 from ..preprocessors.flow_dis import DisFlowBackend
-from ..preprocessors.flow_raft import RaftFlowBackend, estimate_bytes_per_pair
 from ..preprocessors.flow_store import FlowStoreWriter
 from ..preprocessors.shot_cuts import CutProbe
 from ..preprocessors.video_io import VideoInfo, iter_planned_frames
@@ -101,13 +100,15 @@ def choose_batch_size(request: GuideRequest, kind: str, memory: RunMemory, key: 
     elif not memory.on_cuda:
         default = cap = CPU_RAFT_BATCH
     else:
+        from ..preprocessors.flow_raft import estimate_bytes_per_pair  # RAFT on CUDA: torch is loaded
+
         per_pair = estimate_bytes_per_pair(height, width)
         default = max(1, min(MAX_AUTO_BATCH, int(memory.monitor.snapshot().free * 0.85 // max(1, per_pair))))
         cap = MAX_AUTO_BATCH
     return memory.choose_batch(key, request.batch_size, default, cap)
 
 
-def _precision(request: GuideRequest, kind: str, device: torch.device) -> str:
+def _precision(request: GuideRequest, kind: str, device: Any) -> str:
     if kind == "dis" or device.type != "cuda":
         return "fp32"
     return "fp16" if request.precision == "auto" else request.precision
@@ -181,7 +182,7 @@ def extract_node_flows(request: GuideRequest, info: VideoInfo, fitter: FrameFitt
     total = len(nodes) - 1
     if total <= 0:
         return ExtractionReport("cpu", 0)
-    device = torch.device("cpu") if choice.kind == "dis" else resolve_device(request.device)
+    device = as_device("cpu") if choice.kind == "dis" else resolve_device(request.device)
     memory = RunMemory(ctx.timeline, ctx.pressure, pool=ctx.pool, history=ctx.history, device=device)
     width, height = size
     # Decoding runs a batch ahead on its own thread, beside the flow model (closed when the block ends).
@@ -206,6 +207,10 @@ def _extract_with_raft(request: GuideRequest, choice: BackendChoice, pairs: Iter
                        writer: FlowStoreWriter, ctx: RunContext, memory: RunMemory,
                        batch_size: int) -> ExtractionReport:
     """RAFT through the annotator pool: loaded under the GPU lock, torn down in ``finally``."""
+    import torch
+
+    from ..preprocessors.flow_raft import RaftFlowBackend  # torch and torchvision: only when RAFT runs
+
     device = memory.device
     name = register_raft(ctx.pool, choice)
     timeline = ctx.timeline
@@ -235,8 +240,9 @@ def _extract_with_raft(request: GuideRequest, choice: BackendChoice, pairs: Iter
     return report
 
 
-def _free_device_cache(device: torch.device) -> None:
+def _free_device_cache(device: Any) -> None:
     """What the OOM back-off does before retrying with a smaller batch."""
     gc.collect()
-    if device.type == "cuda":
+    torch = loaded_torch()
+    if device.type == "cuda" and torch is not None:
         torch.cuda.empty_cache()

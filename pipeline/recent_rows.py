@@ -37,3 +37,7 @@ class RecentRows:
         else:
             self._recent.move_to_end(j)
         return value
+
+    def holds(self, value: np.ndarray) -> bool:
+        """Whether ``value`` is one of the kept rows itself (not a copy)."""
+        return any(value is row for row in self._recent.values())

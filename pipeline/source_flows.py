@@ -24,6 +24,11 @@ from .prepare import PreparedGuide
 from .recent_rows import RecentRows
 from .shot_marks import cut_field, stored_marks
 
+#: Bytes of composed guide motions one :class:`SourceFlows` keeps between the scale and the colouring
+#: pass (float32, so both passes see the same numbers; 81 frames at 832×480 are about 260 MB).
+COMPOSED_KEEP_BYTES = 320 << 20
+
+
 @dataclass
 class SourceFlows:
     """Mapped flows between source ``nodes`` and the interval of every guide frame of the timeline."""
@@ -44,6 +49,8 @@ class SourceFlows:
 
     def __post_init__(self) -> None:
         self._converted = RecentRows(self.rows)
+        self._composed: dict[int, np.ndarray] = {}
+        self._composed_bytes = 0
 
     def row(self, j: int) -> np.ndarray:
         """Flow from node ``j`` to ``j+1`` as float32 (never a view of the mapped file; treat as read-only).
@@ -53,8 +60,20 @@ class SourceFlows:
 
     def guide_flow(self, k: int, fresh: bool = True) -> np.ndarray:
         """The motion guide frame ``k`` of the timeline shows (H, W, 2) float32 (``fresh=False``: may be
-        a stored row itself, to read only)."""
-        return interval_flow(self.row, self.nodes, self.intervals, k, self.shape, fresh=fresh, cuts=self.cuts)
+        a stored row itself, to read only).
+
+        A motion composed from several rows is kept (up to :data:`COMPOSED_KEEP_BYTES`): the scale
+        pass and the colouring pass read every guide frame once each, and composing (warping rows
+        onto each other) is most of a re-target's work."""
+        flow = self._composed.get(k)
+        if flow is None:
+            flow = interval_flow(self.row, self.nodes, self.intervals, k, self.shape, fresh=False,
+                                 cuts=self.cuts)
+            if not self._converted.holds(flow) and self._composed_bytes + flow.nbytes <= COMPOSED_KEEP_BYTES:
+                flow.flags.writeable = False  # shared by both passes
+                self._composed[k] = flow
+                self._composed_bytes += flow.nbytes
+        return np.array(flow, copy=True) if fresh else flow
 
 
 def _produce(prepared: PreparedGuide, choice: BackendChoice, nodes: tuple[int, ...], folder: Path,

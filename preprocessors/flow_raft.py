@@ -1,4 +1,4 @@
-"""RAFT optical flow (torchvision's implementation) on batches of frame pairs.
+"""RAFT optical flow (torchvision's modules, our refinement loop: :mod:`.raft_loop`) on batches of pairs.
 
 Only the batch being computed lives on the device: frames go up as uint8, are normalised and
 padded there, and every device tensor is released before :meth:`RaftFlowBackend.compute` returns.
@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..errors import OptionError
 from .flow_base import check_pair_batch
+from .raft_loop import forward_project, has_raft_modules, refine
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ def estimate_bytes_per_pair(height: int, width: int, *, iterations: int = 20, by
     full-resolution pixel plus the 8 B full-size flow it keeps for every iteration. The peak is the
     larger of the two phases, plus a 20 % margin (allocator slack, workspaces). Calibrated against
     the CPU peak memory of raft_large from 448×256 to 1920×1080, which it bounds; fp32 values
-    (``bytes_per_value=4``), so fp16 autocast stays below it. RAFT-small needs less.
+    (``bytes_per_value=4``), so fp16 autocast stays below it. RAFT-small needs less. Our loop
+    (:mod:`.raft_loop`) keeps no per-update full-size flow, so the estimate now errs on the safe side.
     """
     ph, pw = padded_size(int(height), int(width))
     pixels = ph * pw
@@ -74,7 +76,8 @@ class RaftFlowBackend:
     """Dense flow with a loaded torchvision RAFT model that already sits on ``device``."""
 
     def __init__(self, model: torch.nn.Module, device: Union[str, torch.device] = "cpu", *,
-                 iterations: int = 20, precision: str = "auto", name: str = "raft-large") -> None:
+                 iterations: int = 20, precision: str = "auto", name: str = "raft-large",
+                 warm_iterations: Optional[int] = None) -> None:
         if precision not in PRECISIONS:
             raise OptionError(f"Precision {precision!r} is unknown: use one of {', '.join(PRECISIONS)}.")
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
@@ -86,6 +89,12 @@ class RaftFlowBackend:
         self.precision = precision
         self.name = name
         self._autocast = _autocast_dtype(precision, self._device)
+        if warm_iterations is not None and (isinstance(warm_iterations, bool) or not isinstance(warm_iterations, int)
+                                            or warm_iterations < 1):
+            raise OptionError(f"RAFT warm-start iterations {warm_iterations!r} must be a whole number of at least 1.")
+        #: Updates of a pair that starts from the previous pair's flow (None: every pair starts cold).
+        self.warm_iterations = warm_iterations if has_raft_modules(model) else None
+        self._carry: Optional[tuple[np.ndarray, torch.Tensor]] = None  # (last second frame, its projected flow)
 
     estimate_bytes_per_pair = staticmethod(estimate_bytes_per_pair)
 
@@ -112,15 +121,32 @@ class RaftFlowBackend:
                 image1 = self._to_model_input(first, pad)
                 image2 = self._to_model_input(second, pad)
                 with autocast:
-                    predictions = self.model(image1, image2, num_flow_updates=self.iterations)
-                flow = predictions[-1]
-                del predictions, image1, image2
+                    flow = self._run(first, second, image1, image2)
+                del image1, image2
                 flow = flow[:, :, top:top + height, left:left + width].float().permute(0, 2, 3, 1)
                 result = flow.to("cpu").contiguous().numpy().copy()  # owns its memory, no view of a batch
                 del flow
         finally:
             self._drop_correlation_pyramid()
         return result
+
+    def _run(self, first: np.ndarray, second: np.ndarray, image1: torch.Tensor, image2: torch.Tensor) -> torch.Tensor:
+        """The full-size flows of the batch: our loop (one upsampling) on torchvision's RAFT modules;
+        with warm start, pair by pair, each from the previous pair's flow when it follows it."""
+        if not has_raft_modules(self.model):
+            return self.model(image1, image2, num_flow_updates=self.iterations)[-1]
+        if self.warm_iterations is None:
+            return refine(self.model, image1, image2, self.iterations)[1]
+        flows = []
+        for k in range(image1.shape[0]):
+            carry = self._carry
+            follows = carry is not None and np.array_equal(carry[0], first[k])
+            low, full = refine(self.model, image1[k:k + 1], image2[k:k + 1],
+                               self.warm_iterations if follows else self.iterations,
+                               flow_init=carry[1] if follows else None)
+            self._carry = (np.array(second[k], copy=True), forward_project(low))
+            flows.append(full)
+        return torch.cat(flows)
 
     def _drop_correlation_pyramid(self) -> None:
         """torchvision's CorrBlock keeps the last pyramid (4/3 of the volume) as an attribute: free it."""

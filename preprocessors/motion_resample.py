@@ -203,17 +203,16 @@ class _Warper:
     """Samples a flow field at ``x + displacement`` (bilinear, edges replicated); grids reused."""
 
     def __init__(self) -> None:
-        self._grid: Optional[tuple[np.ndarray, np.ndarray]] = None
+        self._grid: Optional[np.ndarray] = None
 
     def __call__(self, flow: np.ndarray, displacement: np.ndarray) -> np.ndarray:
         height, width = flow.shape[:2]
         grid = self._grid  # read once: another thread may swap in a grid of another size
-        if grid is None or grid[0].shape != (height, width):
+        if grid is None or grid.shape[:2] != (height, width):
             ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-            grid = self._grid = (xs, ys)
-        xs, ys = grid
-        return cv2.remap(flow, xs + displacement[..., 0], ys + displacement[..., 1], cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
+            grid = self._grid = np.dstack([xs, ys])
+        # One interleaved (x, y) map: one contiguous add instead of two strided ones (same coordinates).
+        return cv2.remap(flow, grid + displacement, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 _WARP = _Warper()
@@ -259,7 +258,10 @@ def compose_motion(row: Callable[[int], np.ndarray], nodes: Sequence[int], start
                 whole_row = fraction == 1.0 and segment_end >= stop - 1e-7
                 total = flow if whole_row and not fresh else flow * fraction
             else:
-                total += _WARP(flow, total) * fraction
+                warped = _WARP(flow, total)
+                if fraction != 1.0:  # a whole row adds as it is (no product, same numbers)
+                    warped *= fraction
+                total += warped
             u = segment_end
     return total if total is not None else np.zeros((height, width, 2), dtype=np.float32)
 

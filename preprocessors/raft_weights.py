@@ -4,20 +4,20 @@ RAFT always runs as torchvision's ``raft_large`` / ``raft_small``. Weights come,
 an explicit file, from Wan2GP's ``ckpts/flow/raft-things.pth`` (princeton-vl layout, renamed onto
 torchvision's modules by :func:`convert_princeton_state_dict`), or from torchvision's own files
 when they already sit in the torch hub cache. Nothing here touches the network.
+
+Finding weights imports neither torch nor torchvision (the ``auto`` backend looks for them on every
+run, DIS included); torch loads to read a file, torchvision's RAFT module only to build the model.
 """
 from __future__ import annotations
 
 import logging
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 from urllib.parse import urlparse
-
-import torch
-from torchvision.models.optical_flow import Raft_Large_Weights, Raft_Small_Weights, raft_large, raft_small
-
 from ..errors import WeightsError, WeightsNotFoundError
 from .weights_files import file_fingerprint, layout_from_keys, load_checkpoint, locate_with_host
 
@@ -35,6 +35,14 @@ _TORCHVISION_ROOTS = ("feature_encoder.", "context_encoder.", "update_block.moti
 # Preference among torchvision's files in the hub cache: Chairs+Things first (the training data of
 # Wan2GP's raft-things.pth, i.e. the flows VACE saw), newer recipe first; fine-tuned ones after.
 _HUB_PREFERENCE = ("C_T_V2", "C_T_V1", "C_T_SKHT_V2", "C_T_SKHT_V1", "C_T_SKHT_K_V2", "C_T_SKHT_K_V1")
+#: File names of torchvision's ``Raft_Large_Weights`` / ``Raft_Small_Weights`` in that order, spelled
+#: here so that looking for them needs no torchvision (a test checks them against its enums).
+HUB_FILES = {
+    "large": ("raft_large_C_T_V2-1bb1363a.pth", "raft_large_C_T_V1-22a6c225.pth",
+              "raft_large_C_T_SKHT_V2-ff5fadd5.pth", "raft_large_C_T_SKHT_V1-0b8c9e55.pth",
+              "raft_large_C_T_SKHT_K_V2-b5c70766.pth", "raft_large_C_T_SKHT_K_V1-4a6a5039.pth"),
+    "small": ("raft_small_C_T_V2-01064c6d.pth", "raft_small_C_T_V1-ad48884c.pth"),
+}
 
 
 @dataclass(frozen=True)
@@ -180,10 +188,27 @@ def default_search_dirs() -> list[Path]:
 
 def hub_checkpoint_names(model: str) -> list[str]:
     """File names of torchvision's RAFT weights for ``model``, in order of preference."""
+    return list(HUB_FILES["large" if model == "large" else "small"])
+
+
+def torchvision_hub_names(model: str) -> list[str]:
+    """The same names read from torchvision's weight enums (imports torchvision: tests only)."""
+    from torchvision.models.optical_flow import Raft_Large_Weights, Raft_Small_Weights
+
     enum = Raft_Large_Weights if model == "large" else Raft_Small_Weights
     members = sorted(enum, key=lambda w: _HUB_PREFERENCE.index(w.name) if w.name in _HUB_PREFERENCE
                      else len(_HUB_PREFERENCE))
     return [Path(urlparse(w.url).path).name for w in members]
+
+
+def torch_hub_dir() -> Path:
+    """``torch.hub.get_dir()``, computed as torch does (``$TORCH_HOME/hub``, else
+    ``$XDG_CACHE_HOME/torch/hub``, else ``~/.cache/torch/hub``) while torch is not loaded."""
+    torch = sys.modules.get("torch")
+    if torch is not None:  # it may have been moved with torch.hub.set_dir
+        return Path(torch.hub.get_dir())
+    cache = os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    return Path(os.environ.get("TORCH_HOME", os.path.join(cache, "torch"))).expanduser() / "hub"
 
 
 def _check_model(model: str) -> None:
@@ -225,7 +250,7 @@ def find_raft_weights(model: str = "large", explicit_path: Optional[str] = None,
             candidate = Path(folder).expanduser() / HOST_WEIGHTS
             if candidate.is_file():
                 return WeightsSource(model, str(candidate.resolve()), "princeton", f"Wan2GP ckpts/{HOST_WEIGHTS}")
-    checkpoints = Path(hub_dir if hub_dir is not None else torch.hub.get_dir()).expanduser() / "checkpoints"
+    checkpoints = Path(hub_dir if hub_dir is not None else torch_hub_dir()).expanduser() / "checkpoints"
     for name in hub_checkpoint_names(model):
         candidate = checkpoints / name
         if candidate.is_file():
@@ -249,15 +274,20 @@ def _check_size(state_dict: Mapping[str, Any], model: str, path: Any) -> None:
                            f"use --raft-model {size} or other weights.")
 
 
-def build_raft(model: str) -> torch.nn.Module:
-    """torchvision's RAFT architecture with its default (random) initialisation; never downloads."""
+def build_raft(model: str) -> Any:
+    """torchvision's RAFT architecture (a ``torch.nn.Module``) with its default (random)
+    initialisation; never downloads."""
     _check_model(model)
+    from torchvision.models.optical_flow import raft_large, raft_small
+
     return raft_large(weights=None, progress=False) if model == "large" else raft_small(weights=None, progress=False)
 
 
-def load_raft(source: Optional[WeightsSource], model: str = "large", *, seed: int = 0) -> torch.nn.Module:
+def load_raft(source: Optional[WeightsSource], model: str = "large", *, seed: int = 0) -> Any:
     """A ready RAFT on the CPU: eval mode, gradients off; ``source`` None → random weights from ``seed``."""
     _check_model(model)
+    import torch
+
     if source is None or source.path is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(source.seed if source is not None else seed)

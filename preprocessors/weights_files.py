@@ -1,6 +1,6 @@
 """What every weights lookup shares (RAFT, Depth Anything): a cheap fingerprint for cache keys,
 the layout a checkpoint's key names belong to, safe reading of ``.pth`` files, and asking the
-host's file locator. Nothing here touches the network.
+host's file locator. Nothing here touches the network; torch loads only to read a file.
 """
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import logging
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
-
-import torch
 
 from ..errors import WeightsError
 
@@ -67,6 +65,8 @@ def load_checkpoint(path: str | os.PathLike[str], *, label: str, hint: str, mmap
     ``state_dict`` / ``model`` wrappers are removed. ``mmap`` maps the tensors instead of reading
     them (zip-format checkpoints only: cheap when only names and shapes are needed).
     """
+    import torch
+
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # pickle, zip and unsupported-global errors all mean "unreadable"
@@ -77,6 +77,8 @@ def load_checkpoint(path: str | os.PathLike[str], *, label: str, hint: str, mmap
 
 def named_tensors(loaded: Any, path: Any, *, label: str, hint: str) -> dict[str, Any]:
     """The ``{name: tensor}`` dict inside a loaded checkpoint; ``WeightsError`` when there is none."""
+    import torch
+
     for wrapper in ("state_dict", "model"):
         if isinstance(loaded, Mapping) and isinstance(loaded.get(wrapper), Mapping) \
                 and not any(isinstance(v, torch.Tensor) for v in loaded.values()):
