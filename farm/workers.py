@@ -15,6 +15,7 @@ re-targets, encodes and publishes the guide atomically where the request says.
 from __future__ import annotations
 
 import os
+import sys
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -37,12 +38,16 @@ RESTARTS = 3
 
 
 def limit_threads(threads: int) -> None:
-    """One worker, ``threads`` CPU threads: OpenCV's and torch's pools sized to what Ray gave it."""
+    """One worker, ``threads`` CPU threads: OpenCV's and torch's pools sized to what Ray gave it. torch is
+    not imported for this (a DIS, canny or raw worker never loads it): the environment sizes its pool when a
+    model loads it later, and a torch already loaded is resized now."""
     import cv2
-    import torch
 
     cv2.setNumThreads(threads)
-    torch.set_num_threads(threads)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 @ray.remote(max_restarts=RESTARTS, max_task_retries=RESTARTS)
