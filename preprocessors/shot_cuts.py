@@ -17,7 +17,7 @@ A pair is a cut when both are high and both stand out from the pairs right befor
 (a pair as bad as its neighbours is a fade, a whip pan or a hard scene, not an edit): see
 :func:`detect_cuts`. The
 thresholds were set on the synthetic pans, whip pans, cuts and cross fades of
-``tests/test_shot_cuts.py`` (precision and recall in the README's "Shots" section).
+``tests/test_shot_cuts.py`` (precision and recall in docs/real-footage.md, "Hard cuts").
 
 Row ``j`` of a clip's evidence is the pair (node ``j``, node ``j+1``); a cut mark is that ``j``.
 """

@@ -33,7 +33,7 @@ MAX_PIXELS = 7680 * 4320
 MIN_SIDE = 2
 MAX_FPS = 1000.0
 FALLBACK_FPS = 24.0
-#: x264 settings of guide videos (see ``bench/encode_settings.py`` and the README for the measurements).
+#: x264 settings of guide videos (see ``bench/encode_settings.py`` and ``docs/benchmarks.md`` for the measurements).
 #: CRF 20 with the ultrafast preset encodes about 2x faster than CRF 17 veryfast (the earlier choice)
 #: with a slightly higher PSNR; the colour error left is that of yuv420p chroma subsampling, which
 #: any H.264 guide has. Files are about 2x larger (~9 KiB per 832x480 frame), which does not matter.

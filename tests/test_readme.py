@@ -1,5 +1,5 @@
-"""The README runs as written: every fenced ``bash`` and ``python`` block, in a temporary folder that holds
-the sample video under the names the README uses.
+"""The README runs as written: every fenced ``bash`` and ``python`` block of README.md and of the ``docs/`` pages
+it links, in a temporary folder that holds the sample video under the names the README uses.
 
 A block preceded by ``<!-- readme-test: skip (reason) -->`` is set aside with that reason (synopses,
 sketches, commands needing weights). Inside a bash block, steps that create a virtual environment or
@@ -20,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+#: The README first, then the internals pages it links (their examples run too).
+PAGES = (README, *sorted((REPO / "docs").glob("*.md")))
 BIN = Path(sys.executable).parent
 SKIP_MARK = re.compile(r"<!--\s*readme-test:\s*skip\s*\((?P<reason>.+)\)\s*-->")
 FENCE = re.compile(r"^```(?P<lang>\w*)\s*$")
@@ -32,16 +35,18 @@ pytestmark = pytest.mark.slow
 
 @dataclass
 class Block:
+    page: str
     line: int
     lang: str
     text: str
     skip: str = ""
 
 
-def readme_blocks() -> list[Block]:
-    """The README's fenced bash / python blocks, with the reason of a skip marker just before one."""
+def readme_blocks(page: Path = README) -> list[Block]:
+    """A page's fenced bash / python blocks, with the reason of a skip marker just before one."""
     blocks: list[Block] = []
-    lines = README.read_text(encoding="utf-8").splitlines()
+    name = str(page.relative_to(REPO))
+    lines = page.read_text(encoding="utf-8").splitlines()
     index = 0
     while index < len(lines):
         opened = FENCE.match(lines[index])
@@ -54,7 +59,7 @@ def readme_blocks() -> list[Block]:
         previous = next((lines[k] for k in range(index - 1, -1, -1) if lines[k].strip()), "")
         marker = SKIP_MARK.search(previous)
         if opened.group("lang") in ("bash", "python"):
-            blocks.append(Block(index + 1, opened.group("lang"), "\n".join(lines[index + 1:end]),
+            blocks.append(Block(name, index + 1, opened.group("lang"), "\n".join(lines[index + 1:end]),
                                 marker.group("reason") if marker else ""))
         index = end + 1
     return blocks
@@ -114,16 +119,16 @@ def shared_home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("readme-home")
 
 
-BLOCKS = readme_blocks()
+BLOCKS = [block for page in PAGES for block in readme_blocks(page)]
 
 
 def test_the_readme_has_runnable_blocks() -> None:
-    runnable = [b for b in BLOCKS if not b.skip]
+    runnable = [b for b in BLOCKS if not b.skip and b.page == "README.md"]
     assert len([b for b in runnable if b.lang == "python"]) >= 2 and len([b for b in runnable if b.lang == "bash"]) >= 3
     assert all(b.skip.strip() for b in BLOCKS if b.skip)  # a skipped block always says why
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"README.md:{b.line}-{b.lang}" for b in BLOCKS])
+@pytest.mark.parametrize("block", BLOCKS, ids=[f"{b.page}:{b.line}-{b.lang}" for b in BLOCKS])
 def test_readme_block_runs_as_written(block: Block, tmp_path, sample, shared_home, capsys) -> None:
     if block.skip:
         pytest.skip(f"marked not runnable: {block.skip}")
@@ -147,4 +152,4 @@ def test_readme_block_runs_as_written(block: Block, tmp_path, sample, shared_hom
             _left_out(argv) for argv in bash_steps(block.text)))
     for argv in commands:
         proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, f"README.md:{block.line}: {shlex.join(argv)}\n{proc.stdout}\n{proc.stderr}"
+        assert proc.returncode == 0, f"{block.page}:{block.line}: {shlex.join(argv)}\n{proc.stdout}\n{proc.stderr}"

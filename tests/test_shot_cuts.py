@@ -1,7 +1,7 @@
 """Hard-cut detection on realistic pans over scikit-image photographs: precision and recall on cuts,
 cross fades (not cuts), whip pans and fast pans (not cuts).
 
-Numbers (printed with ``-s``; also in the README's "Shots" section): the pairs of 4 photographs,
+Numbers (printed with ``-s``; also in docs/real-footage.md, "Hard cuts"): the pairs of 4 photographs,
 cut at 3 pan speeds, cross fades of 4, 8 and 16 frames, whip pans of 1–3 frames at 20–80 px per
 frame and steady pans of 8–24 px per frame, at 256×144.
 """
