@@ -23,6 +23,7 @@ Row ``j`` of a clip's evidence is the pair (node ``j``, node ``j+1``); a cut mar
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -65,17 +66,23 @@ def _histogram(thumb: np.ndarray) -> np.ndarray:
     return cv2.normalize(hist, hist, alpha=1.0, norm_type=cv2.NORM_L1)
 
 
-_DIS: Optional[cv2.DISOpticalFlow] = None
+#: One DIS object per thread: an OpenCV DIS instance keeps working buffers between calls, and two
+#: threads calling one instance at once (concurrent builds in one process) crash the process.
+_PER_THREAD = threading.local()
+
+
+def _thread_dis() -> cv2.DISOpticalFlow:
+    dis = getattr(_PER_THREAD, "dis", None)
+    if dis is None:
+        dis = _PER_THREAD.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    return dis
 
 
 def _residual(first: np.ndarray, second: np.ndarray) -> float:
     """Mean |first − second warped back by its flow| over the inner 80 %, relative to first's contrast."""
-    global _DIS
     a = cv2.cvtColor(first, cv2.COLOR_RGB2GRAY)
     b = cv2.cvtColor(second, cv2.COLOR_RGB2GRAY)
-    if _DIS is None:
-        _DIS = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    flow = _DIS.calc(a, b, None)
+    flow = _thread_dis().calc(a, b, None)
     height, width = a.shape
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     warped = cv2.remap(b, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

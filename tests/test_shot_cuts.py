@@ -63,3 +63,17 @@ def test_evidence_of_a_cut_a_pan_and_one_fade_step() -> None:
     assert pair_evidence(*pan).residual < 0.1 and pair_evidence(*pan).histogram < 0.1
     assert pair_evidence(*cut).residual > 0.5 and pair_evidence(*cut).histogram > 0.5
     assert pair_evidence(fade[0], fade[1]).residual < pair_evidence(*cut).residual / 2
+
+
+def test_evidence_from_many_threads_at_once_matches_one_thread() -> None:
+    """Concurrent builds in one process measure cuts at the same time: each thread has its own DIS
+    (one shared instance crashed the process under tests/robustness/test_load.py)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = cut_frames("coffee", "astronaut", 12, 6, width=320, height=192)
+    pairs = list(zip(frames, frames[1:]))
+    alone = [pair_evidence(a, b) for a, b in pairs]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for _ in range(3):
+            together = list(pool.map(lambda pair: pair_evidence(*pair), pairs))
+            assert together == alone
