@@ -16,7 +16,6 @@ from wan2gp_structure_video.errors import OutputError
 from wan2gp_structure_video.pipeline import export as export_module
 from wan2gp_structure_video.pipeline.export import SIDECAR_NAME, export_rows, read_flo
 from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.flow_dis import DisFlowBackend
 
 from videogen import pan_frames, photo, steady_offsets, write_rgb_video
 
@@ -28,20 +27,6 @@ SPEED = 2.0  # pixels per frame: the view moves right, so the content moves left
 def pan_video(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("pan")
     return write_rgb_video(folder / "pan.mp4", pan_frames(photo("astronaut"), steady_offsets(14, SPEED)))
-
-
-@pytest.fixture()
-def backend_spy(monkeypatch):
-    """Counts the frame pairs DIS computes."""
-    calls: list[int] = []
-    original = DisFlowBackend.compute
-
-    def compute(self, first, second):
-        calls.append(len(first))
-        return original(self, first, second)
-
-    monkeypatch.setattr(DisFlowBackend, "compute", compute)
-    return calls
 
 
 def _request(source: Path, **kw) -> GuideRequest:
