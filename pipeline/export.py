@@ -178,6 +178,13 @@ def _depth_pngs(npy: Path, folder: Path) -> tuple[list[Path], dict[str, Any]]:
     return paths, mapping
 
 
+def _model_options(req: GuideRequest, run: GuideResult) -> dict[str, Any]:
+    """The options that changed the rows, beside the model's name and weights."""
+    if req.guide_type == "depth":
+        return {"depth_input_size": req.depth_input_size}
+    return {"raft_model": req.raft_model, "iterations": req.iterations} if run.backend == "raft" else {}
+
+
 def _sidecar_fields(prepared: PreparedGuide, ctx: RunContext, kind: str, shape: tuple[int, ...],
                     nodes: Sequence[int], stride: int, cuts: list[int], from_cache: bool) -> dict[str, Any]:
     req, info, run = prepared.request, prepared.info, prepared.result
@@ -194,8 +201,7 @@ def _sidecar_fields(prepared: PreparedGuide, ctx: RunContext, kind: str, shape: 
         "size": [prepared.size[0], prepared.size[1]],
         "fit": req.fit,
         "model": {"backend": run.backend, "reason": run.backend_reason, "weights": run.weights,
-                  **({"depth_input_size": req.depth_input_size} if kind == "depth" else
-                     {"raft_model": req.raft_model, "iterations": req.iterations})},
+                  **_model_options(req, run)},
         "cuts": {"mode": req.cuts, "rows": cuts,
                  "meaning": ("pairs i (frames[i] -> frames[i+1]) that are hard cuts between shots; their "
                              "motion is not meaningful")},

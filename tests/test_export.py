@@ -70,6 +70,10 @@ def test_an_export_from_the_cache_runs_no_annotator_and_slices_the_range(tmp_pat
     assert whole.from_cache and part.from_cache and part.sidecar["from_cache"] is True
     assert part.frames == tuple(range(3, 9)) and part.shape == (5, HEIGHT, WIDTH, 2)
     np.testing.assert_array_equal(np.load(part.npy), np.load(whole.npy)[3:8])
+    # Without a cache the same range is extracted on its own (the anchor frame before it left out): same rows.
+    fresh = export_rows(_request(pan_video, start=3, end=9), tmp_path / "fresh", context=RunContext(use_cache=False))
+    assert not fresh.from_cache and fresh.frames == part.frames
+    np.testing.assert_array_equal(np.load(fresh.npy), np.load(part.npy))
 
 
 def test_a_failed_write_leaves_nothing(tmp_path, pan_video, monkeypatch) -> None:
