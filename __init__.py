@@ -19,6 +19,7 @@ _LAZY = {
     "RunContext": ".pipeline",
     "build_guide": ".pipeline",
     "iter_guide_frames": ".pipeline",
+    "export_rows": ".pipeline",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,4 +1,4 @@
-"""Command line: ``wan2gp-structure-video guide|sample|cache|app|farm ...``.
+"""Command line: ``wan2gp-structure-video guide|export|sample|cache|app|farm ...``.
 
 Errors of the project, and wrong arguments, print on one line and exit with status 2, before any
 work starts (output paths are checked before anything is decoded); a batch of several inputs goes
@@ -21,6 +21,10 @@ from typing import Callable, NoReturn, Optional, Sequence
 
 from . import __version__
 from .cli_args import check_guide_args
+from .cli_export import add_export_command, run_export
+from .cli_shared import (CHOICES, add_backend_options, add_size_option, add_cache_location, add_cache_options,
+                         add_depth_model_options, add_range_options, batch_size as _batch_size,
+                         console_progress as _console_progress, open_cache as _open_cache)
 from .ports import check_port
 from .errors import OptionError, OutputError, StructureVideoError, plain_words
 from .farm.command import add_farm_command, run_farm_command
@@ -28,20 +32,6 @@ from .farm.command import add_farm_command, run_farm_command
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".gif", ".wmv", ".flv")
 TIMELINE_SUFFIXES = (".png", ".csv", ".json")
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
-#: Choices of the options, spelled here so that ``--help`` needs no heavy import; a test checks
-#: that they equal the pipeline's own (pipeline.request, preprocessors.fit, preprocessors.frame_plan).
-CHOICES = {
-    "guide_type": ("flow", "canny", "raw", "depth"),
-    "treatment": ("adjust", "clip"),
-    "fit": ("crop", "pad", "stretch"),
-    "range_unit": ("frames", "seconds"),
-    "backend": ("auto", "raft", "dis"),
-    "raft_model": ("large", "small"),
-    "precision": ("auto", "fp32", "fp16", "bf16"),
-    "teardown": ("keep", "unload", "release"),
-    "depth_variant": ("vits", "vitb", "vitl"),
-    "cuts": ("auto", "off"),
-}
 #: Bounds of the ``sample`` command (those of preprocessors.sample_video and the guide writer).
 SAMPLE_SIDES, SAMPLE_MAX_FRAMES, SAMPLE_MAX_FPS = (16, 4096), 10_000, 240.0
 
@@ -65,8 +55,7 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--timeline", metavar="PATH",
                      help="also write the memory timeline of the run: .png chart, .csv or .json")
     target = parser.add_argument_group("target (what the generation needs)")
-    target.add_argument("--resolution", default="832x480", metavar="WxH",
-                        help="guide size, snapped down to multiples of 16 like Wan2GP (default 832x480)")
+    add_size_option(target)
     target.add_argument("--frames", type=int, default=81, help="number of guide frames (default 81)")
     target.add_argument("--fps", type=float, default=16.0, help="guide frame rate (default 16)")
     guide = parser.add_argument_group("guidance")
@@ -76,13 +65,7 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
     guide.add_argument("--treatment", default="adjust", choices=CHOICES["treatment"],
                        help="adjust: spread the frames over the whole video (or range); clip: keep the source's "
                             "timing, resampled to --fps, looping when short (default adjust)")
-    guide.add_argument("--fit", default="crop", choices=CHOICES["fit"],
-                       help="crop: centre-crop to the target aspect then resize (keeps motion undistorted); "
-                            "pad: letterbox; stretch: resize ignoring the aspect (default crop)")
-    guide.add_argument("--start", type=float, help="start of the source range (inclusive)")
-    guide.add_argument("--end", type=float, help="end of the source range (exclusive)")
-    guide.add_argument("--range-unit", default="frames", choices=CHOICES["range_unit"],
-                       help="unit of --start/--end (default frames)")
+    add_range_options(guide)
     guide.add_argument("--motion-strength", type=float, default=1.0,
                        help="multiplies the motion before colouring: >1 stronger, <1 gentler guidance (default 1)")
     guide.add_argument("--max-motion", type=float, metavar="PX",
@@ -91,54 +74,16 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
                        help="percentile of the clip's flow magnitudes that maps to full colour (default 99)")
     guide.add_argument("--canny-intensity", type=float, default=1.0,
                        help="canny only: >1 finds more edges, <1 fewer (default 1)")
-    guide.add_argument("--cuts", default="auto", choices=CHOICES["cuts"],
-                       help="auto: find hard cuts between shots; flow never draws a cut as motion, depth gets one "
-                            "brightness range per shot; off: treat the source as one shot (default auto)")
-    guide.add_argument("--allow-short", action="store_true",
-                       help="accept a damaged or cut-short video (fewer frames than its container announces): "
-                            "a Note, and the guide from the frames that decode (default: error, exit 2)")
     depth = parser.add_argument_group("depth (--type depth)")
-    depth.add_argument("--depth-weights", metavar="PATH",
-                       help="Depth Anything V2 weights: Wan2GP's depth_anything_v2_<variant>.pth (original layout) or "
-                            "a transformers model folder (default: Wan2GP's ckpts/depth/, then the Hugging Face cache; "
-                            "nothing is downloaded)")
-    depth.add_argument("--depth-variant", choices=CHOICES["depth_variant"],
-                       help="which Depth Anything V2 size to look for first (default vitl, as Wan2GP)")
+    add_depth_model_options(depth)
     depth.add_argument("--depth-contrast", type=float, default=1.0,
                        help="gamma-like: 1 neutral, >1 darkens the far part and spreads the near part, <1 lifts "
                             "the far part (default 1)")
-    depth.add_argument("--depth-input-size", type=int, default=518, metavar="PX",
-                       help="the model sees frames scaled so both sides reach this size (multiples of 14, as "
-                            "Wan2GP: default 518); 0 = the frame's own size (faster on the CPU)")
     depth.add_argument("--depth-smoothing", type=float, default=0.0, metavar="FRAMES",
                        help="0: one brightness range for the whole clip (no flicker); >0: the range follows the "
                             "scene, smoothed over that many frames (default 0)")
-    flow = parser.add_argument_group("flow backend and memory")
-    flow.add_argument("--backend", default="auto", choices=CHOICES["backend"],
-                      help="auto: RAFT when its weights are found locally, else OpenCV DIS (default auto)")
-    flow.add_argument("--raft-model", default="large", choices=CHOICES["raft_model"], help="RAFT size (default large)")
-    flow.add_argument("--raft-weights", metavar="PATH",
-                      help="RAFT weights file, princeton-vl (raft-things.pth) or torchvision layout")
-    flow.add_argument("--iterations", type=int, default=20, help="RAFT refinement iterations (default 20)")
-    flow.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    flow.add_argument("--batch-size", type=int, default=0,
-                      help="frame pairs per RAFT batch; 0 (the default) = automatic: fitted to free GPU memory, "
-                           "2 on the CPU")
-    flow.add_argument("--precision", default="auto", choices=CHOICES["precision"],
-                      help="RAFT precision: auto = fp16 autocast on CUDA, fp32 on the CPU")
-    flow.add_argument("--teardown", default="unload", choices=CHOICES["teardown"],
-                      help="after extraction: unload (weights to RAM), release (destroy) or keep on the GPU")
-    cache = parser.add_argument_group("flow cache")
-    _add_cache_location(cache)
-    cache.add_argument("--no-cache", action="store_true",
-                       help="neither read nor write the flow cache (flows are computed in a temporary folder)")
-
-
-def _add_cache_location(group) -> None:
-    group.add_argument("--cache-dir", metavar="DIR",
-                       help="flow cache folder (default: the user cache folder, e.g. ~/.cache/wan2gp-structure-video)")
-    group.add_argument("--cache-max-gb", type=float, default=10.0,
-                       help="size limit of the cache; least recently used entries go first (default 10)")
+    add_backend_options(parser.add_argument_group("flow backend and memory"))
+    add_cache_options(parser.add_argument_group("flow cache"))
 
 
 def _add_common(parser: argparse.ArgumentParser, default: object) -> None:
@@ -166,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("action", choices=("stats", "prune", "clear"),
                        help="stats: entries and size; prune: evict least recently used entries down to "
                             "--cache-max-gb; clear: remove every entry not in use")
-    _add_cache_location(cache)
+    add_cache_location(cache)
     _add_common(cache, argparse.SUPPRESS)
     sample = commands.add_parser("sample", help="write the generated sample video",
                                  description="Write the deterministic sample structure video (no download).")
@@ -186,18 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="port (default 7860); if it is in use the error names a free one")
     app.add_argument("--share", action="store_true", help="also open a public gradio.live link (opt-in)")
     _add_common(app, argparse.SUPPRESS)
+    _add_common(add_export_command(commands), argparse.SUPPRESS)
     _add_common(add_farm_command(commands), argparse.SUPPRESS)
     return parser
-
-
-def _console_progress(quiet: bool):
-    """A Progress drawn on stderr (bars on a terminal, plain lines elsewhere), and its closer."""
-    from .progress import ConsoleProgress, Progress
-
-    if quiet:
-        return Progress(), lambda: None
-    console = ConsoleProgress(sys.stderr)
-    return Progress(console), console.close
 
 
 def _expand_inputs(inputs: Sequence[str]) -> list[Path]:
@@ -260,13 +196,6 @@ def _write_timeline(timeline, path: Path) -> None:
         writers[path.suffix.lower()](path)
     except OSError as exc:
         raise OutputError(f"Cannot write --timeline {path}: {exc.strerror or exc}.") from exc
-
-
-def _batch_size(value: int) -> Optional[int]:
-    """``--batch-size``: 0 means automatic (None for the pipeline); negative is an error."""
-    if value < 0:
-        raise OptionError(f"--batch-size {value}: give a positive number of frame pairs, or 0 for automatic.")
-    return value or None
 
 
 def _range_note(args: argparse.Namespace, result) -> Optional[str]:
@@ -394,14 +323,6 @@ def run_guide(args: argparse.Namespace) -> int:
             temp_dir.cleanup()
 
 
-def _open_cache(args: argparse.Namespace):
-    from .preprocessors.flow_cache import FlowCache
-
-    if not args.cache_max_gb > 0:
-        raise StructureVideoError(f"--cache-max-gb {args.cache_max_gb} must be positive.")
-    return FlowCache(args.cache_dir, max_bytes=int(args.cache_max_gb * 2**30))
-
-
 def run_cache(args: argparse.Namespace) -> int:
     """The ``cache`` command."""
     if not args.cache_max_gb > 0:  # before the cache's imports, like every argument error
@@ -460,7 +381,7 @@ def run_app(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"guide": run_guide, "cache": run_cache,
                                                             "sample": run_sample, "app": run_app,
-                                                            "farm": run_farm_command}
+                                                            "export": run_export, "farm": run_farm_command}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,4 +1,4 @@
-"""The ``guide`` command's argument checks, in the standard library only.
+"""The ``guide`` and ``export`` commands' argument checks, in the standard library only.
 
 A wrong number, size, path, URL or device must answer at once, in the command line's words, before
 torch, OpenCV, PyAV or Gradio load (6-36 s). The bounds are those of ``pipeline.request`` and
@@ -107,23 +107,15 @@ def check_device(text: str) -> None:
                           f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}).")
 
 
-def check_guide_args(args: Any) -> None:
-    """Every ``guide`` option a user can get wrong, checked before any heavy import."""
+def check_source_args(args: Any) -> None:
+    """The options ``guide`` and ``export`` share (input, size, range, annotator, cache), before any heavy import."""
     check_input_texts(args.inputs)
     check_resolution(args.resolution)
-    _whole("--frames", args.frames, 1, MAX_FRAMES, "frames")
-    _number("--fps", args.fps, 0.0, MAX_FPS, low_open=True, what="a frame rate")
     for option, value in (("--start", args.start), ("--end", args.end)):
         _number(option, value, 0.0, math.inf)
     if args.start is not None and args.end is not None and args.end <= args.start:
         raise OptionError(f"--end {args.end:g} is not after --start {args.start:g}: give an end after the start.")
-    _number("--motion-strength", args.motion_strength, 0.0, 100.0)
-    _number("--max-motion", args.max_motion, 0.0, 1e5, low_open=True, what="pixels")
-    _number("--percentile", args.scale_percentile, 0.0, 100.0, low_open=True)
-    _number("--canny-intensity", args.canny_intensity, 0.0, 10.0, low_open=True)
     _whole("--iterations", args.iterations, 1, MAX_ITERATIONS, "iterations")
-    _number("--depth-contrast", args.depth_contrast, 0.0, MAX_DEPTH_CONTRAST, low_open=True)
-    _number("--depth-smoothing", args.depth_smoothing, 0.0, MAX_DEPTH_SMOOTHING, what="frames")
     if args.depth_input_size != 0:
         _whole("--depth-input-size", args.depth_input_size, 14, 4096, "pixels (or 0: the frame's own size)")
     if not args.no_cache:
@@ -131,3 +123,16 @@ def check_guide_args(args: Any) -> None:
     _check_weights("--raft-weights", args.raft_weights)
     _check_weights("--depth-weights", args.depth_weights)
     check_device(args.device)
+
+
+def check_guide_args(args: Any) -> None:
+    """Every ``guide`` option a user can get wrong, checked before any heavy import."""
+    check_source_args(args)
+    _whole("--frames", args.frames, 1, MAX_FRAMES, "frames")
+    _number("--fps", args.fps, 0.0, MAX_FPS, low_open=True, what="a frame rate")
+    _number("--motion-strength", args.motion_strength, 0.0, 100.0)
+    _number("--max-motion", args.max_motion, 0.0, 1e5, low_open=True, what="pixels")
+    _number("--percentile", args.scale_percentile, 0.0, 100.0, low_open=True)
+    _number("--canny-intensity", args.canny_intensity, 0.0, 10.0, low_open=True)
+    _number("--depth-contrast", args.depth_contrast, 0.0, MAX_DEPTH_CONTRAST, low_open=True)
+    _number("--depth-smoothing", args.depth_smoothing, 0.0, MAX_DEPTH_SMOOTHING, what="frames")

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from .build import build_guide, iter_guide_flows, iter_guide_frames
 from .context import RunContext
+from .export import ExportResult, export_rows
 from .prepare import PreparedGuide, prepare
 from .request import GuideRequest, GuideResult
 
-__all__ = ["GuideRequest", "GuideResult", "PreparedGuide", "RunContext", "build_guide", "iter_guide_flows",
-           "iter_guide_frames", "prepare"]
+__all__ = ["ExportResult", "GuideRequest", "GuideResult", "PreparedGuide", "RunContext", "build_guide",
+           "export_rows", "iter_guide_flows", "iter_guide_frames", "prepare"]

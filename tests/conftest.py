@@ -38,3 +38,19 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("WAN2GP_STRUCTURE_VIDEO_HOME", None)
     else:
         os.environ["WAN2GP_STRUCTURE_VIDEO_HOME"] = previous
+
+
+@pytest.fixture()
+def backend_spy(monkeypatch) -> list[int]:
+    """The frame pairs OpenCV DIS computes, one entry per call (tests that the cache serves instead)."""
+    from wan2gp_structure_video.preprocessors.flow_dis import DisFlowBackend
+
+    calls: list[int] = []
+    original = DisFlowBackend.compute
+
+    def compute(self, first, second):
+        calls.append(len(first))
+        return original(self, first, second)
+
+    monkeypatch.setattr(DisFlowBackend, "compute", compute)
+    return calls

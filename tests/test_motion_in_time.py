@@ -11,7 +11,6 @@ from wan2gp_structure_video import GuideRequest, RunContext, build_guide
 from wan2gp_structure_video.memory import AnnotatorPool
 from wan2gp_structure_video.pipeline import iter_guide_flows
 from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.flow_dis import DisFlowBackend
 from wan2gp_structure_video.preprocessors.video_io import iter_frames, write_frames
 
 WIDTH, HEIGHT = 160, 96
@@ -73,19 +72,6 @@ def test_decelerating_pan_gives_non_increasing_motion(tmp_path):
     assert all(b <= a + noise for a, b in zip(magnitudes[1:], magnitudes[2:])), magnitudes
     assert np.all(np.abs(np.array(magnitudes[1:]) - expected) <= 0.1 * expected + noise), magnitudes
     assert magnitudes[-1] < 0.25 * magnitudes[1]
-
-
-@pytest.fixture()
-def backend_spy(monkeypatch):
-    calls = []
-    original = DisFlowBackend.compute
-
-    def compute(self, first, second):
-        calls.append(len(first))
-        return original(self, first, second)
-
-    monkeypatch.setattr(DisFlowBackend, "compute", compute)
-    return calls
 
 
 def test_retargeting_is_served_from_the_cache_without_the_flow_backend(tmp_path, backend_spy):

@@ -357,7 +357,7 @@ def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: 
         return guide, details, preview, slider, chart, cache_panel.stats_text(deps), status
     finally:
         deps.outputs.prune()
-    run = {"guide": str(result.output), "source": path, "fit": fit, "indices": indices,
+    run = {"guide": str(result.output), "source": path, "fit": fit, "indices": indices, "request": req,
            "frames": result.frames, "resolution": f"{result.width}x{result.height}", "fps": result.fps}
     deps.set_run(request, run)
     try:

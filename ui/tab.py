@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from . import cache_panel, extract_panel, generator_panel, host_bridge, weights_field
+from . import cache_panel, export_panel, extract_panel, generator_panel, host_bridge, weights_field
 from .deps import TabDeps, bind, bind_with_session
 from .outputs import output_folder
 
@@ -176,6 +176,11 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
             c["preview_frame"] = gr.Slider(0, 1, value=0, step=1, label="Preview frame", visible=False,
                                            elem_id=f"{ELEM}_preview_frame")
     c["details"] = gr.Markdown("", elem_id=f"{ELEM}_details")
+    with gr.Accordion("Raw data (flows or depth maps)", open=False, elem_id=f"{ELEM}_export_panel"):
+        with gr.Row():
+            c["export"] = gr.Button("Export raw data (.zip)", size="sm", elem_id=f"{ELEM}_export")
+            c["export_file"] = gr.File(label="Raw data", interactive=False, elem_id=f"{ELEM}_export_file")
+        c["export_status"] = gr.Markdown(export_panel.NOTHING_YET, elem_id=f"{ELEM}_export_status")
     c["timeline"] = gr.LinePlot(x="t", y="mib", color="series", x_title="time (s)", y_title="MiB",
                                 label="Memory during the run", elem_id=f"{ELEM}_timeline")
     if hosted:
@@ -244,6 +249,9 @@ def _wire_extract(handles: TabHandles, deps: TabDeps) -> None:
     for event in (c["preview_frame"].input, c["preview_frame"].release):
         event(bind(extract_panel.on_preview, deps), inputs=[c["preview_frame"]], outputs=[c["preview"]],
               trigger_mode="always_last", show_progress="hidden", **private)
+    # The raw data of the last run (its request is kept with it), served from the cache Extract filled.
+    c["export"].click(bind(export_panel.export_raw, deps), outputs=[c["export_file"], c["export_status"]],
+                      **private)
 
 
 def _wire_cache(handles: TabHandles, deps: TabDeps) -> None:

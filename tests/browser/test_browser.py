@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,21 @@ def _guide_file(page) -> str:
     src = page.locator("#structure_video_guide video").get_attribute("src")
     assert src and "file=" in src, src
     return unquote(src.split("file=", 1)[1])
+
+
+def test_the_raw_data_download_appears_after_extract(page, tmp_path):
+    _extract_small(page, tmp_path)
+    page.locator("#structure_video_export_panel").get_by_text("Raw data (flows or depth maps)").click()
+    page.locator("#structure_video_export").click()
+    page.wait_for_function(
+        "document.querySelector('#structure_video_export_status')?.innerText.includes('from the cache')")
+    status = page.locator("#structure_video_export_status").inner_text()
+    assert "Exported flow flows.npy (11, 96, 128, 2)" in status
+    link = page.locator("#structure_video_export_file a").first
+    with page.expect_download() as download:
+        link.click()
+    target = tmp_path / "raw.zip"
+    download.value.save_as(target)
+    with zipfile.ZipFile(target) as archive:
+        assert sorted(Path(n).name for n in archive.namelist()) == ["export.json", "flows.npy"]
+    assert screenshot(page, "raw_export").stat().st_size > 0

@@ -1,0 +1,212 @@
+"""Raw exports: the rows an annotator stored (flows or depth maps) for a source range at the fitted size.
+
+An export is on the *source* timeline: the request is re-planned so that its guide steps through
+every frame of its range once (``source_request``), and the rows come through the same step a guide
+uses (``build.open_flows`` / ``build.open_depth``: any cache entry that covers the range, else
+extracted once with the usual pool, GPU lock and memory checks). Rows are copied one at a time from
+the mapped store into the export's files, so RAM holds a row or two whatever the clip's length.
+
+The folder is written under a partial name beside ``out_dir`` and renamed when complete: on any
+error nothing is left at ``out_dir``.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from ..atomic_files import fsync_dir, partial_path
+from ..errors import OptionError, OutputError
+from ..preprocessors.cache_hashing import sha256_file
+from ..preprocessors.row_export import (PNG_MAX, from_png16, read_flo, to_png16, value_range, write_flo,
+                                        write_npy_rows, write_png16, write_sidecar)
+from .build import open_depth, open_flows
+from .context import RunContext
+from .prepare import PreparedGuide, prepare
+from .request import MAX_FPS, GuideRequest, GuideResult
+
+__all__ = ["EXPORT_TYPES", "SIDECAR_NAME", "ExportResult", "export_rows", "source_request", "read_flo",
+           "from_png16"]
+
+#: Annotators whose rows can be exported.
+EXPORT_TYPES = ("flow", "depth")
+SIDECAR_NAME = "export.json"
+NPY_NAMES = {"flow": "flows.npy", "depth": "depth.npy"}
+#: Bump when the layout of an export folder changes.
+EXPORT_FORMAT = 1
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote: its folder, files and sidecar, and the run's facts (cache, model, warnings)."""
+
+    folder: Path
+    guide_type: str
+    npy: Path
+    shape: tuple[int, ...]
+    frames: tuple[int, ...]
+    stride: int
+    from_cache: bool
+    sidecar: dict[str, Any]
+    run: GuideResult
+    extra_files: list[Path] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for the CLI and the tab."""
+        origin = "from the cache" if self.from_cache else f"computed ({self.run.backend})"
+        extra = f" + {len(self.extra_files)} {'.flo' if self.guide_type == 'flow' else 'PNG'} files" \
+            if self.extra_files else ""
+        return (f"Exported {self.guide_type} {self.npy.name} {tuple(self.shape)} float16{extra}, "
+                f"source frames {self.frames[0]}..{self.frames[-1]} stride {self.stride}, {origin} -> {self.folder}")
+
+
+def source_request(request: GuideRequest) -> GuideRequest:
+    """``request`` re-planned to step through every source frame of its range once (output unset)."""
+    if request.guide_type not in EXPORT_TYPES:
+        raise OptionError(f"Export type {request.guide_type!r}: use flow or depth (canny and raw have no "
+                          "annotator rows; make a guide instead).")
+    probe = prepare(replace(request, output=None, frames=1, treatment="adjust", window_start=0, window_frames=None))
+    first, stop = probe.plan.first, probe.plan.stop
+    if request.guide_type == "flow" and stop - first < 2:
+        raise OptionError(f"The range holds {stop - first} source frame: a flow export needs at least two; "
+                          "widen --start/--end.")
+    fps = min(float(probe.info.fps), MAX_FPS) if probe.info.fps and probe.info.fps > 0 else 16.0
+    return replace(probe.request, frames=stop - first, fps=fps)
+
+
+def _check_out_dir(out: Path) -> None:
+    """``out`` may be a new folder or an empty one; anything else would mix two exports."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "a file" if not out.is_dir() else "a folder that is not empty"
+        raise OptionError(f"Export folder {out} is {what}: name a new or empty folder.")
+
+
+def _selected(nodes: Sequence[int], first: int, last: int) -> tuple[int, int]:
+    """Indices ``[j0, j1]`` of the stored nodes inside the source range ``[first, last]``."""
+    inside = [j for j, n in enumerate(nodes) if first <= n <= last]
+    return inside[0], inside[-1]
+
+
+def export_rows(request: GuideRequest, out_dir: Union[str, Path], flo: bool = False, png: bool = True,
+                context: Optional[RunContext] = None) -> ExportResult:
+    """Write the flows (``guide_type="flow"``) or depth maps (``"depth"``) of ``request``'s source range
+    at its fitted size into ``out_dir``; ``flo``: also a Middlebury ``.flo`` per pair; ``png``: also a
+    16-bit PNG per depth map. Only ``frames``/``fps``/treatment and the guide's look are ignored."""
+    out = Path(out_dir).expanduser().resolve()
+    _check_out_dir(out)
+    ctx = (context or RunContext()).resolved()
+    prepared = prepare(source_request(request))
+    temp = partial_path(out, suffix="")
+    try:
+        temp.mkdir(parents=True)
+    except OSError as exc:
+        raise OutputError(f"Cannot create the export folder beside {out}: {exc.strerror or exc}.") from exc
+    try:
+        result = _write_export(prepared, ctx, temp, flo, png)
+        if out.exists():
+            out.rmdir()  # checked empty above
+        temp.rename(out)
+        fsync_dir(out.parent)
+    except OSError as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise OutputError(f"Cannot write the export into {out}: {exc.strerror or exc}; free disk space or "
+                          "choose another folder.") from exc
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    result.folder = out
+    result.npy = out / result.npy.name
+    result.extra_files = [out / p.name for p in result.extra_files]
+    return result
+
+
+def _write_export(prepared: PreparedGuide, ctx: RunContext, folder: Path, flo: bool, png: bool) -> ExportResult:
+    kind = prepared.request.guide_type
+    width, height = prepared.size
+    first, last = prepared.plan.first, prepared.plan.stop - 1
+    npy = folder / NPY_NAMES[kind]
+    extra: list[Path] = []
+    fields: dict[str, Any] = {}
+    started = time.perf_counter()
+    if kind == "flow":
+        with open_flows(prepared, ctx) as flows:
+            j0, j1 = _selected(flows.nodes, first, last)
+            shape: tuple[int, ...] = (j1 - j0, height, width, 2)
+            write_npy_rows(npy, shape, lambda i: flows.rows[j0 + i])
+            if flo:
+                for i in range(shape[0]):
+                    extra.append(folder / f"flow_{i:06d}.flo")
+                    write_flo(extra[-1], flows.rows[j0 + i])
+            nodes, stride, from_cache = flows.nodes[j0:j1 + 1], flows.stride, flows.from_cache
+            cuts = sorted(j - j0 for j in flows.cuts if j0 <= j < j1)
+        fields["units"] = ("pixels of the fitted size; row i is the motion (u: right, v: down) from source frame "
+                           "frames[i] to frames[i+1]")
+    else:
+        with open_depth(prepared, ctx) as depth:
+            j0, j1 = _selected(depth.nodes, first, last)
+            shape = (j1 - j0 + 1, height, width)
+            write_npy_rows(npy, shape, lambda i: depth.rows[j0 + i].reshape(height, width))
+            nodes, from_cache = depth.nodes[j0:j1 + 1], depth.from_cache
+            stride = nodes[1] - nodes[0] if len(nodes) > 1 else 1
+            cuts = sorted(j - j0 for j in depth.cuts if j0 <= j < j1)
+        if png:
+            extra, fields["png"] = _depth_pngs(npy, folder)
+        fields["units"] = ("relative inverse depth as the model outputs it (larger = nearer), no unit; map i is "
+                           "source frame frames[i]")
+    fields.update(_sidecar_fields(prepared, ctx, kind, shape, nodes, stride, cuts, from_cache))
+    fields["files"] = {"npy": npy.name, "flo" if kind == "flow" else "png": [p.name for p in extra]}
+    write_sidecar(folder / SIDECAR_NAME, fields)
+    prepared.result.timings["export"] = time.perf_counter() - started
+    return ExportResult(folder, kind, npy, shape, tuple(nodes), stride, from_cache, fields, prepared.result, extra)
+
+
+def _depth_pngs(npy: Path, folder: Path) -> tuple[list[Path], dict[str, Any]]:
+    """One 16-bit PNG per map, read back from the written ``.npy`` (two streaming passes: range, then PNGs)."""
+    maps = np.load(npy, mmap_mode="r", allow_pickle=False)
+    low, high = value_range(maps[i] for i in range(len(maps)))
+    paths = []
+    for i in range(len(maps)):
+        paths.append(folder / f"depth_{i:06d}.png")
+        write_png16(paths[-1], to_png16(maps[i], low, high))
+    del maps
+    mapping = {"min": low, "max": high, "max_value": PNG_MAX,
+               "formula": f"depth = min + png / {PNG_MAX} * (max - min)  (one range for the whole export)"}
+    return paths, mapping
+
+
+def _model_options(req: GuideRequest, run: GuideResult) -> dict[str, Any]:
+    """The options that changed the rows, beside the model's name and weights."""
+    if req.guide_type == "depth":
+        return {"depth_input_size": req.depth_input_size}
+    return {"raft_model": req.raft_model, "iterations": req.iterations} if run.backend == "raft" else {}
+
+
+def _sidecar_fields(prepared: PreparedGuide, ctx: RunContext, kind: str, shape: tuple[int, ...],
+                    nodes: Sequence[int], stride: int, cuts: list[int], from_cache: bool) -> dict[str, Any]:
+    req, info, run = prepared.request, prepared.info, prepared.result
+    content = ctx.cache.content_hash(info.path) if ctx.cache is not None else sha256_file(info.path)
+    return {
+        "format": EXPORT_FORMAT,
+        "type": kind,
+        "source": {"path": str(info.path), "sha256": content, "width": info.width, "height": info.height,
+                   "frame_count": info.frame_count},
+        "range": {"first": prepared.plan.first, "stop": prepared.plan.stop, "unit": "source frames, stop exclusive"},
+        "source_fps": info.fps,
+        "frames": [int(n) for n in nodes],
+        "stride": int(stride),
+        "size": [prepared.size[0], prepared.size[1]],
+        "fit": req.fit,
+        "model": {"backend": run.backend, "reason": run.backend_reason, "weights": run.weights,
+                  **_model_options(req, run)},
+        "cuts": {"mode": req.cuts, "rows": cuts,
+                 "meaning": ("pairs i (frames[i] -> frames[i+1]) that are hard cuts between shots; their "
+                             "motion is not meaningful")},
+        "dtype": "float16",
+        "shape": list(shape),
+        "from_cache": from_cache,
+        "cache_key": run.cache_key,
+    }
