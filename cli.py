@@ -24,26 +24,13 @@ from .cli_args import check_guide_args
 from .ports import check_port
 from .errors import OptionError, OutputError, StructureVideoError, plain_words
 from .farm.command import add_farm_command, run_farm_command
+from .options import AUTO_BATCH_SIZE, CHOICES, DEFAULT_RESOLUTION, DEFAULTS, MAX_GUIDE_FPS, automatic_batch_size
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".gif", ".wmv", ".flv")
 TIMELINE_SUFFIXES = (".png", ".csv", ".json")
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
-#: Choices of the options, spelled here so that ``--help`` needs no heavy import; a test checks
-#: that they equal the pipeline's own (pipeline.request, preprocessors.fit, preprocessors.frame_plan).
-CHOICES = {
-    "guide_type": ("flow", "canny", "raw", "depth"),
-    "treatment": ("adjust", "clip"),
-    "fit": ("crop", "pad", "stretch"),
-    "range_unit": ("frames", "seconds"),
-    "backend": ("auto", "raft", "dis"),
-    "raft_model": ("large", "small"),
-    "precision": ("auto", "fp32", "fp16", "bf16"),
-    "teardown": ("keep", "unload", "release"),
-    "depth_variant": ("vits", "vitb", "vitl"),
-    "cuts": ("auto", "off"),
-}
 #: Bounds of the ``sample`` command (those of preprocessors.sample_video and the guide writer).
-SAMPLE_SIDES, SAMPLE_MAX_FRAMES, SAMPLE_MAX_FPS = (16, 4096), 10_000, 240.0
+SAMPLE_SIDES, SAMPLE_MAX_FRAMES, SAMPLE_MAX_FPS = (16, 4096), 10_000, MAX_GUIDE_FPS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,33 +52,33 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--timeline", metavar="PATH",
                      help="also write the memory timeline of the run: .png chart, .csv or .json")
     target = parser.add_argument_group("target (what the generation needs)")
-    target.add_argument("--resolution", default="832x480", metavar="WxH",
+    target.add_argument("--resolution", default=DEFAULT_RESOLUTION, metavar="WxH",
                         help="guide size, snapped down to multiples of 16 like Wan2GP (default 832x480)")
-    target.add_argument("--frames", type=int, default=81, help="number of guide frames (default 81)")
-    target.add_argument("--fps", type=float, default=16.0, help="guide frame rate (default 16)")
+    target.add_argument("--frames", type=int, default=DEFAULTS["frames"], help="number of guide frames (default 81)")
+    target.add_argument("--fps", type=float, default=DEFAULTS["fps"], help="guide frame rate (default 16)")
     guide = parser.add_argument_group("guidance")
-    guide.add_argument("--type", dest="guide_type", default="flow", choices=CHOICES["guide_type"],
+    guide.add_argument("--type", dest="guide_type", default=DEFAULTS["guide_type"], choices=CHOICES["guide_type"],
                        help="flow: colour-wheel optical flow; canny: edges; raw: the fitted frames; "
                             "depth: Depth Anything V2 depth, grey, near = bright (default flow)")
-    guide.add_argument("--treatment", default="adjust", choices=CHOICES["treatment"],
+    guide.add_argument("--treatment", default=DEFAULTS["treatment"], choices=CHOICES["treatment"],
                        help="adjust: spread the frames over the whole video (or range); clip: keep the source's "
                             "timing, resampled to --fps, looping when short (default adjust)")
-    guide.add_argument("--fit", default="crop", choices=CHOICES["fit"],
+    guide.add_argument("--fit", default=DEFAULTS["fit"], choices=CHOICES["fit"],
                        help="crop: centre-crop to the target aspect then resize (keeps motion undistorted); "
                             "pad: letterbox; stretch: resize ignoring the aspect (default crop)")
     guide.add_argument("--start", type=float, help="start of the source range (inclusive)")
     guide.add_argument("--end", type=float, help="end of the source range (exclusive)")
-    guide.add_argument("--range-unit", default="frames", choices=CHOICES["range_unit"],
+    guide.add_argument("--range-unit", default=DEFAULTS["range_unit"], choices=CHOICES["range_unit"],
                        help="unit of --start/--end (default frames)")
-    guide.add_argument("--motion-strength", type=float, default=1.0,
+    guide.add_argument("--motion-strength", type=float, default=DEFAULTS["motion_strength"],
                        help="multiplies the motion before colouring: >1 stronger, <1 gentler guidance (default 1)")
     guide.add_argument("--max-motion", type=float, metavar="PX",
                        help="flow magnitude in pixels that maps to full colour (default: a clip-wide percentile)")
-    guide.add_argument("--percentile", type=float, default=99.0, dest="scale_percentile",
+    guide.add_argument("--percentile", type=float, default=DEFAULTS["scale_percentile"], dest="scale_percentile",
                        help="percentile of the clip's flow magnitudes that maps to full colour (default 99)")
-    guide.add_argument("--canny-intensity", type=float, default=1.0,
+    guide.add_argument("--canny-intensity", type=float, default=DEFAULTS["canny_intensity"],
                        help="canny only: >1 finds more edges, <1 fewer (default 1)")
-    guide.add_argument("--cuts", default="auto", choices=CHOICES["cuts"],
+    guide.add_argument("--cuts", default=DEFAULTS["cuts"], choices=CHOICES["cuts"],
                        help="auto: find hard cuts between shots; flow never draws a cut as motion, depth gets one "
                             "brightness range per shot; off: treat the source as one shot (default auto)")
     guide.add_argument("--allow-short", action="store_true",
@@ -104,29 +91,31 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
                             "nothing is downloaded)")
     depth.add_argument("--depth-variant", choices=CHOICES["depth_variant"],
                        help="which Depth Anything V2 size to look for first (default vitl, as Wan2GP)")
-    depth.add_argument("--depth-contrast", type=float, default=1.0,
+    depth.add_argument("--depth-contrast", type=float, default=DEFAULTS["depth_contrast"],
                        help="gamma-like: 1 neutral, >1 darkens the far part and spreads the near part, <1 lifts "
                             "the far part (default 1)")
-    depth.add_argument("--depth-input-size", type=int, default=518, metavar="PX",
+    depth.add_argument("--depth-input-size", type=int, default=DEFAULTS["depth_input_size"], metavar="PX",
                        help="the model sees frames scaled so both sides reach this size (multiples of 14, as "
                             "Wan2GP: default 518); 0 = the frame's own size (faster on the CPU)")
-    depth.add_argument("--depth-smoothing", type=float, default=0.0, metavar="FRAMES",
+    depth.add_argument("--depth-smoothing", type=float, default=DEFAULTS["depth_smoothing"], metavar="FRAMES",
                        help="0: one brightness range for the whole clip (no flicker); >0: the range follows the "
                             "scene, smoothed over that many frames (default 0)")
     flow = parser.add_argument_group("flow backend and memory")
-    flow.add_argument("--backend", default="auto", choices=CHOICES["backend"],
+    flow.add_argument("--backend", default=DEFAULTS["backend"], choices=CHOICES["backend"],
                       help="auto: RAFT when its weights are found locally, else OpenCV DIS (default auto)")
-    flow.add_argument("--raft-model", default="large", choices=CHOICES["raft_model"], help="RAFT size (default large)")
+    flow.add_argument("--raft-model", default=DEFAULTS["raft_model"], choices=CHOICES["raft_model"],
+                      help="RAFT size (default large)")
     flow.add_argument("--raft-weights", metavar="PATH",
                       help="RAFT weights file, princeton-vl (raft-things.pth) or torchvision layout")
-    flow.add_argument("--iterations", type=int, default=20, help="RAFT refinement iterations (default 20)")
-    flow.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    flow.add_argument("--batch-size", type=int, default=0,
+    flow.add_argument("--iterations", type=int, default=DEFAULTS["iterations"],
+                      help="RAFT refinement iterations (default 20)")
+    flow.add_argument("--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:N (default auto)")
+    flow.add_argument("--batch-size", type=int, default=AUTO_BATCH_SIZE,
                       help="frame pairs per RAFT batch; 0 (the default) = automatic: fitted to free GPU memory, "
                            "2 on the CPU")
-    flow.add_argument("--precision", default="auto", choices=CHOICES["precision"],
+    flow.add_argument("--precision", default=DEFAULTS["precision"], choices=CHOICES["precision"],
                       help="RAFT precision: auto = fp16 autocast on CUDA, fp32 on the CPU")
-    flow.add_argument("--teardown", default="unload", choices=CHOICES["teardown"],
+    flow.add_argument("--teardown", default=DEFAULTS["teardown"], choices=CHOICES["teardown"],
                       help="after extraction: unload (weights to RAM), release (destroy) or keep on the GPU")
     cache = parser.add_argument_group("flow cache")
     _add_cache_location(cache)
@@ -262,13 +251,6 @@ def _write_timeline(timeline, path: Path) -> None:
         raise OutputError(f"Cannot write --timeline {path}: {exc.strerror or exc}.") from exc
 
 
-def _batch_size(value: int) -> Optional[int]:
-    """``--batch-size``: 0 means automatic (None for the pipeline); negative is an error."""
-    if value < 0:
-        raise OptionError(f"--batch-size {value}: give a positive number of frame pairs, or 0 for automatic.")
-    return value or None
-
-
 def _range_note(args: argparse.Namespace, result) -> Optional[str]:
     """A line saying that ``--end`` was past the end of the video and was clamped, or None."""
     source = result.source or {}
@@ -307,7 +289,7 @@ def run_guide(args: argparse.Namespace) -> int:
     if not inputs and not args.sample:
         raise StructureVideoError("No input: give a structure video (or a folder), or --sample.")
     check_guide_args(args)  # numbers, sizes, paths, URLs, device: before torch, OpenCV or PyAV load
-    batch_size = _batch_size(args.batch_size)
+    batch_size = automatic_batch_size(args.batch_size)
     paths = _expand_inputs(inputs)
     count = len(paths) + (1 if args.sample else 0)
     many = count > 1
