@@ -149,3 +149,23 @@ def test_the_scan_finds_a_clash(tmp_path: Path) -> None:
     (tmp_path / "b.py").write_text("MIN_SIDE: int = 128\n")
     assert _module_constants(tmp_path / "a.py") == {"MIN_SIDE": 64, "X": 1, "Y": 2}
     assert _module_constants(tmp_path / "b.py") == {"MIN_SIDE": 128}
+
+
+def test_one_device_cache_clear(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``memory.empty_device_cache`` is the only caller of ``empty_cache``; on a CPU device it leaves CUDA alone."""
+    from types import SimpleNamespace
+
+    from wan2gp_structure_video.memory import empty_device_cache, monitor
+
+    calls: list[str] = []
+    cuda = SimpleNamespace(is_available=lambda: True, is_initialized=lambda: True,
+                           empty_cache=lambda: calls.append("empty"), ipc_collect=lambda: calls.append("ipc"))
+    monkeypatch.setattr(monitor, "loaded_torch", lambda: SimpleNamespace(cuda=cuda))
+    empty_device_cache(device="cpu")
+    assert calls == []
+    empty_device_cache(device="cuda:0")
+    assert calls == ["empty", "ipc"]
+    callers = [path.relative_to(ROOT).as_posix() for path in ROOT.rglob("*.py")
+               if path.relative_to(ROOT).parts[0] not in ("tests", "bench", ".venv")
+               and ".empty_cache(" in path.read_text()]
+    assert callers == ["memory/monitor.py"]
