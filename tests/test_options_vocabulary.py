@@ -169,3 +169,18 @@ def test_one_device_cache_clear(monkeypatch: pytest.MonkeyPatch) -> None:
                if path.relative_to(ROOT).parts[0] not in ("tests", "bench", ".venv")
                and ".empty_cache(" in path.read_text()]
     assert callers == ["memory/monitor.py"]
+
+
+def test_help_texts_state_the_vocabularys_defaults() -> None:
+    """``--help`` writes some defaults out in words ("(default 81)"): they must be the values in force."""
+    import re
+
+    checked = 0
+    for dest, action in _guide_actions().items():
+        said = re.search(r"\(default ([^):,]+)\)", action.help or "")
+        if said is None or dest not in options.DEFAULTS:
+            continue
+        default = options.DEFAULTS[dest]
+        assert said.group(1) == (f"{default:g}" if isinstance(default, float) else str(default)), dest
+        checked += 1
+    assert checked >= 10
