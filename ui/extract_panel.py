@@ -312,7 +312,7 @@ def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: A
     session. A cancel the user asked for is no error: the panels are cleared and the status says so.
     Any ``Exception`` is raised as ``gr.Error`` in the UI's words (an unexpected one logged with its
     traceback, see ``failures``); the status line shows it, not a toast."""
-    values = locals()
+    values = locals()  # the first statement: only the parameters are bound, by name
     controls = {name: values[name] for name in EXTRACT_CONTROLS}
     depth_weights = weights_field.chosen_weights(controls.pop("depth_weights_path"), controls.pop("depth_weights_file"))
     try:
