@@ -22,18 +22,19 @@ from typing import Callable, NoReturn, Optional, Sequence
 from . import __version__
 from .cli_args import check_guide_args
 from .cli_export import add_export_command, run_export
-from .cli_shared import (CHOICES, add_backend_options, add_size_option, add_cache_location, add_cache_options,
-                         add_depth_model_options, add_range_options, batch_size as _batch_size,
+from .cli_shared import (add_backend_options, add_size_option, add_cache_location, add_cache_options,
+                         add_depth_model_options, add_range_options,
                          console_progress as _console_progress, open_cache as _open_cache)
 from .ports import check_port
 from .errors import OptionError, OutputError, StructureVideoError, plain_words
 from .farm.command import add_farm_command, run_farm_command
+from .options import CHOICES, DEFAULTS, MAX_GUIDE_FPS, automatic_batch_size
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".gif", ".wmv", ".flv")
 TIMELINE_SUFFIXES = (".png", ".csv", ".json")
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 #: Bounds of the ``sample`` command (those of preprocessors.sample_video and the guide writer).
-SAMPLE_SIDES, SAMPLE_MAX_FRAMES, SAMPLE_MAX_FPS = (16, 4096), 10_000, 240.0
+SAMPLE_SIDES, SAMPLE_MAX_FRAMES, SAMPLE_MAX_FPS = (16, 4096), 10_000, MAX_GUIDE_FPS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,30 +57,30 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
                      help="also write the memory timeline of the run: .png chart, .csv or .json")
     target = parser.add_argument_group("target (what the generation needs)")
     add_size_option(target)
-    target.add_argument("--frames", type=int, default=81, help="number of guide frames (default 81)")
-    target.add_argument("--fps", type=float, default=16.0, help="guide frame rate (default 16)")
+    target.add_argument("--frames", type=int, default=DEFAULTS["frames"], help="number of guide frames (default 81)")
+    target.add_argument("--fps", type=float, default=DEFAULTS["fps"], help="guide frame rate (default 16)")
     guide = parser.add_argument_group("guidance")
-    guide.add_argument("--type", dest="guide_type", default="flow", choices=CHOICES["guide_type"],
+    guide.add_argument("--type", dest="guide_type", default=DEFAULTS["guide_type"], choices=CHOICES["guide_type"],
                        help="flow: colour-wheel optical flow; canny: edges; raw: the fitted frames; "
                             "depth: Depth Anything V2 depth, grey, near = bright (default flow)")
-    guide.add_argument("--treatment", default="adjust", choices=CHOICES["treatment"],
+    guide.add_argument("--treatment", default=DEFAULTS["treatment"], choices=CHOICES["treatment"],
                        help="adjust: spread the frames over the whole video (or range); clip: keep the source's "
                             "timing, resampled to --fps, looping when short (default adjust)")
     add_range_options(guide)
-    guide.add_argument("--motion-strength", type=float, default=1.0,
+    guide.add_argument("--motion-strength", type=float, default=DEFAULTS["motion_strength"],
                        help="multiplies the motion before colouring: >1 stronger, <1 gentler guidance (default 1)")
     guide.add_argument("--max-motion", type=float, metavar="PX",
                        help="flow magnitude in pixels that maps to full colour (default: a clip-wide percentile)")
-    guide.add_argument("--percentile", type=float, default=99.0, dest="scale_percentile",
+    guide.add_argument("--percentile", type=float, default=DEFAULTS["scale_percentile"], dest="scale_percentile",
                        help="percentile of the clip's flow magnitudes that maps to full colour (default 99)")
-    guide.add_argument("--canny-intensity", type=float, default=1.0,
+    guide.add_argument("--canny-intensity", type=float, default=DEFAULTS["canny_intensity"],
                        help="canny only: >1 finds more edges, <1 fewer (default 1)")
     depth = parser.add_argument_group("depth (--type depth)")
     add_depth_model_options(depth)
-    depth.add_argument("--depth-contrast", type=float, default=1.0,
+    depth.add_argument("--depth-contrast", type=float, default=DEFAULTS["depth_contrast"],
                        help="gamma-like: 1 neutral, >1 darkens the far part and spreads the near part, <1 lifts "
                             "the far part (default 1)")
-    depth.add_argument("--depth-smoothing", type=float, default=0.0, metavar="FRAMES",
+    depth.add_argument("--depth-smoothing", type=float, default=DEFAULTS["depth_smoothing"], metavar="FRAMES",
                        help="0: one brightness range for the whole clip (no flicker); >0: the range follows the "
                             "scene, smoothed over that many frames (default 0)")
     add_backend_options(parser.add_argument_group("flow backend and memory"))
@@ -236,7 +237,7 @@ def run_guide(args: argparse.Namespace) -> int:
     if not inputs and not args.sample:
         raise StructureVideoError("No input: give a structure video (or a folder), or --sample.")
     check_guide_args(args)  # numbers, sizes, paths, URLs, device: before torch, OpenCV or PyAV load
-    batch_size = _batch_size(args.batch_size)
+    batch_size = automatic_batch_size(args.batch_size)
     paths = _expand_inputs(inputs)
     count = len(paths) + (1 if args.sample else 0)
     many = count > 1

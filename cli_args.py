@@ -1,9 +1,8 @@
 """The ``guide`` and ``export`` commands' argument checks, in the standard library only.
 
 A wrong number, size, path, URL or device must answer at once, in the command line's words, before
-torch, OpenCV, PyAV or Gradio load (6-36 s). The bounds are those of ``pipeline.request`` and
-``preprocessors.fit``, spelled here because those modules import numpy and OpenCV; a test checks that
-they agree. Only ``--device cuda`` asks torch, and only when the machine has a GPU driver at all.
+torch, OpenCV, PyAV or Gradio load (6-36 s). The bounds are ``options``' (those ``GuideRequest``
+checks too). Only ``--device cuda`` asks torch, and only when the machine has a GPU driver at all.
 """
 from __future__ import annotations
 
@@ -15,13 +14,10 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .errors import OptionError
+from .options import (DEPTH_INPUT_SIZES, GUIDE_MAX_SIDE, GUIDE_MIN_SIDE, MAX_CANNY_INTENSITY, MAX_DEPTH_CONTRAST,
+                      MAX_DEPTH_SMOOTHING, MAX_FRAMES, MAX_GUIDE_FPS, MAX_ITERATIONS, MAX_MOTION_PIXELS,
+                      MAX_MOTION_STRENGTH, RANDOM_WEIGHTS, is_device_name)
 
-#: pipeline.request's bounds (MAX_FRAMES, MAX_FPS, MAX_ITERATIONS, MAX_DEPTH_CONTRAST, MAX_DEPTH_SMOOTHING)
-MAX_FRAMES, MAX_FPS, MAX_ITERATIONS = 100_000, 240.0, 100
-MAX_DEPTH_CONTRAST, MAX_DEPTH_SMOOTHING = 10.0, 1000.0
-#: preprocessors.fit's MIN_SIDE and MAX_SIDE.
-SIDES = (64, 4096)
-RANDOM_WEIGHTS = "random"
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 _SIZE = re.compile(r"\s*(\d+)\s*[xX*×]\s*(\d+)\s*")
 
@@ -48,7 +44,7 @@ def check_resolution(text: str) -> tuple[int, int]:
     if not match:
         raise OptionError(f"--resolution {text!r} is not WIDTHxHEIGHT: write it like 832x480.")
     width, height = int(match.group(1)), int(match.group(2))
-    low, high = SIDES
+    low, high = GUIDE_MIN_SIDE, GUIDE_MAX_SIDE
     if not (low <= width <= high and low <= height <= high):
         raise OptionError(f"--resolution {text}: give {low} to {high} pixels on each side, e.g. 832x480.")
     return width, height
@@ -88,7 +84,7 @@ def _gpu_driver_present() -> bool:
 
 def check_device(text: str) -> None:
     """``--device``: auto, cpu, cuda or cuda:N, and a CUDA device only where CUDA is there."""
-    if not (text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit())):
+    if not is_device_name(text):
         raise OptionError(f"--device {text}: use auto, cpu, cuda or cuda:N.")
     if not text.startswith("cuda"):
         return
@@ -117,7 +113,7 @@ def check_source_args(args: Any) -> None:
         raise OptionError(f"--end {args.end:g} is not after --start {args.start:g}: give an end after the start.")
     _whole("--iterations", args.iterations, 1, MAX_ITERATIONS, "iterations")
     if args.depth_input_size != 0:
-        _whole("--depth-input-size", args.depth_input_size, 14, 4096, "pixels (or 0: the frame's own size)")
+        _whole("--depth-input-size", args.depth_input_size, *DEPTH_INPUT_SIZES, "pixels (or 0: the frame's own size)")
     if not args.no_cache:
         _number("--cache-max-gb", args.cache_max_gb, 0.0, math.inf, low_open=True, what="gigabytes")
     _check_weights("--raft-weights", args.raft_weights)
@@ -129,10 +125,10 @@ def check_guide_args(args: Any) -> None:
     """Every ``guide`` option a user can get wrong, checked before any heavy import."""
     check_source_args(args)
     _whole("--frames", args.frames, 1, MAX_FRAMES, "frames")
-    _number("--fps", args.fps, 0.0, MAX_FPS, low_open=True, what="a frame rate")
-    _number("--motion-strength", args.motion_strength, 0.0, 100.0)
-    _number("--max-motion", args.max_motion, 0.0, 1e5, low_open=True, what="pixels")
+    _number("--fps", args.fps, 0.0, MAX_GUIDE_FPS, low_open=True, what="a frame rate")
+    _number("--motion-strength", args.motion_strength, 0.0, MAX_MOTION_STRENGTH)
+    _number("--max-motion", args.max_motion, 0.0, MAX_MOTION_PIXELS, low_open=True, what="pixels")
     _number("--percentile", args.scale_percentile, 0.0, 100.0, low_open=True)
-    _number("--canny-intensity", args.canny_intensity, 0.0, 10.0, low_open=True)
+    _number("--canny-intensity", args.canny_intensity, 0.0, MAX_CANNY_INTENSITY, low_open=True)
     _number("--depth-contrast", args.depth_contrast, 0.0, MAX_DEPTH_CONTRAST, low_open=True)
     _number("--depth-smoothing", args.depth_smoothing, 0.0, MAX_DEPTH_SMOOTHING, what="frames")

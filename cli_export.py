@@ -15,8 +15,9 @@ from typing import Optional
 
 from .cli_args import check_source_args
 from .cli_shared import (add_backend_options, add_cache_options, add_depth_model_options, add_range_options,
-                         add_size_option, batch_size, console_progress, open_cache)
+                         add_size_option, console_progress, open_cache)
 from .errors import OptionError, StructureVideoError
+from .options import automatic_batch_size
 
 EXPORT_TYPES = ("flow", "depth")
 
@@ -83,7 +84,7 @@ def run_export(args: argparse.Namespace) -> int:
             input=source, resolution=args.resolution, guide_type=args.guide_type, fit=args.fit, start=args.start,
             end=args.end, range_unit=args.range_unit, backend=args.backend, raft_model=args.raft_model,
             raft_weights=args.raft_weights, iterations=args.iterations, device=args.device,
-            batch_size=batch_size(args.batch_size), precision=args.precision, teardown=args.teardown,
+            batch_size=automatic_batch_size(args.batch_size), precision=args.precision, teardown=args.teardown,
             depth_weights=args.depth_weights, depth_variant=args.depth_variant,
             depth_input_size=args.depth_input_size or None, cuts=args.cuts, allow_short=args.allow_short)
         progress, close_progress = console_progress(args.quiet)

@@ -7,42 +7,29 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Optional
+from typing import Any
 
-from .errors import OptionError, StructureVideoError
+from .errors import StructureVideoError
+from .options import AUTO_BATCH_SIZE, CHOICES, DEFAULT_RESOLUTION, DEFAULTS
 
-#: Choices of the options, spelled here so that ``--help`` needs no heavy import; a test checks
-#: that they equal the pipeline's own (pipeline.request, preprocessors.fit, preprocessors.frame_plan).
-CHOICES = {
-    "guide_type": ("flow", "canny", "raw", "depth"),
-    "treatment": ("adjust", "clip"),
-    "fit": ("crop", "pad", "stretch"),
-    "range_unit": ("frames", "seconds"),
-    "backend": ("auto", "raft", "dis"),
-    "raft_model": ("large", "small"),
-    "precision": ("auto", "fp32", "fp16", "bf16"),
-    "teardown": ("keep", "unload", "release"),
-    "depth_variant": ("vits", "vitb", "vitl"),
-    "cuts": ("auto", "off"),
-}
 
 
 def add_size_option(group: Any) -> None:
     """--resolution: the fitted size (the guide's, or an export's)."""
-    group.add_argument("--resolution", default="832x480", metavar="WxH",
+    group.add_argument("--resolution", default=DEFAULT_RESOLUTION, metavar="WxH",
                        help="guide size, snapped down to multiples of 16 like Wan2GP (default 832x480)")
 
 
 def add_range_options(group: Any) -> None:
     """--fit, --start, --end, --range-unit, --cuts, --allow-short: which source frames, fitted how."""
-    group.add_argument("--fit", default="crop", choices=CHOICES["fit"],
+    group.add_argument("--fit", default=DEFAULTS["fit"], choices=CHOICES["fit"],
                        help="crop: centre-crop to the target aspect then resize (keeps motion undistorted); "
                             "pad: letterbox; stretch: resize ignoring the aspect (default crop)")
     group.add_argument("--start", type=float, help="start of the source range (inclusive)")
     group.add_argument("--end", type=float, help="end of the source range (exclusive)")
-    group.add_argument("--range-unit", default="frames", choices=CHOICES["range_unit"],
+    group.add_argument("--range-unit", default=DEFAULTS["range_unit"], choices=CHOICES["range_unit"],
                        help="unit of --start/--end (default frames)")
-    group.add_argument("--cuts", default="auto", choices=CHOICES["cuts"],
+    group.add_argument("--cuts", default=DEFAULTS["cuts"], choices=CHOICES["cuts"],
                        help="auto: find hard cuts between shots; flow never draws a cut as motion, depth gets one "
                             "brightness range per shot; off: treat the source as one shot (default auto)")
     group.add_argument("--allow-short", action="store_true",
@@ -58,26 +45,27 @@ def add_depth_model_options(group: Any) -> None:
                             "nothing is downloaded)")
     group.add_argument("--depth-variant", choices=CHOICES["depth_variant"],
                        help="which Depth Anything V2 size to look for first (default vitl, as Wan2GP)")
-    group.add_argument("--depth-input-size", type=int, default=518, metavar="PX",
+    group.add_argument("--depth-input-size", type=int, default=DEFAULTS["depth_input_size"], metavar="PX",
                        help="the model sees frames scaled so both sides reach this size (multiples of 14, as "
                             "Wan2GP: default 518); 0 = the frame's own size (faster on the CPU)")
 
 
 def add_backend_options(group: Any) -> None:
     """The flow backend and how the annotator runs (device, batch size, precision, teardown)."""
-    group.add_argument("--backend", default="auto", choices=CHOICES["backend"],
+    group.add_argument("--backend", default=DEFAULTS["backend"], choices=CHOICES["backend"],
                        help="auto: RAFT when its weights are found locally, else OpenCV DIS (default auto)")
-    group.add_argument("--raft-model", default="large", choices=CHOICES["raft_model"], help="RAFT size (default large)")
+    group.add_argument("--raft-model", default=DEFAULTS["raft_model"], choices=CHOICES["raft_model"],
+                       help="RAFT size (default large)")
     group.add_argument("--raft-weights", metavar="PATH",
                        help="RAFT weights file, princeton-vl (raft-things.pth) or torchvision layout")
-    group.add_argument("--iterations", type=int, default=20, help="RAFT refinement iterations (default 20)")
-    group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    group.add_argument("--batch-size", type=int, default=0,
+    group.add_argument("--iterations", type=int, default=DEFAULTS["iterations"], help="RAFT refinement iterations (default 20)")
+    group.add_argument("--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:N (default auto)")
+    group.add_argument("--batch-size", type=int, default=AUTO_BATCH_SIZE,
                        help="frame pairs per RAFT batch; 0 (the default) = automatic: fitted to free GPU memory, "
                             "2 on the CPU")
-    group.add_argument("--precision", default="auto", choices=CHOICES["precision"],
+    group.add_argument("--precision", default=DEFAULTS["precision"], choices=CHOICES["precision"],
                        help="RAFT precision: auto = fp16 autocast on CUDA, fp32 on the CPU")
-    group.add_argument("--teardown", default="unload", choices=CHOICES["teardown"],
+    group.add_argument("--teardown", default=DEFAULTS["teardown"], choices=CHOICES["teardown"],
                        help="after extraction: unload (weights to RAM), release (destroy) or keep on the GPU")
 
 
@@ -104,13 +92,6 @@ def console_progress(quiet: bool):
         return Progress(), lambda: None
     console = ConsoleProgress(sys.stderr)
     return Progress(console), console.close
-
-
-def batch_size(value: int) -> Optional[int]:
-    """``--batch-size``: 0 means automatic (None for the pipeline); negative is an error."""
-    if value < 0:
-        raise OptionError(f"--batch-size {value}: give a positive number of frame pairs, or 0 for automatic.")
-    return value or None
 
 
 def open_cache(args: argparse.Namespace):

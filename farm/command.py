@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from ..errors import OptionError, StructureVideoError
+from ..options import DEFAULTS, TEARDOWNS
 
-TEARDOWNS = ("keep", "unload", "release")
 
 
 def add_farm_command(commands: "argparse._SubParsersAction") -> argparse.ArgumentParser:
@@ -35,7 +35,7 @@ def add_farm_command(commands: "argparse._SubParsersAction") -> argparse.Argumen
                       help="GPUs per extraction worker when the cluster has GPUs (default 1)")
     farm.add_argument("--workers", type=int, metavar="N",
                       help="extraction workers (default: GPUs / --gpus-per-worker, or one per CPU without GPUs)")
-    farm.add_argument("--teardown", default="unload", choices=TEARDOWNS,
+    farm.add_argument("--teardown", default=DEFAULTS["teardown"], choices=TEARDOWNS,
                       help="what each worker does with its annotator at the end (default unload)")
     return farm
 

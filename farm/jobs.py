@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
 from ..errors import OptionError
-from ..pipeline.request import RANDOM_WEIGHTS, GuideRequest
+from ..options import RANDOM_WEIGHTS
+from ..pipeline.request import GuideRequest
 
 #: Fields holding a path (relative ones are resolved against the jobs file's folder).
 PATH_FIELDS = ("input", "output", "raft_weights", "depth_weights")

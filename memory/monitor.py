@@ -179,10 +179,13 @@ def format_cleanup_report(before: MemorySnapshot, after: MemorySnapshot, action:
             f"After: {format_bytes(after.allocated)} allocated, {format_bytes(after.reserved)} reserved.")
 
 
-def empty_device_cache(collect: bool = True) -> None:
-    """Give PyTorch's cached device blocks back (after an optional ``gc.collect()``)."""
+def empty_device_cache(collect: bool = True, device: Any = None) -> None:
+    """Give PyTorch's cached device blocks back (after an optional ``gc.collect()``): the one device-cache
+    clear, used by pressure clean-ups, offloading and the OOM back-off (``device``: only when it is CUDA)."""
     if collect:
         gc.collect()
+    if device is not None and not str(device).startswith("cuda"):
+        return
     torch = loaded_torch()
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()

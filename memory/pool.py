@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
+from ..options import TEARDOWNS
 from .devices import as_device, is_torch_module
 from .monitor import MemoryMonitor, report_cleanup
 from .offload import (MmgpPlacement, OffloadOptions, PlainPlacement, drop_references, mmgp_available,
@@ -26,7 +27,6 @@ from .offload import (MmgpPlacement, OffloadOptions, PlainPlacement, drop_refere
 
 logger = logging.getLogger(__name__)
 
-TEARDOWNS = ("keep", "unload", "release")
 OFFLOAD_MODES = ("auto", "mmgp", "plain")
 #: Environment override of the offload mode (``plain`` disables mmgp).
 OFFLOAD_ENV = "WAN2GP_STRUCTURE_VIDEO_OFFLOAD"

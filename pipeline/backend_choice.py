@@ -10,7 +10,8 @@ from ..errors import OptionError, WeightsNotFoundError
 from ..memory import AnnotatorPool
 from ..memory.devices import DeviceName, cuda_possible, loaded_torch
 from ..preprocessors.raft_weights import WeightsSource, default_search_dirs, find_raft_weights, load_raft
-from .request import RANDOM_WEIGHTS, GuideRequest
+from ..options import RANDOM_WEIGHTS
+from .request import GuideRequest
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..memory import AnnotatorPool
-from ..preprocessors.depth_weights import DEFAULT_VARIANT, DepthWeightsSource, require_depth_weights
+from ..preprocessors.depth_weights import DepthWeightsSource, require_depth_weights
 from .backend_choice import WeightsLocator
-from .request import RANDOM_WEIGHTS, GuideRequest
+from ..options import DEFAULT_DEPTH_VARIANT, RANDOM_WEIGHTS
+from .request import GuideRequest
 
 #: ``depth_weights="random"`` without a variant builds this one (small enough for CPU tests and benchmarks).
 RANDOM_VARIANT = "vits"
@@ -53,7 +54,7 @@ def choose_depth(request: GuideRequest, locator: Optional[WeightsLocator] = None
     if request.depth_weights == RANDOM_WEIGHTS:
         source = DepthWeightsSource(request.depth_variant or RANDOM_VARIANT, None, "random", "random weights")
         return DepthChoice(source, "Depth Anything V2 with random weights (tests and benchmarks only)")
-    source = require_depth_weights(request.depth_variant or DEFAULT_VARIANT, request.depth_weights,
+    source = require_depth_weights(request.depth_variant or DEFAULT_DEPTH_VARIANT, request.depth_weights,
                                    host_locator=locator)
     return DepthChoice(source, f"Depth Anything V2 {source.variant} with weights from {source.origin}")
 

@@ -15,14 +15,15 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from ..memory import MemoryMonitor, run_with_backoff
+from ..memory import MemoryMonitor, empty_device_cache, run_with_backoff
+from ..options import DEPTH_VARIANTS
 from ..preprocessors.fit import FrameFitter
 from ..preprocessors.shot_cuts import CutProbe
 from ..preprocessors.video_io import VideoInfo, iter_planned_frames
 from .backend_choice import resolve_device
 from .context import RunContext
 from .depth_choice import DepthChoice, register_depth
-from .flow_extraction import ExtractionReport, MAX_AUTO_BATCH, _free_device_cache
+from .flow_extraction import ExtractionReport, MAX_AUTO_BATCH
 from .prefetch import prefetched
 from .request import GuideRequest
 
@@ -32,7 +33,7 @@ CPU_DEPTH_BATCH = 2
 #: Frames decoded ahead of the model.
 PREFETCH_FRAMES = 4
 #: Variant whose memory estimate stands in for a non-standard (custom) model: the largest.
-ESTIMATE_FALLBACK_VARIANT = "vitl"
+ESTIMATE_FALLBACK_VARIANT = DEPTH_VARIANTS[-1]
 
 BatchFn = Callable[[list[np.ndarray]], list[np.ndarray]]
 
@@ -116,7 +117,7 @@ def extract_depth_maps(request: GuideRequest, info: VideoInfo, fitter: FrameFitt
 
         done = 0
         for depth in run_with_backoff(frames, _batch_fn(backend), batch_size,
-                                      cleanup=lambda: _free_device_cache(device),
+                                      cleanup=lambda: empty_device_cache(device=device),
                                       cpu_fallback=cpu_fallback if on_cuda else None,
                                       between_batches=between, on_batch=on_batch):
             put(done, depth)

@@ -12,7 +12,6 @@ and the batch size is chosen in :func:`choose_batch_size` — nowhere else. The 
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,8 +19,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from ..memory import RunMemory, Timeline, run_with_backoff
-from ..memory.devices import as_device, loaded_torch
+from ..memory import RunMemory, Timeline, empty_device_cache, run_with_backoff
+from ..memory.devices import as_device
 from ..preprocessors.fit import FrameFitter
 from ..preprocessors.flow_dis import DisFlowBackend
 from ..preprocessors.flow_store import FlowStoreWriter
@@ -233,16 +232,9 @@ def _extract_with_raft(request: GuideRequest, choice: BackendChoice, pairs: Iter
 
         extract_flows(pairs, total, writer, stack_and_compute(backend.compute), batch_size=batch_size,
                       progress=ctx.progress, cpu_fallback=cpu_fallback if on_cuda else None,
-                      cleanup=lambda: _free_device_cache(device), memory=memory)
+                      cleanup=lambda: empty_device_cache(device=device), memory=memory)
     timeline.record(f"{choice.name} {request.teardown if request.teardown != 'keep' else 'kept'}")
     if on_cuda:
         report.peak_device_bytes = int(torch.cuda.max_memory_allocated(device))
     return report
 
-
-def _free_device_cache(device: Any) -> None:
-    """What the OOM back-off does before retrying with a smaller batch."""
-    gc.collect()
-    torch = loaded_torch()
-    if device.type == "cuda" and torch is not None:
-        torch.cuda.empty_cache()

@@ -13,25 +13,12 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..errors import OptionError, TargetError
-from ..preprocessors.fit import FIT_MODES, parse_resolution, snap_resolution
-from ..preprocessors.frame_plan import RANGE_UNITS, TREATMENTS, SourceRange
-
-GUIDE_TYPES = ("flow", "canny", "raw", "depth")
-BACKENDS = ("auto", "raft", "dis")
-RAFT_MODELS = ("large", "small")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-TEARDOWNS = ("keep", "unload", "release")
-#: ``cuts``: auto = find hard cuts between shots (never drawn as motion, one depth range per shot); off = ignore.
-CUT_MODES = ("auto", "off")
-#: ``raft_weights`` / ``depth_weights`` value that builds the model with random weights (tests and benchmarks only).
-RANDOM_WEIGHTS = "random"
-#: Depth Anything V2 sizes (``preprocessors.depth_weights.DEPTH_VARIANTS``; a test checks they match).
-DEPTH_VARIANTS = ("vits", "vitb", "vitl")
-MAX_DEPTH_CONTRAST = 10.0
-MAX_DEPTH_SMOOTHING = 1000.0
-MAX_FRAMES = 100_000
-MAX_FPS = 240.0
-MAX_ITERATIONS = 100
+from ..options import (BACKENDS, CUT_MODES, DEFAULT_SIZE, DEFAULTS, DEPTH_INPUT_SIZES, DEPTH_VARIANTS,
+                       FIT_MODES, GUIDE_TYPES, MAX_CANNY_INTENSITY, MAX_DEPTH_CONTRAST, MAX_DEPTH_SMOOTHING, MAX_FRAMES,
+                       MAX_GUIDE_FPS, MAX_ITERATIONS, MAX_MOTION_PIXELS, MAX_MOTION_STRENGTH, PRECISIONS, RAFT_MODELS,
+                       RANGE_UNITS, TEARDOWNS, TREATMENTS, is_device_name)
+from ..preprocessors.fit import parse_resolution, snap_resolution
+from ..preprocessors.frame_plan import SourceRange
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -42,35 +29,35 @@ class GuideRequest:
 
     input: PathLike
     output: Optional[PathLike] = None
-    resolution: Union[str, tuple[int, int]] = (832, 480)
-    frames: int = 81
-    fps: float = 16.0
-    guide_type: str = "flow"
-    treatment: str = "adjust"
-    fit: str = "crop"
+    resolution: Union[str, tuple[int, int]] = DEFAULT_SIZE
+    frames: int = DEFAULTS["frames"]
+    fps: float = DEFAULTS["fps"]
+    guide_type: str = DEFAULTS["guide_type"]
+    treatment: str = DEFAULTS["treatment"]
+    fit: str = DEFAULTS["fit"]
     start: Optional[float] = None
     end: Optional[float] = None
-    range_unit: str = "frames"
-    motion_strength: float = 1.0
+    range_unit: str = DEFAULTS["range_unit"]
+    motion_strength: float = DEFAULTS["motion_strength"]
     max_motion: Optional[float] = None
-    scale_percentile: float = 99.0
-    backend: str = "auto"
-    raft_model: str = "large"
+    scale_percentile: float = DEFAULTS["scale_percentile"]
+    backend: str = DEFAULTS["backend"]
+    raft_model: str = DEFAULTS["raft_model"]
     raft_weights: Optional[str] = None
-    iterations: int = 20
-    device: str = "auto"
+    iterations: int = DEFAULTS["iterations"]
+    device: str = DEFAULTS["device"]
     batch_size: Optional[int] = None
-    precision: str = "auto"
-    canny_intensity: float = 1.0
-    teardown: str = "unload"
+    precision: str = DEFAULTS["precision"]
+    canny_intensity: float = DEFAULTS["canny_intensity"]
+    teardown: str = DEFAULTS["teardown"]
     window_start: int = 0
     window_frames: Optional[int] = None
     depth_weights: Optional[str] = None
     depth_variant: Optional[str] = None
-    depth_contrast: float = 1.0
-    depth_smoothing: float = 0.0
-    depth_input_size: Optional[int] = 518
-    cuts: str = "auto"
+    depth_contrast: float = DEFAULTS["depth_contrast"]
+    depth_smoothing: float = DEFAULTS["depth_smoothing"]
+    depth_input_size: Optional[int] = DEFAULTS["depth_input_size"]
+    cuts: str = DEFAULTS["cuts"]
     allow_short: bool = False
 
     @property
@@ -107,12 +94,12 @@ class GuideRequest:
         width, height = snap_resolution(*self.size)
         if isinstance(self.frames, bool) or not isinstance(self.frames, int) or not 0 < self.frames <= MAX_FRAMES:
             raise TargetError(f"Frame count {self.frames!r} must be a whole number from 1 to {MAX_FRAMES}.")
-        _number("fps", self.fps, low=0.0, high=MAX_FPS, exclusive_low=True, error=TargetError)
-        _number("motion strength", self.motion_strength, low=0.0, high=100.0)
+        _number("fps", self.fps, low=0.0, high=MAX_GUIDE_FPS, exclusive_low=True, error=TargetError)
+        _number("motion strength", self.motion_strength, low=0.0, high=MAX_MOTION_STRENGTH)
         _number("scale percentile", self.scale_percentile, low=0.0, high=100.0, exclusive_low=True)
-        _number("canny intensity", self.canny_intensity, low=0.0, high=10.0, exclusive_low=True)
+        _number("canny intensity", self.canny_intensity, low=0.0, high=MAX_CANNY_INTENSITY, exclusive_low=True)
         if self.max_motion is not None:
-            _number("max motion", self.max_motion, low=0.0, high=1e5, exclusive_low=True)
+            _number("max motion", self.max_motion, low=0.0, high=MAX_MOTION_PIXELS, exclusive_low=True)
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) \
                 or not 1 <= self.iterations <= MAX_ITERATIONS:
             raise OptionError(f"Iterations {self.iterations!r} must be a whole number from 1 to {MAX_ITERATIONS}.")
@@ -253,14 +240,14 @@ def _depth_options(request: GuideRequest) -> None:
     _number("depth contrast", request.depth_contrast, low=0.0, high=MAX_DEPTH_CONTRAST, exclusive_low=True)
     _number("depth smoothing", request.depth_smoothing, low=0.0, high=MAX_DEPTH_SMOOTHING)
     size = request.depth_input_size
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 14 <= size <= 4096):
-        raise OptionError(f"Depth input size {size!r} must be a whole number from 14 to 4096 (or unset: the "
+    low, high = DEPTH_INPUT_SIZES
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high):
+        raise OptionError(f"Depth input size {size!r} must be a whole number from {low} to {high} (or unset: the "
                           "frame's own size).")
     if request.depth_weights is not None and not isinstance(request.depth_weights, (str, os.PathLike)):
         raise OptionError(f"Depth weights {request.depth_weights!r} must be a path (or unset: found locally).")
 
 
 def _device_text(device: str) -> None:
-    if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda") or
-                                           (device.startswith("cuda:") and device[5:].isdigit())):
+    if not is_device_name(device):
         raise OptionError(f"Unknown device {device!r}: use auto, cpu, cuda or cuda:N.")

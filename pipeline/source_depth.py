@@ -27,6 +27,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from ..errors import CacheError
+from ..options import FLOWS_FILE
 from ..preprocessors.cache_entries import CacheEntry
 from ..preprocessors.flow_cache import FlowCache
 from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
@@ -42,8 +43,6 @@ from .shot_marks import cut_field, stored_marks
 
 #: Bump when stored depth maps change meaning.
 DEPTH_FORMAT = 1
-#: The data file a cache entry's producer writes (the same name flows use).
-FLOWS_FILE = "flows.npy"
 
 
 def depth_nodes(first: int, last: int, stride: int) -> tuple[int, ...]:

@@ -12,6 +12,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from ..errors import CacheError
+from ..options import FLOWS_FILE
 from ..preprocessors.cache_entries import CacheEntry
 from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
 from ..preprocessors.motion_resample import Interval, guide_intervals, interval_flow, nodes_needed
@@ -80,7 +81,7 @@ def _produce(prepared: PreparedGuide, choice: BackendChoice, nodes: tuple[int, .
              ctx: RunContext) -> tuple[dict[str, Any], ExtractionReport]:
     """Extract the flows between ``nodes`` into ``folder/flows.npy``; return manifest fields and report."""
     width, height = prepared.size
-    writer = FlowStoreWriter(folder / "flows.npy", len(nodes) - 1, height, width)
+    writer = FlowStoreWriter(folder / FLOWS_FILE, len(nodes) - 1, height, width)
     probe = CutProbe()
     try:
         report = extract_node_flows(prepared.request, prepared.info, prepared.fitter, choice, nodes, writer, ctx,
@@ -152,7 +153,7 @@ def open_source_flows(prepared: PreparedGuide, choice: BackendChoice, ctx: RunCo
         except OSError as exc:
             raise CacheError(f"Cannot write temporary flows in {work_dir.parent}: {exc.strerror or exc}; "
                              "free disk space.") from exc
-        rows = open_flow_rows(work_dir / "flows.npy")
+        rows = open_flow_rows(work_dir / FLOWS_FILE)
         marks, _ = stored_marks(fields, prepared, nodes[j0:j1 + 1])
         yield SourceFlows(rows, nodes[j0:j1 + 1], intervals, shape, from_cache=False, stride=span.stride,
                           extraction=report, cuts=marks)

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..errors import CacheError
+from ..options import FLOWS_FILE, MANIFEST_FILE, STAMP_FILE, USED_FILE
 
 FORMAT_VERSION = 1
-FLOWS_FILE, MANIFEST_FILE, STAMP_FILE, USED_FILE = "flows.npy", "manifest.json", "verified.json", "used"
 ENTRY_FILES = frozenset({FLOWS_FILE, MANIFEST_FILE, STAMP_FILE, USED_FILE})
 SUBFOLDERS = ("entries", "renders", "sources", "locks", "tmp")
 _KEY = re.compile(r"[0-9a-f]{64}\Z")

@@ -32,7 +32,8 @@ from .depth_weights import (DepthArchitecture, DepthWeightsSource, VARIANTS, arc
                             convert_original_state_dict, detect_depth_layout, read_depth_state_dict,
                             rename_attention)
 from .flow_base import check_frame_batch
-from .flow_raft import PRECISIONS, _autocast_dtype
+from ..options import PRECISIONS
+from .flow_raft import _autocast_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ DEFAULT_INPUT_SIZE = 518
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INSTALL_HINT = "install it with pip install 'wan2gp-structure-video[depth]' (Wan2GP already ships it)"
-ESTIMATE_MARGIN = 1.25
+DEPTH_ESTIMATE_MARGIN = 1.25
 
 
 def _transformers() -> Any:
@@ -98,7 +99,7 @@ def estimate_bytes_per_frame(height: int, width: int, *, variant: str = "vitl",
     fusion = 64 * (tokens - 1) * arch.features * 4
     head = pixels * (arch.features + 96)
     frame = (pixels + int(height) * int(width)) * 4
-    return int(ESTIMATE_MARGIN * (max(backbone, fusion, head) + frame) * bytes_per_value)
+    return int(DEPTH_ESTIMATE_MARGIN * (max(backbone, fusion, head) + frame) * bytes_per_value)
 
 
 # --------------------------------------------------------------------------- building and loading

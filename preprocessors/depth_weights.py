@@ -68,17 +68,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from ..errors import WeightsError, WeightsNotFoundError
+from ..options import DEFAULT_DEPTH_VARIANT, DEPTH_VARIANTS
 from .raft_weights import default_search_dirs
 from .weights_files import (HostLocator, file_fingerprint, layout_from_keys, load_checkpoint, locate_with_host,
                             named_tensors)
 
 logger = logging.getLogger(__name__)
 
-DEPTH_VARIANTS = ("vits", "vitb", "vitl")
-DEFAULT_VARIANT = "vitl"
 #: The variant of a transformers model folder whose size is none of the V2 variants.
 CUSTOM_VARIANT = "custom"
-LAYOUTS = ("original", "transformers", "random")
+DEPTH_LAYOUTS = ("original", "transformers", "random")
 #: Wan2GP's file for each variant, relative to a ``ckpts`` folder (the host ships vitl and vitb).
 HOST_FILES = {variant: f"depth/depth_anything_v2_{variant}.pth" for variant in DEPTH_VARIANTS}
 #: transformers conversions of the same checkpoints on the Hugging Face hub (looked up in the local cache only).
@@ -378,10 +377,10 @@ def _folder_is_depth_model(folder: Path) -> bool:
 
 def variant_preference(variant: Optional[str]) -> list[str]:
     """Variants to look for, the named one first (an unknown name, e.g. ``da3_metric_large``, → vitl first)."""
-    first = variant if variant in DEPTH_VARIANTS else DEFAULT_VARIANT
+    first = variant if variant in DEPTH_VARIANTS else DEFAULT_DEPTH_VARIANT
     if variant and variant not in DEPTH_VARIANTS:
         logger.info("Depth variant %r is not a Depth Anything V2 variant; looking for %s first", variant, first)
-    return [first] + [v for v in ("vitl", "vitb", "vits") if v != first]
+    return [first] + [v for v in reversed(DEPTH_VARIANTS) if v != first]
 
 
 def explicit_depth_source(explicit_path: str | os.PathLike[str]) -> DepthWeightsSource:
@@ -421,7 +420,7 @@ def hub_cache_folder(repo_id: str, cache_dir: Optional[str | os.PathLike[str]] =
     return folder
 
 
-def find_depth_weights(variant: Optional[str] = DEFAULT_VARIANT, explicit_path: Optional[str] = None, *,
+def find_depth_weights(variant: Optional[str] = DEFAULT_DEPTH_VARIANT, explicit_path: Optional[str] = None, *,
                        host_locator: Optional[HostLocator] = None,
                        search_dirs: Optional[Sequence[Path]] = None,
                        hf_cache_dir: Optional[str | os.PathLike[str]] = None) -> Optional[DepthWeightsSource]:
@@ -453,7 +452,7 @@ def find_depth_weights(variant: Optional[str] = DEFAULT_VARIANT, explicit_path: 
     return None
 
 
-def describe_search(variant: Optional[str] = DEFAULT_VARIANT, *, search_dirs: Optional[Sequence[Path]] = None,
+def describe_search(variant: Optional[str] = DEFAULT_DEPTH_VARIANT, *, search_dirs: Optional[Sequence[Path]] = None,
                     hosted: bool = False) -> str:
     """Where :func:`find_depth_weights` looks, in words (for the not-found message)."""
     order = variant_preference(variant)
@@ -464,7 +463,7 @@ def describe_search(variant: Optional[str] = DEFAULT_VARIANT, *, search_dirs: Op
             f"({', '.join(HUB_REPOS[v] for v in order)})")
 
 
-def require_depth_weights(variant: Optional[str] = DEFAULT_VARIANT, explicit_path: Optional[str] = None, *,
+def require_depth_weights(variant: Optional[str] = DEFAULT_DEPTH_VARIANT, explicit_path: Optional[str] = None, *,
                           host_locator: Optional[HostLocator] = None,
                           search_dirs: Optional[Sequence[Path]] = None,
                           hf_cache_dir: Optional[str | os.PathLike[str]] = None) -> DepthWeightsSource:

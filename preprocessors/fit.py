@@ -13,11 +13,8 @@ import cv2
 import numpy as np
 
 from ..errors import OptionError, TargetError
+from ..options import FIT_MODES, GUIDE_MAX_SIDE, GUIDE_MIN_SIDE, GUIDE_SIZE_MULTIPLE
 
-FIT_MODES = ("crop", "pad", "stretch")
-SIZE_MULTIPLE = 16
-MIN_SIDE = 64
-MAX_SIDE = 4096
 
 
 @dataclass(frozen=True)
@@ -41,11 +38,11 @@ def parse_resolution(text: str) -> tuple[int, int]:
 def snap_resolution(width: int, height: int) -> tuple[int, int]:
     """Snap a target size down to multiples of 16 as Wan2GP does, and check its bounds."""
     for label, value in (("width", width), ("height", height)):
-        if not isinstance(value, (int, np.integer)) or value < MIN_SIDE or value > MAX_SIDE:
+        if not isinstance(value, (int, np.integer)) or value < GUIDE_MIN_SIDE or value > GUIDE_MAX_SIDE:
             raise TargetError(
-                f"Target {label} {value} is outside {MIN_SIDE}..{MAX_SIDE}: choose a resolution "
-                f"between {MIN_SIDE} and {MAX_SIDE} pixels on each side.")
-    return int(width) - int(width) % SIZE_MULTIPLE, int(height) - int(height) % SIZE_MULTIPLE
+                f"Target {label} {value} is outside {GUIDE_MIN_SIDE}..{GUIDE_MAX_SIDE}: choose a resolution "
+                f"between {GUIDE_MIN_SIDE} and {GUIDE_MAX_SIDE} pixels on each side.")
+    return int(width) - int(width) % GUIDE_SIZE_MULTIPLE, int(height) - int(height) % GUIDE_SIZE_MULTIPLE
 
 
 def crop_box(src_width: int, src_height: int, dst_width: int, dst_height: int) -> Box:

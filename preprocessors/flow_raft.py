@@ -15,22 +15,22 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import OptionError
+from ..options import PRECISIONS
 from .flow_base import check_pair_batch
 from .raft_loop import forward_project, has_raft_modules, refine
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 #: torchvision's RAFT needs sides divisible by 8 and refuses anything under 128.
-SIZE_MULTIPLE = 8
-MIN_SIDE = 128
-ESTIMATE_MARGIN = 1.2
+RAFT_SIZE_MULTIPLE = 8
+RAFT_MIN_SIDE = 128
+RAFT_ESTIMATE_MARGIN = 1.2
 
 
 def padded_size(height: int, width: int) -> tuple[int, int]:
     """The size RAFT actually runs at: each side rounded up to a multiple of 8, at least 128."""
     def side(n: int) -> int:
-        return max(MIN_SIDE, -(-n // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        return max(RAFT_MIN_SIDE, -(-n // RAFT_SIZE_MULTIPLE) * RAFT_SIZE_MULTIPLE)
     return side(height), side(width)
 
 
@@ -60,7 +60,7 @@ def estimate_bytes_per_pair(height: int, width: int, *, iterations: int = 20, by
     scale = bytes_per_value / 4
     build = 2 * volume + 100 * pixels * scale
     loop = volume * 4 / 3 + (520 + 8 * max(1, int(iterations))) * pixels * scale
-    return int(ESTIMATE_MARGIN * max(build, loop))
+    return int(RAFT_ESTIMATE_MARGIN * max(build, loop))
 
 
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..errors import OptionError, TargetError
+from ..options import RANGE_UNITS, TREATMENTS
 
-TREATMENTS = ("adjust", "clip")
-RANGE_UNITS = ("frames", "seconds")
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 from urllib.parse import urlparse
 from ..errors import WeightsError, WeightsNotFoundError
+from ..options import RAFT_MODELS
 from .weights_files import file_fingerprint, layout_from_keys, load_checkpoint, locate_with_host
 
 logger = logging.getLogger(__name__)
 
-RAFT_MODELS = ("large", "small")
-LAYOUTS = ("princeton", "torchvision", "random")
+RAFT_LAYOUTS = ("princeton", "torchvision", "random")
 #: Where Wan2GP keeps its RAFT weights, relative to a ``ckpts`` folder.
 HOST_WEIGHTS = "flow/raft-things.pth"
 

@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import OptionError, TargetError
+from ..options import TREATMENTS
 from .frame_plan import FramePlan, SourceRange, resolve_range
 from .motion_resample import MotionTimeline
 
@@ -90,8 +91,8 @@ def timed_range(times: Sequence[float], fps: float, source_range: SourceRange | 
 
 
 def _check(treatment: str, count: int, target_fps: float) -> None:
-    if treatment not in ("adjust", "clip"):
-        raise OptionError(f"Unknown treatment {treatment!r}: use adjust or clip.")
+    if treatment not in TREATMENTS:
+        raise OptionError(f"Unknown treatment {treatment!r}: use {' or '.join(TREATMENTS)}.")
     if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
         raise TargetError(f"Frame count {count} must be a positive whole number: ask for at least 1 frame.")
     if not (target_fps > 0 and math.isfinite(target_fps)):

@@ -30,8 +30,8 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 MAX_PIXELS = 7680 * 4320
-MIN_SIDE = 2
-MAX_FPS = 1000.0
+SOURCE_MIN_SIDE = 2
+SOURCE_MAX_FPS = 1000.0
 FALLBACK_FPS = 24.0
 #: x264 settings of guide videos (see ``bench/encode_settings.py`` and ``docs/benchmarks.md`` for the measurements).
 #: CRF 20 with the ultrafast preset encodes about 2x faster than CRF 17 veryfast (the earlier choice)
@@ -129,7 +129,7 @@ def _rate(value: object) -> float:
         rate = float(value) if value is not None else 0.0  # type: ignore[arg-type]
     except (TypeError, ValueError, ZeroDivisionError):
         return 0.0
-    return rate if math.isfinite(rate) and 0.0 < rate <= MAX_FPS else 0.0
+    return rate if math.isfinite(rate) and 0.0 < rate <= SOURCE_MAX_FPS else 0.0
 
 
 def probe_video(path: PathLike) -> VideoInfo:
@@ -213,8 +213,8 @@ def _frames_in(announced_seconds: float, seconds: Sequence[float], count: int, f
 
 
 def _check_size(file: Path, width: int, height: int) -> None:
-    if width and height and (width < MIN_SIDE or height < MIN_SIDE):
-        raise InvalidVideoError(f"{file.name} is {width}x{height}: frames must be at least {MIN_SIDE}x{MIN_SIDE} pixels.")
+    if width and height and (width < SOURCE_MIN_SIDE or height < SOURCE_MIN_SIDE):
+        raise InvalidVideoError(f"{file.name} is {width}x{height}: frames must be at least {SOURCE_MIN_SIDE}x{SOURCE_MIN_SIDE} pixels.")
     if width * height > MAX_PIXELS:
         raise InvalidVideoError(f"{file.name} is {width}x{height}, larger than 8K (7680x4320): "
                                 "re-encode it at a smaller size.")
@@ -327,8 +327,8 @@ class GuideVideoWriter:
                  preset: str = GUIDE_PRESET) -> None:
         if width % 2 or height % 2 or width < 2 or height < 2:
             raise ValueError(f"guide size {width}x{height} must be even (H.264 yuv420p)")
-        if not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
-            raise ValueError(f"fps must be in (0, {MAX_FPS:g}], not {fps!r}")
+        if not (math.isfinite(fps) and 0 < fps <= SOURCE_MAX_FPS):
+            raise ValueError(f"fps must be in (0, {SOURCE_MAX_FPS:g}], not {fps!r}")
         self.path = Path(path)
         self.width, self.height, self.fps = int(width), int(height), float(fps)
         self.crf, self.preset = crf, preset

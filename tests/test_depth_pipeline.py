@@ -304,7 +304,7 @@ def test_the_tab_offers_depth_and_passes_the_hosts_variant(tmp_path) -> None:
     pytest.importorskip("gradio")
     from wan2gp_structure_video.ui import extract_panel, tab
 
-    assert "depth" in [value for _, value in tab.GUIDE_TYPES]
+    assert "depth" in [value for _, value in tab.GUIDE_TYPE_CHOICES]
     request = extract_panel.make_request("in.mp4", tmp_path / "o.mp4", "832x480", 81, 16, "depth", "adjust", "crop",
                                          0, 0, "frames", 1.0, "auto", 20, 0, depth_variant="vits")
     assert request.guide_type == "depth" and request.depth_variant == "vits"

@@ -231,7 +231,7 @@ def test_oversized_and_tiny_frames_are_rejected(tmp_path, monkeypatch) -> None:
     with pytest.raises(InvalidVideoError, match="re-encode it at a smaller size"):
         probe_video(path)
     monkeypatch.setattr(video_io, "MAX_PIXELS", 7680 * 4320)
-    monkeypatch.setattr(video_io, "MIN_SIDE", 49)
+    monkeypatch.setattr(video_io, "SOURCE_MIN_SIDE", 49)
     with pytest.raises(InvalidVideoError, match="at least"):
         probe_video(path)
 

@@ -12,7 +12,8 @@ from typing import Any, Optional
 import gradio as gr
 import numpy as np
 
-from ..errors import CancelledError, OptionError, StructureVideoError, WeightsNotFoundError
+from ..errors import CancelledError, StructureVideoError, WeightsNotFoundError
+from ..options import DEFAULTS, automatic_batch_size
 from . import host_bridge, weights_field
 from .compat import upload_path
 from .deps import TabDeps
@@ -28,6 +29,11 @@ CANCELLED = "Cancelled — nothing was written."
 RUNNING = ""
 #: Extra folders (os.pathsep-separated) the tab may read structure videos from, besides the upload folder.
 ALLOWED_DIRS_ENV = "WAN2GP_STRUCTURE_VIDEO_ALLOWED_DIRS"
+#: The controls :func:`extract` takes after the source, in its order: ``ui/tab.py`` wires these components
+#: (a test checks this equals ``extract``'s parameters, so the two cannot drift).
+EXTRACT_CONTROLS = ("resolution", "frames", "fps", "guide_type", "treatment", "fit", "start", "end", "range_unit",
+                    "motion_strength", "backend", "iterations", "batch_size", "depth_contrast", "depth_smoothing",
+                    "depth_weights_path", "depth_weights_file", "cuts", "allow_short")
 
 
 # Pure helpers ----------------------------------------------------------------------------------------
@@ -73,8 +79,10 @@ def describe_video(path: Optional[str]) -> tuple[str, Optional[np.ndarray]]:
 def make_request(source: str, output: Path, resolution: str, frames: Any, fps: Any, guide_type: str,
                  treatment: str, fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any,
                  backend: str, iterations: Any, batch_size: Any, raft_weights: Optional[str] = None,
-                 depth_variant: Optional[str] = None, depth_contrast: Any = 1.0, depth_smoothing: Any = 0,
-                 depth_weights: Optional[str] = None, cuts: str = "auto", allow_short: Any = False):
+                 depth_variant: Optional[str] = None, depth_contrast: Any = DEFAULTS["depth_contrast"],
+                 depth_smoothing: Any = DEFAULTS["depth_smoothing"], depth_weights: Optional[str] = None,
+                 cuts: str = DEFAULTS["cuts"], allow_short: Any = False):
+    """The page's values as a :class:`GuideRequest` (empty fields and 0 mean "unset" / automatic)."""
     from ..pipeline.request import GuideRequest
 
     def opt_number(value: Any) -> Optional[float]:
@@ -84,18 +92,16 @@ def make_request(source: str, output: Path, resolution: str, frames: Any, fps: A
         number = float(value)
         return None if number == 0 else number
 
-    batch = None if batch_size in (None, "") else int(batch_size)
-    if batch is not None and batch < 0:
-        raise OptionError(f"Batch size {batch}: give a positive number of frame pairs, or 0 for automatic.")
-    batch = batch or None  # 0 = automatic, as on the command line
+    batch = None if batch_size in (None, "") else automatic_batch_size(int(batch_size), "Batch size")
     return GuideRequest(
         input=source, output=output, resolution=str(resolution or "").strip(), frames=int(frames or 0),
         fps=float(fps or 0), guide_type=guide_type, treatment=treatment, fit=fit, start=opt_number(start),
         end=opt_number(end), range_unit=range_unit, motion_strength=float(motion_strength),
         backend=backend, iterations=int(iterations), batch_size=batch, raft_weights=raft_weights,
-        depth_variant=depth_variant, depth_contrast=float(1.0 if depth_contrast in (None, "") else depth_contrast),
+        depth_variant=depth_variant,
+        depth_contrast=float(DEFAULTS["depth_contrast"] if depth_contrast in (None, "") else depth_contrast),
         depth_smoothing=float(depth_smoothing or 0), depth_weights=depth_weights,
-        cuts=cuts or "auto", allow_short=bool(allow_short))
+        cuts=cuts or DEFAULTS["cuts"], allow_short=bool(allow_short))
 
 
 def _where(result: Any) -> str:
@@ -297,19 +303,20 @@ def finish(deps: TabDeps, request: gr.Request = gr.Request()) -> tuple:
 
 def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: Any, guide_type: str, treatment: str,
             fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any, backend: str, iterations: Any,
-            batch_size: Any, depth_contrast: Any = 1.0, depth_smoothing: Any = 0, depth_weights_path: Any = None,
-            depth_weights_file: Any = None, cuts: str = "auto", allow_short: Any = False,
+            batch_size: Any, depth_contrast: Any = DEFAULTS["depth_contrast"],
+            depth_smoothing: Any = DEFAULTS["depth_smoothing"], depth_weights_path: Any = None,
+            depth_weights_file: Any = None, cuts: str = DEFAULTS["cuts"], allow_short: Any = False,
             progress: gr.Progress = gr.Progress(), request: gr.Request = gr.Request()):
     """Extract: the guide, its details, the first preview, the preview slider, the memory chart, the
     cache line and the status line; the run (for Send / Generate / the preview) is kept for this browser
     session. A cancel the user asked for is no error: the panels are cleared and the status says so.
     Any ``Exception`` is raised as ``gr.Error`` in the UI's words (an unexpected one logged with its
     traceback, see ``failures``); the status line shows it, not a toast."""
-    depth_weights = weights_field.chosen_weights(depth_weights_path, depth_weights_file)
+    values = locals()  # the first statement: only the parameters are bound, by name
+    controls = {name: values[name] for name in EXTRACT_CONTROLS}
+    depth_weights = weights_field.chosen_weights(controls.pop("depth_weights_path"), controls.pop("depth_weights_file"))
     try:
-        return _extract(deps, file_value, resolution, frames, fps, guide_type, treatment, fit, start, end,
-                        range_unit, motion_strength, backend, iterations, batch_size, depth_contrast,
-                        depth_smoothing, depth_weights, progress, request, cuts, allow_short)
+        return _extract(deps, file_value, dict(controls, depth_weights=depth_weights), progress, request)
     except Exception as exc:  # whatever failed, the run ends: finish() puts the message in the status line
         deps.set_run(request, None)
         if isinstance(exc, WeightsNotFoundError) and guide_type == "depth" and depth_weights is None:
@@ -320,11 +327,8 @@ def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: A
         raise page_error(message, toast=False) from exc
 
 
-def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: Any, guide_type: str,
-             treatment: str, fit: str, start: Any, end: Any, range_unit: str, motion_strength: Any, backend: str,
-             iterations: Any, batch_size: Any, depth_contrast: Any, depth_smoothing: Any,
-             depth_weights: Optional[str], progress: Any, request: Any, cuts: str = "auto",
-             allow_short: Any = False) -> tuple:
+def _extract(deps: TabDeps, file_value: Any, controls: dict[str, Any], progress: Any, request: Any) -> tuple:
+    """One run; ``controls`` are :func:`make_request`'s keyword arguments (the page's values)."""
     from ..progress import Progress
     from . import cache_panel
 
@@ -334,7 +338,7 @@ def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: 
         raise StructureVideoError("Upload a structure video first (or click 'Use the sample video').")
     path = check_upload_allowed(deps, path)
     cancel = deps.cancel_event(request, fresh=True)
-    out = deps.outputs.new_path(f"{Path(path).stem}_{guide_type}", ".mp4")
+    out = deps.outputs.new_path(f"{Path(path).stem}_{controls['guide_type']}", ".mp4")
 
     def on_update(update: Any) -> None:
         try:
@@ -343,11 +347,7 @@ def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: 
             pass
 
     try:
-        req = make_request(path, out, resolution, frames, fps, guide_type, treatment, fit, start, end,
-                           range_unit, motion_strength, backend, iterations, batch_size,
-                           depth_variant=host_bridge.host_depth_variant(deps.plugin), depth_contrast=depth_contrast,
-                           depth_smoothing=depth_smoothing, depth_weights=depth_weights, cuts=cuts,
-                           allow_short=allow_short)
+        req = make_request(path, out, depth_variant=host_bridge.host_depth_variant(deps.plugin), **controls)
         result = run_extraction(req, progress=Progress(on_update, cancel), gpu_lock=deps.gpu_lock_for(deps.host_state(request)),
                                 weights_locator=host_bridge.weights_locator(deps.plugin), cache=tab_cache(deps))
         indices = plan_indices(req)
@@ -357,7 +357,7 @@ def _extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: 
         return guide, details, preview, slider, chart, cache_panel.stats_text(deps), status
     finally:
         deps.outputs.prune()
-    run = {"guide": str(result.output), "source": path, "fit": fit, "indices": indices, "request": req,
+    run = {"guide": str(result.output), "source": path, "fit": controls["fit"], "indices": indices, "request": req,
            "frames": result.frames, "resolution": f"{result.width}x{result.height}", "fps": result.fps}
     deps.set_run(request, run)
     try:

@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional
 
 import gradio as gr
 
+from ..options import DEFAULT_DEPTH_VARIANT
 from . import host_bridge
 from .deps import TabDeps, session_key
 from .failures import ends_cleanly
@@ -31,7 +32,7 @@ def depth_weights_text(deps: TabDeps) -> str:
     found = host_bridge.host_depth_weights_path(deps.plugin)
     if found:
         return f"Depth weights: `{found}`"
-    variant = host_bridge.host_depth_variant(deps.plugin) or "vitl"
+    variant = host_bridge.host_depth_variant(deps.plugin) or DEFAULT_DEPTH_VARIANT
     return (f"Depth weights `ckpts/depth/depth_anything_v2_{variant}.pth` not found: the *depth* type needs them. "
             "Download them to use depth.")
 

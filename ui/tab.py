@@ -11,23 +11,34 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..options import (AUTO_BATCH_SIZE, BACKENDS, CUT_MODES, DEFAULTS, FIT_MODES, GUIDE_TYPES, RANGE_UNITS,
+                       TREATMENTS)
 from . import cache_panel, export_panel, extract_panel, generator_panel, host_bridge, weights_field
 from .deps import TabDeps, bind, bind_with_session
 from .outputs import output_folder
 
 logger = logging.getLogger(__name__)
 
-#: Short labels: the middle column (with Extract and the status line) fits a 1280×720 screen.
-GUIDE_TYPES = [("Optical flow", "flow"), ("Canny edges", "canny"), ("Raw frames", "raw"),
-               ("Depth (near = bright)", "depth")]
-TREATMENTS = [("Adjust: spread over the whole video / range", "adjust"), ("Clip: keep the source timing", "clip")]
-FITS = [("Crop to the target aspect", "crop"), ("Pad (letterbox)", "pad"), ("Stretch", "stretch")]
-BACKENDS = [("Auto (RAFT if found, else DIS)", "auto"), ("RAFT (GPU, best)", "raft"),
-            ("DIS (OpenCV, CPU, fast)", "dis")]
+#: The page's label of each choice (the choices themselves are ``options``'). Short labels: the middle
+#: column (with Extract and the status line) fits a 1280×720 screen.
+LABELS = {"flow": "Optical flow", "canny": "Canny edges", "raw": "Raw frames", "depth": "Depth (near = bright)",
+          "adjust": "Adjust: spread over the whole video / range", "clip": "Clip: keep the source timing",
+          "crop": "Crop to the target aspect", "pad": "Pad (letterbox)", "stretch": "Stretch",
+          "auto": "Auto (RAFT if found, else DIS)", "raft": "RAFT (GPU, best)", "dis": "DIS (OpenCV, CPU, fast)"}
+
+
+def labelled(values: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(label, value) pairs for a radio or drop-down, in the vocabulary's order."""
+    return [(LABELS[value], value) for value in values]
+
+
+GUIDE_TYPE_CHOICES = labelled(GUIDE_TYPES)
+TREATMENT_CHOICES = labelled(TREATMENTS)
+FIT_CHOICES = labelled(FIT_MODES)
+BACKEND_CHOICES = labelled(BACKENDS)
 ELEM = "structure_video"  # prefix of the elem_ids the browser tests use
-EXTRACT_INPUTS = ("source", "resolution", "frames", "fps", "guide_type", "treatment", "fit", "start", "end",
-                  "range_unit", "motion_strength", "backend", "iterations", "batch_size", "depth_contrast",
-                  "depth_smoothing", "depth_weights_path", "depth_weights_file", "cuts", "allow_short")
+#: The components Extract reads: the source, then the controls in ``extract_panel.extract``'s order.
+EXTRACT_INPUTS = ("source", *extract_panel.EXTRACT_CONTROLS)
 TARGET_FIELDS = ("resolution", "frames", "fps")
 
 
@@ -101,12 +112,14 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
                 c["from_host"] = gr.Button("Take resolution / length / fps from the Video Generator", size="sm",
                                            elem_id=f"{ELEM}_from_host")
         with gr.Column(scale=4, min_width=300):
-            c["guide_type"] = gr.Radio(GUIDE_TYPES, value="flow", label="Type", elem_id=f"{ELEM}_type")
+            c["guide_type"] = gr.Radio(GUIDE_TYPE_CHOICES, value=DEFAULTS["guide_type"], label="Type",
+                                       elem_id=f"{ELEM}_type")
             c["depth_status"] = gr.Markdown("", visible=False, elem_id=f"{ELEM}_depth_status")
             # A drop-down (one line): with Extract and the status line on a 1280×720 screen.
-            c["fit"] = gr.Dropdown(FITS, value="crop", label="Fit (source aspect → target aspect)",
+            c["fit"] = gr.Dropdown(FIT_CHOICES, value=DEFAULTS["fit"], label="Fit (source aspect → target aspect)",
                                    elem_id=f"{ELEM}_fit")
-            c["backend"] = gr.Radio(BACKENDS, value="auto", label="Flow backend", elem_id=f"{ELEM}_backend")
+            c["backend"] = gr.Radio(BACKEND_CHOICES, value=DEFAULTS["backend"], label="Flow backend",
+                                    elem_id=f"{ELEM}_backend")
             # Extract and the status line come before the rarely changed settings: opening those never
             # pushes them below the fold.
             with gr.Row():
@@ -116,25 +129,30 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
             # The run's one progress display and its outcome (done / cancelled).
             c["status"] = gr.Markdown("", elem_id=f"{ELEM}_status", min_height=48)
             with gr.Accordion("More settings: time, range, motion, RAFT, depth", open=False, elem_id=f"{ELEM}_more"):
-                c["treatment"] = gr.Radio(TREATMENTS, value="adjust", label="Treatment",
+                c["treatment"] = gr.Radio(TREATMENT_CHOICES, value=DEFAULTS["treatment"], label="Treatment",
                                           info="Adjust stretches/squeezes time; clip keeps real speed (loops when short).")
                 with gr.Row():
                     c["start"] = gr.Number(value=0, label="Range start", info="0 = from the beginning.")
                     c["end"] = gr.Number(value=0, label="Range end", info="Exclusive; 0 = to the end.")
-                    c["range_unit"] = gr.Radio(["frames", "seconds"], value="frames", label="Range unit")
-                c["motion_strength"] = gr.Slider(0.1, 4.0, value=1.0, step=0.05, label="Motion strength",
+                    c["range_unit"] = gr.Radio(list(RANGE_UNITS), value=DEFAULTS["range_unit"],
+                                                  label="Range unit")
+                c["motion_strength"] = gr.Slider(0.1, 4.0, value=DEFAULTS["motion_strength"], step=0.05,
+                                                 label="Motion strength",
                                                  info="Above 1: stronger flow guidance; below 1: gentler.")
                 with gr.Row():
-                    c["iterations"] = gr.Slider(1, 32, value=20, step=1, label="RAFT iterations",
+                    c["iterations"] = gr.Slider(1, 32, value=DEFAULTS["iterations"], step=1, label="RAFT iterations",
                                                 info="More refinement = better flow, slower.")
-                    c["batch_size"] = gr.Number(value=0, precision=0, label="Batch size", elem_id=f"{ELEM}_batch",
+                    c["batch_size"] = gr.Number(value=AUTO_BATCH_SIZE, precision=0, label="Batch size",
+                                                elem_id=f"{ELEM}_batch",
                                                 info="Frame pairs per RAFT batch; 0 = automatic (fitted to free "
                                                      "GPU memory).")
                 with gr.Row():
-                    c["depth_contrast"] = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Depth contrast",
+                    c["depth_contrast"] = gr.Slider(0.25, 4.0, value=DEFAULTS["depth_contrast"], step=0.05,
+                                                    label="Depth contrast",
                                                     elem_id=f"{ELEM}_depth_contrast",
                                                     info="Depth only. 1 = neutral; above 1 darkens the far part.")
-                    c["depth_smoothing"] = gr.Number(value=0, precision=0, minimum=0, label="Depth smoothing (frames)",
+                    c["depth_smoothing"] = gr.Number(value=DEFAULTS["depth_smoothing"], precision=0, minimum=0,
+                                                     label="Depth smoothing (frames)",
                                                      elem_id=f"{ELEM}_depth_smoothing",
                                                      info="Depth only. 0 = one brightness range for the whole "
                                                           "clip; N = the range follows the scene over N frames.")
@@ -147,7 +165,8 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
                                                       type="filepath", file_types=[".pth", ".safetensors"],
                                                       height=90, elem_id=f"{ELEM}_depth_weights_file")
                 with gr.Row():
-                    c["cuts"] = gr.Radio(["auto", "off"], value="auto", label="Hard cuts", elem_id=f"{ELEM}_cuts",
+                    c["cuts"] = gr.Radio(list(CUT_MODES), value=DEFAULTS["cuts"], label="Hard cuts",
+                                         elem_id=f"{ELEM}_cuts",
                                          info="Auto: find cuts between shots; never drawn as motion, one depth "
                                               "range per shot. Off: one shot.")
                     c["allow_short"] = gr.Checkbox(value=False, label="Accept a damaged (short) video",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
+from ..options import DEFAULT_DEPTH_VARIANT
 from . import host_bridge
 from .compat import upload_path
 from .deps import TabDeps
@@ -58,7 +59,7 @@ def status_text(deps: TabDeps, guide_type: str, path_text: Any = None, file_valu
 
     explicit = chosen_weights(path_text, file_value)
     try:
-        found = find_depth_weights(host_bridge.host_depth_variant(deps.plugin) or "vitl", explicit,
+        found = find_depth_weights(host_bridge.host_depth_variant(deps.plugin) or DEFAULT_DEPTH_VARIANT, explicit,
                                    host_locator=host_bridge.weights_locator(deps.plugin))
     except StructureVideoError as exc:
         from .wording import ui_words

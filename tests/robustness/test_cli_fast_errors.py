@@ -92,11 +92,12 @@ def test_cuda_without_cuda_is_an_error(tmp_path, real_input) -> None:
 
 
 def test_bounds_are_the_pipelines() -> None:
-    from wan2gp_structure_video.pipeline import request
+    from wan2gp_structure_video.pipeline import backend_choice, request
     from wan2gp_structure_video.preprocessors import fit
 
-    assert (cli_args.MAX_FRAMES, cli_args.MAX_FPS, cli_args.MAX_ITERATIONS) == \
-        (request.MAX_FRAMES, request.MAX_FPS, request.MAX_ITERATIONS)
+    assert (cli_args.MAX_FRAMES, cli_args.MAX_GUIDE_FPS, cli_args.MAX_ITERATIONS) == \
+        (request.MAX_FRAMES, request.MAX_GUIDE_FPS, request.MAX_ITERATIONS)
     assert (cli_args.MAX_DEPTH_CONTRAST, cli_args.MAX_DEPTH_SMOOTHING) == \
         (request.MAX_DEPTH_CONTRAST, request.MAX_DEPTH_SMOOTHING)
-    assert cli_args.SIDES == (fit.MIN_SIDE, fit.MAX_SIDE) and cli_args.RANDOM_WEIGHTS == request.RANDOM_WEIGHTS
+    assert (cli_args.GUIDE_MIN_SIDE, cli_args.GUIDE_MAX_SIDE) == (fit.GUIDE_MIN_SIDE, fit.GUIDE_MAX_SIDE)
+    assert cli_args.RANDOM_WEIGHTS == backend_choice.RANDOM_WEIGHTS

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
+from ...options import DEFAULT_DEPTH_VARIANT, DEPTH_VARIANTS
 from ._host import host_callable, host_global
 
 logger = logging.getLogger(__name__)
@@ -16,8 +17,6 @@ HOST_WEIGHTS_FILE = "flow/raft-things.pth"
 HOST_WEIGHTS_REPO = "DeepBeepMeep/Wan2.1"
 #: The host's setting naming its Depth Anything V2 size, and the files per size (in ``ckpts/depth``).
 HOST_DEPTH_VARIANT_KEY = "depth_anything_v2_variant"
-HOST_DEPTH_VARIANTS = ("vits", "vitb", "vitl")
-DEFAULT_DEPTH_VARIANT = "vitl"
 #: The flow cache's folder inside the host's output folder (``server_config["save_path"]``).
 HOST_CACHE_FOLDER = "structure_video_flow_cache"
 #: The tab's own output folder inside the host's output folder.
@@ -72,7 +71,7 @@ def host_depth_variant(plugin: Any) -> Optional[str]:
     if not config:
         return None
     variant = config.get(HOST_DEPTH_VARIANT_KEY, DEFAULT_DEPTH_VARIANT)
-    return variant if variant in HOST_DEPTH_VARIANTS else None
+    return variant if variant in DEPTH_VARIANTS else None
 
 
 def host_depth_file(plugin: Any) -> str:

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
+from ...options import DEFAULT_RESOLUTION, DEFAULTS
 from ._host import host_callable, host_global
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RESOLUTION = "832x480"
-DEFAULT_FRAMES = 81
-DEFAULT_FPS = 16.0
+DEFAULT_FRAMES: int = DEFAULTS["frames"]
+DEFAULT_FPS: float = DEFAULTS["fps"]
 #: The guide-processing letters of Wan2GP's ``video_prompt_type`` (wgp ``all_guide_processes``):
 #: they select which preprocessor the host runs on the control video. Our guide is already the
 #: control signal, so all of them go and only ``V`` ("use VACE raw format") stays. ``U`` would keep
