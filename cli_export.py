@@ -17,9 +17,7 @@ from .cli_args import check_source_args
 from .cli_shared import (add_backend_options, add_cache_options, add_depth_model_options, add_range_options,
                          add_size_option, console_progress, open_cache)
 from .errors import OptionError, StructureVideoError
-from .options import automatic_batch_size
-
-EXPORT_TYPES = ("flow", "depth")
+from .options import DEFAULTS, EXPORT_TYPES, automatic_batch_size
 
 
 def add_export_command(commands: "argparse._SubParsersAction") -> argparse.ArgumentParser:
@@ -32,7 +30,7 @@ def add_export_command(commands: "argparse._SubParsersAction") -> argparse.Argum
                     "Read from the cache when present, computed otherwise.")
     export.add_argument("input", nargs="?", metavar="INPUT", help="the structure video")
     export.add_argument("--sample", action="store_true", help="use the generated sample video as input")
-    export.add_argument("--type", dest="guide_type", default="flow", choices=EXPORT_TYPES,
+    export.add_argument("--type", dest="guide_type", default=DEFAULTS["guide_type"], choices=EXPORT_TYPES,
                         help="flow: optical flow between consecutive frames; depth: Depth Anything V2 maps "
                              "(default flow)")
     export.add_argument("--out", "-o", metavar="DIR", required=True,

@@ -26,6 +26,8 @@ DEPTH_VARIANTS = ("vits", "vitb", "vitl")
 DEFAULT_DEPTH_VARIANT = "vitl"
 #: auto = find hard cuts between shots (never drawn as motion, one depth range per shot); off = ignore.
 CUT_MODES = ("auto", "off")
+#: What ``export`` writes: the rows an annotator stores (canny and raw store none).
+EXPORT_TYPES = ("flow", "depth")
 #: Device names besides ``cuda:N``.
 DEVICES = ("auto", "cpu", "cuda")
 #: ``raft_weights`` / ``depth_weights`` value that builds the model with random weights (tests and benchmarks only).

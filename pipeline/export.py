@@ -21,19 +21,18 @@ import numpy as np
 
 from ..atomic_files import fsync_dir, partial_path
 from ..errors import OptionError, OutputError
+from ..options import DEFAULTS, EXPORT_TYPES, MAX_GUIDE_FPS
 from ..preprocessors.cache_hashing import sha256_file
 from ..preprocessors.row_export import (PNG_MAX, from_png16, read_flo, to_png16, value_range, write_flo,
                                         write_npy_rows, write_png16, write_sidecar)
 from .build import open_depth, open_flows
 from .context import RunContext
 from .prepare import PreparedGuide, prepare
-from .request import MAX_FPS, GuideRequest, GuideResult
+from .request import GuideRequest, GuideResult
 
 __all__ = ["EXPORT_TYPES", "SIDECAR_NAME", "ExportResult", "export_rows", "source_request", "read_flo",
            "from_png16"]
 
-#: Annotators whose rows can be exported.
-EXPORT_TYPES = ("flow", "depth")
 SIDECAR_NAME = "export.json"
 NPY_NAMES = {"flow": "flows.npy", "depth": "depth.npy"}
 #: Bump when the layout of an export folder changes.
@@ -74,7 +73,7 @@ def source_request(request: GuideRequest) -> GuideRequest:
     if request.guide_type == "flow" and stop - first < 2:
         raise OptionError(f"The range holds {stop - first} source frame: a flow export needs at least two; "
                           "widen --start/--end.")
-    fps = min(float(probe.info.fps), MAX_FPS) if probe.info.fps and probe.info.fps > 0 else 16.0
+    fps = min(float(probe.info.fps), MAX_GUIDE_FPS) if probe.info.fps and probe.info.fps > 0 else DEFAULTS["fps"]
     return replace(probe.request, frames=stop - first, fps=fps)
 
 
