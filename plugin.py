@@ -18,9 +18,12 @@ logger = logging.getLogger(__name__)
 
 TAB_ID = "structure_video"
 TAB_LABEL = "Structure Video"
+#: The API endpoint that answers what the annotator pool holds (``HostHooks.memory_state``).
+MEMORY_API_NAME = "structure_video_memory"
 #: Host globals the tab uses (names the host lacks are skipped silently by Wan2GP).
 GLOBALS = ("clear_gen_cache", "server_config", "fl", "process_files_def", "get_model_def", "test_vace_module",
-           "get_current_model_settings", "update_video_prompt_type", "get_default_settings")
+           "get_current_model_settings", "update_video_prompt_type", "get_default_settings", "models_def",
+           "get_model_filename", "get_model_recursive_prop", "transformer_quantization", "transformer_dtype_policy")
 #: Host form components (local variable names of Wan2GP's form builder).
 COMPONENTS = ("state", "main_tabs", "video_guide", "video_prompt_type", "video_length", "resolution",
               "force_fps", "refresh_form_trigger", "model_choice_target")
@@ -90,6 +93,10 @@ class StructureVideoPlugin(WAN2GPPlugin):
 
         hooks = self.install_hooks()  # idempotent; covers hosts that skip post_ui_setup
         self.handles = build_tab(self, api_session, hooks=hooks)
+        if hooks is not None:
+            import gradio as gr
+
+            gr.api(hooks.memory_state, api_name=MEMORY_API_NAME)
         if self.handles.hosted:  # the host's tab-select event writes on_tab_select's values there
             self.on_tab_outputs = self.handles.target_outputs
 
