@@ -253,7 +253,7 @@ def build_generate_form(wgp: types.ModuleType, state_value: dict, main: bool = T
         settings = wgp.get_current_model_settings(state)
         prompt_type = settings.get("video_prompt_type") or ""
         guide = settings.get("video_guide")
-        return (f"Model: {wgp.get_state_model_type(state)}", prompt_type,
+        return (f"Model: {wgp.get_state_model_type(state)}", wgp.get_state_model_type(state), prompt_type,
                 gr.update(value=guide, visible="V" in prompt_type), settings.get("video_length", 81),
                 settings.get("resolution", "832x480"), settings.get("force_fps", ""))
 
@@ -274,7 +274,7 @@ def build_generate_form(wgp: types.ModuleType, state_value: dict, main: bool = T
             state["model_type"] = model_type
 
     c["save_inputs"] = save_inputs
-    outputs = [c["model_header"], *form]
+    outputs = [c["model_header"], c["model_choice"], *form]
     c["refresh_form_trigger"].change(fill_inputs, inputs=[c["state"]], outputs=outputs, show_progress="hidden")
     for trigger, source in ((c["model_choice_target"].change, c["model_choice_target"]),
                             (c["model_choice"].input, c["model_choice"])):  # a plugin's switch, the user's

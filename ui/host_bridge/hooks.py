@@ -42,9 +42,9 @@ class HostHooks:
         self._proxy = PoolOffloadProxy(pool)
         self._resident_registered = False
         self.installed = False
-        #: How often the host's ``clear_gen_cache`` ran through our wrapper, and what its last call released.
+        #: How often the host's ``clear_gen_cache`` ran through our wrapper, and what its calls released.
         self.host_clears = 0
-        self.last_host_release: list[str] = []
+        self.host_released: list[str] = []
 
     # install / uninstall ------------------------------------------------------------------
     def install(self) -> "HostHooks":
@@ -120,15 +120,16 @@ class HostHooks:
         built = [name for name in self.pool.names() if self.pool.is_built(name)]
         self.pool.release()
         self.host_clears += 1
-        self.last_host_release = [name for name in built if not self.pool.is_built(name)]
-        if self.last_host_release:
-            logger.info("The host's clear_gen_cache released %s", ", ".join(self.last_host_release))
+        released = [name for name in built if not self.pool.is_built(name)]
+        self.host_released += released
+        if released:
+            logger.info("The host's clear_gen_cache released %s", ", ".join(released))
 
     def memory_state(self) -> dict:
         """What the pool holds and what the host's ``clear_gen_cache`` released (the plugin's
         ``structure_video_memory`` API endpoint: lets a user or a test see that the hook works)."""
         return {"annotators": self.pool.describe(), "hooked": self.wrapper is not None,
-                "host_clears": self.host_clears, "last_host_release": list(self.last_host_release)}
+                "host_clears": self.host_clears, "host_released": list(self.host_released)}
 
     # offload registry and residents ---------------------------------------------------------
     def register_offload(self) -> None:
