@@ -77,7 +77,17 @@ class Wan2GP:
         self.url = f"http://127.0.0.1:{self.port}/"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def start(self, tries: int = 3) -> None:
+        """Start ``wgp.py`` and wait until it answers. Gradio's own start-up check (a HEAD request with a
+        3-s timeout) fails on a loaded machine, and the server then quits: that case is tried again."""
+        for attempt in range(tries):
+            try:
+                return self._start_once()
+            except AssertionError as error:
+                if "localhost is not accessible" not in str(error) or attempt == tries - 1:
+                    raise
+
+    def _start_once(self) -> None:
         with open(self.log, "a", encoding="utf-8") as log:
             log.write(f"\n===== start {time.strftime('%H:%M:%S')}\n")
             self.process = subprocess.Popen(
