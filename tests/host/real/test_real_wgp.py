@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -136,10 +137,11 @@ class Wan2GP:
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory):
+def host():
     root, python = _required()
     sys.path.insert(0, str(REPO / "tests"))
-    work = tmp_path_factory.mktemp("real-wan2gp")
+    # not under pytest's basetemp: a concurrent pytest run may prune old basetemps while Wan2GP runs from it
+    work = Path(tempfile.mkdtemp(prefix="real-wan2gp-"))
     folder = work / "Wan2GP"
     shutil.copytree(root, folder, ignore=shutil.ignore_patterns(
         ".git", "ckpts", "outputs", "wgp_config.json", "ffmpeg_bins", "__pycache__", REPO_NAME))
@@ -159,6 +161,7 @@ def host(tmp_path_factory):
     wan2gp.start()
     yield wan2gp
     wan2gp.stop()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
