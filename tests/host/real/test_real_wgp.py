@@ -95,16 +95,26 @@ class Wan2GP:
                 [str(self.python), str(LAUNCHER), "--server-port", str(self.port), "--server-name", "127.0.0.1"],
                 cwd=self.folder, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
+        # Wait for Gradio's "Running on local URL" line before any request: Gradio then checks the server with
+        # a HEAD request that times out after 3 s, and a page load of ours meanwhile (7 MB) can make it miss.
+        started = len(self.log.read_text(encoding="utf-8", errors="replace"))
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"wgp.py exited with {self.process.returncode}: {self.tail()}")
+            if "Running on local URL" in self.log.read_text(encoding="utf-8", errors="replace")[started:]:
+                break
+            time.sleep(2)
+        time.sleep(20)
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"wgp.py exited with {self.process.returncode}: {self.tail()}")
             try:
-                with urllib.request.urlopen(self.url, timeout=5) as answer:
+                with urllib.request.urlopen(self.url, timeout=60) as answer:
                     if answer.status == 200:
                         return
             except OSError:
-                time.sleep(2)
+                time.sleep(5)
         raise AssertionError(f"wgp.py did not answer within {START_TIMEOUT_S:.0f} s: {self.tail()}")
 
     def wait_exit(self, timeout: float = 120) -> int:
