@@ -29,6 +29,19 @@ COMPONENTS = ("state", "main_tabs", "video_guide", "video_prompt_type", "video_l
               "force_fps", "refresh_form_trigger", "model_choice_target")
 
 
+def add_memory_endpoint(hooks: Any) -> None:
+    """The ``structure_video_memory`` API endpoint (no inputs; a JSON answer): what the annotator pool holds
+    and what the host's ``clear_gen_cache`` released. A hidden textbox's event, not a button's (the host
+    wraps plugin button clicks) nor ``gr.api`` (its answer type breaks Gradio 5.29's API page, and with it
+    the page check Wan2GP's start-up runs)."""
+    import gradio as gr
+
+    with gr.Column(visible=False):
+        trigger = gr.Textbox(visible=False)
+        answer = gr.JSON(visible=False)
+    trigger.change(hooks.memory_state, inputs=None, outputs=answer, api_name=MEMORY_API_NAME)
+
+
 class StructureVideoPlugin(WAN2GPPlugin):
     """Declares the tab, requests what it needs from the host and installs the memory hooks once."""
 
@@ -94,9 +107,7 @@ class StructureVideoPlugin(WAN2GPPlugin):
         hooks = self.install_hooks()  # idempotent; covers hosts that skip post_ui_setup
         self.handles = build_tab(self, api_session, hooks=hooks)
         if hooks is not None:
-            import gradio as gr
-
-            gr.api(hooks.memory_state, api_name=MEMORY_API_NAME)
+            add_memory_endpoint(hooks)
         if self.handles.hosted:  # the host's tab-select event writes on_tab_select's values there
             self.on_tab_outputs = self.handles.target_outputs
 

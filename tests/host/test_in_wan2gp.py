@@ -172,7 +172,10 @@ def test_the_hosts_clear_gen_cache_releases_the_pool(app):
     assert not pool.is_built("probe")
     assert app.wgp.calls[before:] == [("clear_gen_cache",)]
     state = hooks.memory_state()
-    assert state["host_released"][-1:] == ["probe"] and state["annotators"]["probe"]["built"] is False
+    assert state["host_released"][-1:] == ["probe"]
+    # the same answer through the plugin's API endpoint, whose schema the API page (Wan2GP's start-up check
+    # loads it with the page) can describe
+    assert "/structure_video_memory" in app.demo.get_api_info()["named_endpoints"] and state["annotators"]["probe"]["built"] is False
 
 
 def test_only_generate_goes_through_the_api_session_wrapper(app, host_modules):
