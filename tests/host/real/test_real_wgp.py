@@ -247,7 +247,8 @@ def test_send_from_a_model_that_is_not_vace(host, page):
     status = page.locator("#structure_video_send_status").inner_text()
     assert "Vace 1.3B" in status and "its weights are downloaded" in status, status
     page.get_by_role("tab", name="Media Generator").click()
-    assert page.get_by_text("Vace 1.3B").first.is_visible()
+    page.wait_for_function("[...document.querySelectorAll('input')].some(i => i.offsetParent && "
+                           "i.value.includes('Vace 1.3B'))")  # the generator's model choice
 
 
 def test_send_into_the_vace_model_after_its_size_changed(host, page):
@@ -271,8 +272,9 @@ def test_generate_reaches_the_hosts_queue_and_its_clear_gen_cache_releases_the_p
     page.locator("#structure_video_generate_panel").get_by_text("Generate with VACE").first.click()
     page.locator("#structure_video_prompt textarea").fill("a paper boat on a river")
     page.locator("#structure_video_generate").click()
-    page.wait_for_function("document.querySelector('#structure_video_gen_status')?.innerText.trim().length > 0",
-                           timeout=600_000)
+    page.wait_for_selector("#structure_video_gen_status:has-text('Waiting in WanGP queue')")  # the host's queue
+    page.wait_for_function("/Generation failed|Done/.test(document.querySelector('#structure_video_gen_status')"
+                           "?.innerText || '')", timeout=600_000)
     shot(page, "6_generate_ended")
     status = page.locator("#structure_video_gen_status").inner_text()
     assert "Generation failed" in status, status
