@@ -272,12 +272,13 @@ def test_generate_reaches_the_hosts_queue_and_its_clear_gen_cache_releases_the_p
     page.locator("#structure_video_generate_panel").get_by_text("Generate with VACE").first.click()
     page.locator("#structure_video_prompt textarea").fill("a paper boat on a river")
     page.locator("#structure_video_generate").click()
-    page.wait_for_selector("#structure_video_gen_status:has-text('Waiting in WanGP queue')")  # the host's queue
     page.wait_for_function("/Generation failed|Done/.test(document.querySelector('#structure_video_gen_status')"
                            "?.innerText || '')", timeout=600_000)
     shot(page, "6_generate_ended")
     status = page.locator("#structure_video_gen_status").inner_text()
     assert "Generation failed" in status, status
+    log = host.log.read_text(encoding="utf-8", errors="replace")
+    assert "WanGP API queued client_ids" in log and "WanGP API queue error" in log  # the host's queue ran it
     memory = host.memory()
     assert memory["hooked"] and memory["host_clears"] >= 1, memory
     assert not any(entry["built"] for entry in memory["annotators"].values()), memory
