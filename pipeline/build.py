@@ -17,7 +17,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from ..errors import OptionError
-from ..preprocessors.flow_bursts import burst_note
+from ..preprocessors.render.flow_bursts import burst_note
 from .backend_choice import BackendChoice, choose_backend
 from .context import RunContext
 from .depth_render import depth_brightness_note, depth_scale, iter_depth_guide

@@ -25,9 +25,9 @@ import numpy as np
 
 from ..atomic_files import publishing
 from ..errors import OptionError, TargetError
-from ..preprocessors.flow_cache import FlowCache
-from ..preprocessors.segments import SegmentWindow, check_windows
-from ..preprocessors.video_io import GuideVideoWriter
+from ..preprocessors.cache.flow_cache import FlowCache
+from ..preprocessors.timeline.segments import SegmentWindow, check_windows
+from ..preprocessors.video.video_io import GuideVideoWriter
 from .build import build_guide, iter_guide_frames, open_depth, open_flows, timeline_scale
 from .context import RunContext
 from .guide_render import dead_zone_for

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import InvalidVideoError
-from ..preprocessors.fit import FrameFitter
-from ..preprocessors.frame_plan import FramePlan, make_plan
-from ..preprocessors.motion_resample import MotionTimeline, choose_stride, guide_timeline
-from ..preprocessors.source_damage import check_complete
-from ..preprocessors.source_time import timed_plan, timed_range, timed_timeline
-from ..preprocessors.video_io import VideoInfo, probe_video
+from ..preprocessors.video.fit import FrameFitter
+from ..preprocessors.timeline.frame_plan import FramePlan, make_plan
+from ..preprocessors.timeline.motion_resample import MotionTimeline, choose_stride, guide_timeline
+from ..preprocessors.video.source_damage import check_complete
+from ..preprocessors.timeline.source_time import timed_plan, timed_range, timed_timeline
+from ..preprocessors.video.video_io import VideoInfo, probe_video
 from .backend_choice import BackendChoice
 from .request import GuideRequest, GuideResult
 
@@ -90,7 +90,7 @@ def prepare(request: GuideRequest) -> PreparedGuide:
 
 def plan_in_time(request: GuideRequest, info: VideoInfo) -> tuple[FramePlan, MotionTimeline]:
     """The frame plan and motion timeline: by frame numbers for an evenly spaced source (frame ``i`` at
-    ``i / fps``), by presentation time for a variable frame rate one (``preprocessors.source_time``)."""
+    ``i / fps``), by presentation time for a variable frame rate one (``preprocessors.timeline.source_time``)."""
     if info.timestamps is None:
         plan = make_plan(request.treatment, request.frames, info.frame_count, info.fps, request.fps,
                          request.source_range)

@@ -58,7 +58,7 @@ def check_upload_allowed(deps: TabDeps, path: str) -> str:
 
 def describe_video(path: Optional[str]) -> tuple[str, Optional[np.ndarray]]:
     """(markdown info, poster RGB frame) of a video; raises StructureVideoError."""
-    from ..preprocessors.video_io import iter_frames, probe_video
+    from ..preprocessors.video.video_io import iter_frames, probe_video
 
     if not path:
         return NO_VIDEO, None
@@ -231,8 +231,8 @@ def plan_indices(request: Any) -> list[int]:
 
 def preview_frame(run: Optional[dict], index: Any) -> Optional[np.ndarray]:
     """Side by side: the fitted source frame | the guide frame ``index``."""
-    from ..preprocessors.fit import FrameFitter
-    from ..preprocessors.video_io import iter_planned_frames, probe_video
+    from ..preprocessors.video.fit import FrameFitter
+    from ..preprocessors.video.video_io import iter_planned_frames, probe_video
 
     if not run or not run.get("guide"):
         return None
@@ -251,7 +251,7 @@ def preview_frame(run: Optional[dict], index: Any) -> Optional[np.ndarray]:
 
 def tab_cache(deps: TabDeps):
     """The flow cache the tab uses: under the host's output folder when hosted, else the global one."""
-    from ..preprocessors.flow_cache import FlowCache
+    from ..preprocessors.cache.flow_cache import FlowCache
 
     return FlowCache(host_bridge.host_cache_dir(deps.plugin))
 
@@ -273,7 +273,7 @@ def on_upload(deps: TabDeps, file_value: Any):
 @ends_cleanly("Writing the sample video")
 def use_sample(deps: TabDeps) -> str:
     """The sample structure video (written once into the output folder)."""
-    from ..preprocessors.sample_video import write_sample_video
+    from ..preprocessors.video.sample_video import write_sample_video
 
     path = deps.outputs.ensure() / SAMPLE_NAME
     if not path.is_file():
