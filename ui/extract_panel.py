@@ -14,7 +14,8 @@ import numpy as np
 
 from ..errors import CancelledError, StructureVideoError, WeightsNotFoundError
 from ..options import DEFAULTS, automatic_batch_size
-from . import host_bridge, weights_field
+from . import cache_panel, host_bridge, weights_field
+from .cache_home import tab_cache
 from .compat import upload_path
 from .deps import TabDeps
 from .failures import describe_failure, ends_cleanly, page_error
@@ -249,13 +250,6 @@ def preview_frame(run: Optional[dict], index: Any) -> Optional[np.ndarray]:
     return np.concatenate([np.asarray(fitted, dtype=np.uint8), gap, np.asarray(guide, dtype=np.uint8)], axis=1)
 
 
-def tab_cache(deps: TabDeps):
-    """The flow cache the tab uses: under the host's output folder when hosted, else the global one."""
-    from ..preprocessors.cache.flow_cache import FlowCache
-
-    return FlowCache(host_bridge.host_cache_dir(deps.plugin))
-
-
 # Event handlers ----------------------------------------------------------------------------------------
 
 def on_upload(deps: TabDeps, file_value: Any):
@@ -330,7 +324,6 @@ def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: A
 def _extract(deps: TabDeps, file_value: Any, controls: dict[str, Any], progress: Any, request: Any) -> tuple:
     """One run; ``controls`` are :func:`make_request`'s keyword arguments (the page's values)."""
     from ..progress import Progress
-    from . import cache_panel
 
     deps.note_error(request, None)
     path = upload_path(file_value)
