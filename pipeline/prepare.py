@@ -21,7 +21,8 @@ from .request import GuideRequest, GuideResult
 class PreparedGuide:
     """A validated request with its probed source, frame plan, motion timeline and fitter.
 
-    ``result`` is the record :func:`build_guide` / :func:`iter_guide_frames` fill in as work ends.
+    ``result`` is the run's record while it works (the steps in ``build`` note their facts there); a
+    caller gets it as a value from :meth:`GuideRun.result` (or :func:`build_guide`) once the run has ended.
     """
 
     request: GuideRequest
