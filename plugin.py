@@ -18,12 +18,28 @@ logger = logging.getLogger(__name__)
 
 TAB_ID = "structure_video"
 TAB_LABEL = "Structure Video"
+#: The API endpoint that answers what the annotator pool holds (``HostHooks.memory_state``).
+MEMORY_API_NAME = "structure_video_memory"
 #: Host globals the tab uses (names the host lacks are skipped silently by Wan2GP).
 GLOBALS = ("clear_gen_cache", "server_config", "fl", "process_files_def", "get_model_def", "test_vace_module",
-           "get_current_model_settings", "update_video_prompt_type", "get_default_settings")
+           "get_current_model_settings", "update_video_prompt_type", "get_default_settings", "models_def",
+           "get_model_filename", "get_model_recursive_prop", "transformer_quantization", "transformer_dtype_policy")
 #: Host form components (local variable names of Wan2GP's form builder).
 COMPONENTS = ("state", "main_tabs", "video_guide", "video_prompt_type", "video_length", "resolution",
               "force_fps", "refresh_form_trigger", "model_choice_target")
+
+
+def add_memory_endpoint(hooks: Any) -> None:
+    """The ``structure_video_memory`` API endpoint (no inputs; a JSON answer): what the annotator pool holds
+    and what the host's ``clear_gen_cache`` released. A hidden textbox's event, not a button's (the host
+    wraps plugin button clicks) nor ``gr.api`` (its answer type breaks Gradio 5.29's API page, and with it
+    the page check Wan2GP's start-up runs)."""
+    import gradio as gr
+
+    with gr.Column(visible=False):
+        trigger = gr.Textbox(visible=False)
+        answer = gr.JSON(visible=False)
+    trigger.change(hooks.memory_state, inputs=None, outputs=answer, api_name=MEMORY_API_NAME)
 
 
 class StructureVideoPlugin(WAN2GPPlugin):
@@ -90,6 +106,8 @@ class StructureVideoPlugin(WAN2GPPlugin):
 
         hooks = self.install_hooks()  # idempotent; covers hosts that skip post_ui_setup
         self.handles = build_tab(self, api_session, hooks=hooks)
+        if hooks is not None:
+            add_memory_endpoint(hooks)
         if self.handles.hosted:  # the host's tab-select event writes on_tab_select's values there
             self.on_tab_outputs = self.handles.target_outputs
 

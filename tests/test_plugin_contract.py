@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 gr = pytest.importorskip("gradio")
 
@@ -266,8 +267,18 @@ def test_loads_through_the_host_steps_and_installs_hooks_once(fake_host, tmp_pat
     # hooks: clear_gen_cache wrapped exactly once, the original still runs
     assert fake_host.recorder.names().count("set_global") == 1
     assert fake_host.wgp.clear_gen_cache is not fake_host.wgp.original_clear_gen_cache
+    pool = plugin._hooks.pool  # a built annotator is released by the host's call, then the original runs
+    pool.register("contract-probe", lambda: torch.nn.Linear(2, 2), replace=True)
+    with pool.use("contract-probe", "cpu", teardown="keep"):
+        pass
+    before = fake_host.recorder.names().count("clear_gen_cache")
     fake_host.wgp.clear_gen_cache()
-    assert "clear_gen_cache" in fake_host.recorder.names()
+    assert not pool.is_built("contract-probe")
+    assert fake_host.recorder.names().count("clear_gen_cache") == before + 1
+    assert plugin._hooks.memory_state()["host_released"][-1:] == ["contract-probe"]
+    pool.release("contract-probe")
+    # the memory endpoint: Gradio can describe the API (Wan2GP's start-up page check needs it, under 5.29 too)
+    assert "/structure_video_memory" in demo.get_api_info()["named_endpoints"]
     # the tab is hosted, talks to the generate form (first post_ui_setup), got the API session
     handles = plugin.handles
     assert handles.hosted and handles.api_session is session

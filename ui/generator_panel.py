@@ -94,9 +94,8 @@ def send(deps: TabDeps, request: gr.Request = gr.Request()):
     except ValueError as exc:
         raise gr.Error(ui_words(str(exc))) from exc
     settings = outcome.settings
-    text = (f"Sent to the Video Generator: control video `{Path(run['guide']).name}` in **{outcome.model_type}**"
-            + (" (the generator switches to this VACE model)" if outcome.switched else "")
-            + f", process `{settings.get('video_prompt_type')}`, {settings.get('video_length')} frames, "
+    text = (f"Sent to the Video Generator: control video `{Path(run['guide']).name}` in {outcome.model_words()}"
+            + f". Process `{settings.get('video_prompt_type')}`, {settings.get('video_length')} frames, "
             f"{settings.get('resolution')}, fps from the control video.")
     if outcome.switched:
         return gr.update(), host_bridge.model_choice_value(outcome.model_type), text

@@ -22,6 +22,8 @@ ARTIFACTS = Path(os.environ.get("STRUCTURE_VIDEO_ARTIFACTS", REPO / "test-artifa
 CHROMIUM = os.environ.get("STRUCTURE_VIDEO_CHROMIUM", "/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--no-first-run"]
+#: The weight files of Vace 1.3B (its transformer and its VACE module) in Wan2GP's model definitions.
+VACE_1_3B_FILES = ("wan2.1_text2video_1.3B_mbf16.safetensors", "wan2.1_Vace_1_3B_module.safetensors")
 STATE = {"model_type": "vace_1.3B", "active_form": "add",
          "all_settings": {"vace_1.3B": {"resolution": "832x480", "video_length": 81, "video_prompt_type": "PV",
                                         "video_guide": None, "force_fps": "", "prompt": ""}},
@@ -98,6 +100,10 @@ def app(installed, host_modules):
     session and ``plugin_ui_context``) and its tab events."""
     outputs = installed.work / "outputs"
     wgp = fake_wgp.make_module(host_modules.root, outputs)
+    (outputs / "ckpts").mkdir(parents=True, exist_ok=True)
+    for name in VACE_1_3B_FILES:  # the user has downloaded Vace 1.3B (Send picks it from t2v)
+        (outputs / "ckpts" / name).write_bytes(b"")
+    original_clear_gen_cache = wgp.clear_gen_cache
     fake_wgp.install(wgp)
     wgp.server_config["enabled_plugins"] = [REPO_NAME]
     manager = installed.manager
@@ -121,14 +127,14 @@ def app(installed, host_modules):
             application._create_plugin_tabs(main_tabs, form["state"])
         save_fields = [form[name] for name in fake_wgp.FORM_FIELDS]
 
-        def set_save_form_event(trigger):
-            return trigger(fn=lambda state, *values: None, inputs=[form["state"], *save_fields], outputs=None)
+        def set_save_form_event(trigger):  # wgp's: selecting a plugin tab first saves the generator's form
+            return trigger(fn=form["save_inputs"], inputs=[form["state"], *save_fields], outputs=None)
 
         application._setup_tab_events(main_tabs, form["state"], set_save_form_event)
     demo.queue()
     wgp.app = application
     yield types_ns(demo=demo, plugin=plugin, wgp=wgp, form=form, edit_form=edit_form, outputs=outputs,
-                   application=application)
+                   application=application, original_clear_gen_cache=original_clear_gen_cache)
     plugin.uninstall_hooks()
     sys.modules.pop("wgp", None)
 
@@ -138,16 +144,42 @@ def test_loaded_by_the_host_with_hooks_once_and_the_generate_form(app):
     assert type(plugin).__name__ == "StructureVideoPlugin"
     assert plugin.host_components()["refresh_form_trigger"] is app.form["refresh_form_trigger"]
     assert plugin.handles.hosted and plugin.handles.api_session is plugin._wangp_session
-    assert app.wgp.clear_gen_cache is not None and hasattr(app.wgp.clear_gen_cache, "_structure_video_original")
-    app.wgp.release_model()  # the host's own path now releases our annotators, then its cache
-    assert ("clear_gen_cache",) in app.wgp.calls
-    assert plugin.on_tab_outputs == plugin.handles.target_outputs
+    # the host's tab-select event (wired by its WAN2GPApplication) writes into our target fields
+    fns = list(app.demo.fns.values() if isinstance(app.demo.fns, dict) else app.demo.fns)
+    selects = [fn for fn in fns if getattr(fn.fn, "__name__", "") == "_handle_one_tab_selection"]
+    assert [[c._id for c in fn.outputs] for fn in selects] == [
+        [c._id for c in (plugin.handles.components["resolution"], plugin.handles.components["frames"],
+                         plugin.handles.components["fps"])]]
+
+
+def test_the_hosts_clear_gen_cache_releases_the_pool(app):
+    """``wgp.clear_gen_cache`` is our wrapper (set through the host's ``set_wgp_global``, once for two
+    ``post_ui_setup`` calls); the host's own ``release_model`` then releases a built annotator, and the
+    host's original still runs, once."""
+    import torch
+
+    wrapper = app.wgp.clear_gen_cache
+    assert wrapper is not app.original_clear_gen_cache
+    assert getattr(wrapper, "_structure_video_original") is app.original_clear_gen_cache
+    hooks = app.plugin._hooks
+    pool = hooks.pool
+    pool.register("probe", lambda: torch.nn.Linear(2, 2), replace=True)
+    with pool.use("probe", "cpu", teardown="keep"):
+        pass
+    assert pool.is_built("probe")
+    before = len(app.wgp.calls)
+    app.wgp.release_model()  # the host's own path: looks clear_gen_cache up at call time
+    assert not pool.is_built("probe")
+    assert app.wgp.calls[before:] == [("clear_gen_cache",)]
+    state = hooks.memory_state()
+    assert state["host_released"][-1:] == ["probe"]
+    # the same answer through the plugin's API endpoint, whose schema the API page (Wan2GP's start-up check
+    # loads it with the page) can describe
+    assert "/structure_video_memory" in app.demo.get_api_info()["named_endpoints"] and state["annotators"]["probe"]["built"] is False
 
 
 def test_only_generate_goes_through_the_api_session_wrapper(app, host_modules):
     """The host's own ``_callback_uses_api_session`` (session still unset) judges our click callbacks."""
-    session = app.plugin._wangp_session
-    assert isinstance(session, host_modules.api_webui.GradioWanGPSession)
     fns = list(app.demo.fns.values() if isinstance(app.demo.fns, dict) else app.demo.fns)
     by_name = {getattr(fn.fn, "__name__", ""): fn for fn in fns}
     probe = host_modules.api_webui.GradioWanGPSession(init_fn=None)
@@ -179,8 +211,6 @@ def test_generate_task_passes_the_hosts_normalisation_and_validation(app, host_m
     params = task["params"]
     assert params["model_type"] == "vace_1.3B" and params["video_guide"] == str(guide.resolve())
     assert params["video_prompt_type"] == "V" and params["force_fps"] == "control" and task["length"] == 9
-    validated, error = app.wgp.validate_task(task, state)
-    assert validated is not None, error
     result = session.run_task(settings)  # the host's CLI runner → the fake's generation recorder
     assert result.success and result.generated_files and Path(result.generated_files[0]).is_file()
     assert app.wgp.generated[-1]["video_guide"] == str(guide.resolve())
@@ -252,12 +282,14 @@ def test_in_the_browser_extract_send_generate(app):
             task = app.wgp.generated[-1]
             assert task["video_guide"] == str(guide) and task["prompt"] == "a paper boat on a river"
             assert task["model_type"] == "vace_1.3B" and task["video_prompt_type"] == "V"
-            # the generator is on a model that is not VACE: Send writes into a VACE model's settings and
-            # switches the generator to it (model_choice_target), nothing lands in the other model
+            # the user switches the generator to a model that is not VACE (the host saves the VACE form first);
+            # Send then picks the VACE model whose weights are downloaded and switches the generator to it
+            page.get_by_role("tab", name="Media Generator").click()
+            page.locator("#fake_wgp_model_choice input").click()
+            page.get_by_role("option", name="t2v", exact=True).click()
+            page.wait_for_function("document.querySelector('#fake_wgp_model')?.innerText.includes('t2v')")
             live = _live_state(app)
-            live["model_type"] = "t2v"
-            live["all_settings"]["t2v"] = {"video_prompt_type": "", "resolution": "1280x720", "video_length": 49}
-            del live["all_settings"]["vace_1.3B"]
+            assert live["model_type"] == "t2v" and ("save_inputs", "vace_1.3B") in app.wgp.calls
             page.get_by_role("tab", name="Structure Video").click()
             page.locator("#structure_video_send").click()
             page.wait_for_function("document.querySelector('#fake_wgp_model')?.innerText.includes('vace_1.3B')")
@@ -265,7 +297,10 @@ def test_in_the_browser_extract_send_generate(app):
             page.screenshot(path=str(ARTIFACTS / "6_after_send_with_model_switch.png"), full_page=True)
             assert ("change_model", "vace_1.3B") in app.wgp.calls and live["model_type"] == "vace_1.3B"
             assert live["all_settings"]["vace_1.3B"]["video_guide"] == str(guide)
-            assert live["all_settings"]["t2v"] == {"video_prompt_type": "", "resolution": "1280x720", "video_length": 49}
+            assert not live["all_settings"]["t2v"].get("video_guide") and live["all_settings"]["t2v"][
+                "video_prompt_type"] == ""
+            status = page.locator("#structure_video_send_status").inner_text()
+            assert "Vace 1.3B" in status and "its weights are downloaded" in status, status
             browser.close()
     finally:
         app.demo.close()

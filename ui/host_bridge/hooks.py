@@ -42,6 +42,9 @@ class HostHooks:
         self._proxy = PoolOffloadProxy(pool)
         self._resident_registered = False
         self.installed = False
+        #: How often the host's ``clear_gen_cache`` ran through our wrapper, and what its calls released.
+        self.host_clears = 0
+        self.host_released: list[str] = []
 
     # install / uninstall ------------------------------------------------------------------
     def install(self) -> "HostHooks":
@@ -98,11 +101,11 @@ class HostHooks:
             self.original_clear_gen_cache = getattr(current, _WRAPPER_MARK)
             self.wrapper = current
             return
-        original, pool = current, self.pool
+        original = current
 
         def clear_gen_cache(*args: Any, **kwargs: Any) -> Any:
             try:
-                pool.release()
+                self._release_for_host()
             except Exception:  # our part must never stop the host's original from running
                 logger.exception("Releasing the structure-video annotators failed")
             return original(*args, **kwargs)
@@ -111,6 +114,22 @@ class HostHooks:
         clear_gen_cache.__wrapped__ = original  # type: ignore[attr-defined]
         if self._set_global("clear_gen_cache", clear_gen_cache):
             self.original_clear_gen_cache, self.wrapper = original, clear_gen_cache
+
+    def _release_for_host(self) -> None:
+        """Release every annotator (the host is about to load or has just used its own models)."""
+        built = [name for name in self.pool.names() if self.pool.is_built(name)]
+        self.pool.release()
+        self.host_clears += 1
+        released = [name for name in built if not self.pool.is_built(name)]
+        self.host_released += released
+        if released:
+            logger.info("The host's clear_gen_cache released %s", ", ".join(released))
+
+    def memory_state(self) -> dict:
+        """What the pool holds and what the host's ``clear_gen_cache`` released (the plugin's
+        ``structure_video_memory`` API endpoint: lets a user or a test see that the hook works)."""
+        return {"annotators": self.pool.describe(), "hooked": self.wrapper is not None,
+                "host_clears": self.host_clears, "host_released": list(self.host_released)}
 
     # offload registry and residents ---------------------------------------------------------
     def register_offload(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from ...options import DEFAULT_RESOLUTION, DEFAULTS
 from ._host import host_callable, host_global
+from .vace_choice import VaceChoice, choose_vace_model, is_vace_model_type
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ DEFAULT_FPS: float = DEFAULTS["fps"]
 #: control signal, so all of them go and only ``V`` ("use VACE raw format") stays. ``U`` would keep
 #: the control frames unchanged in the output and ``L`` would make the host run its own RAFT again.
 GUIDE_PROCESS_LETTERS = "OPEDSLCMUGBH"
-VACE_MODEL_TYPES = ("vace_14B_2_2", "vace_14B", "vace_1.3B")
 #: Key in the host's per-session ``state``: the user typed a target in the tab (no prefill then).
 TARGET_EDITED_KEY = "structure_video_target_edited"
 
@@ -119,32 +119,9 @@ def merge_video_prompt_type(current: Any) -> str:
     return kept + "V"
 
 
-def is_vace_model_type(model_type: Optional[str], plugin: Any = None) -> bool:
-    if not model_type:
-        return False
-    test = host_callable(plugin, "test_vace_module")
-    if test is not None:
-        try:
-            return bool(test(model_type))
-        except Exception:
-            logger.debug("test_vace_module(%r) failed", model_type, exc_info=True)
-    return "vace" in model_type.lower()
-
-
 def pick_vace_model_type(state: Any, plugin: Any = None) -> str:
-    """The current model when it is a VACE one, else the first VACE type the host knows."""
-    current = current_model_type(state)
-    if is_vace_model_type(current, plugin):
-        return current  # type: ignore[return-value]
-    get_model_def = host_callable(plugin, "get_model_def")
-    if get_model_def is not None:
-        for candidate in VACE_MODEL_TYPES:
-            try:
-                if get_model_def(candidate):
-                    return candidate
-            except Exception:
-                continue
-    return VACE_MODEL_TYPES[-1]
+    """The VACE model of "Generate with VACE" and Send (see ``vace_choice``)."""
+    return choose_vace_model(current_model_type(state), plugin).model_type
 
 
 def vace_task_settings(guide_path: str, frames: int, resolution: str, model_type: str,
@@ -184,9 +161,18 @@ class SendOutcome:
     """What Send changed: the VACE model whose settings now hold the guide, and whether the generator
     must switch to it (``model_choice_target``) before its form shows them."""
 
-    model_type: str
+    choice: VaceChoice
     switched: bool
     settings: dict
+
+    @property
+    def model_type(self) -> str:
+        return self.choice.model_type
+
+    def model_words(self) -> str:
+        """The status line's words for the model: its name, its type, and — after a switch — why."""
+        words = f"**{self.choice.name}** (`{self.model_type}`)"
+        return words + (f"; the generator switches to it: {self.choice.reason}" if self.switched else "")
 
 
 def guide_settings(guide_path: str, frames: int, resolution: str) -> dict:
@@ -223,15 +209,16 @@ def send_guide_to_settings(state: Any, plugin: Any, guide_path: str, frames: int
 
     The current model when it is a VACE one — through the host's own ``get_current_model_settings``
     and ``update_video_prompt_type(state, any_video_guide=True, process_type="")`` when it offers
-    them; else the first VACE model the host knows, which the generator then switches to: the host
+    them; else the VACE model ``vace_choice.choose_vace_model`` picks, which the generator then switches to: the host
     saves the old model's form nowhere (``ignore_save_form``) and keeps our resolution
     (``skip_resolution_transfer_on_model_switch``), as its own "use these settings" actions do.
     """
     if not isinstance(state, dict):
         raise ValueError("The Video Generator's state is unavailable: open the Video Generator tab once, then Send.")
     values = guide_settings(guide_path, frames, resolution)
-    current = current_model_type(state)
-    if current is not None and is_vace_model_type(current, plugin):
+    choice = choose_vace_model(current_model_type(state), plugin)
+    if choice.current:
+        current = choice.model_type
         get_current = host_callable(plugin, "get_current_model_settings")
         settings = get_current(state) if get_current is not None else _live_settings(state, current, plugin)
         settings.update(values)
@@ -242,14 +229,14 @@ def send_guide_to_settings(state: Any, plugin: Any, guide_path: str, frames: int
             update_prompt_type(state, any_video_guide=True, process_type="")
         else:
             settings["video_prompt_type"] = merge_video_prompt_type(settings.get("video_prompt_type"))
-        return SendOutcome(current, False, settings)
-    target = pick_vace_model_type(state, plugin)
+        return SendOutcome(choice, False, settings)
+    target = choice.model_type
     settings = _live_settings(state, target, plugin)
     settings.update(values)
     settings["video_prompt_type"] = merge_video_prompt_type(settings.get("video_prompt_type"))
     state["ignore_save_form"] = True
     state["skip_resolution_transfer_on_model_switch"] = target
-    return SendOutcome(target, True, settings)
+    return SendOutcome(choice, True, settings)
 
 
 def model_choice_value(model_type: str) -> str:
