@@ -19,6 +19,7 @@ _LAZY = {
     "RunContext": ".pipeline",
     "build_guide": ".pipeline",
     "iter_guide_frames": ".pipeline",
+    "GuideRun": ".pipeline",
     "export_rows": ".pipeline",
 }
 

@@ -33,7 +33,7 @@ from .options import CHOICES, DEFAULTS, MAX_GUIDE_FPS, automatic_batch_size
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".gif", ".wmv", ".flv")
 TIMELINE_SUFFIXES = (".png", ".csv", ".json")
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
-#: Bounds of the ``sample`` command (those of preprocessors.sample_video and the guide writer).
+#: Bounds of the ``sample`` command (those of preprocessors.video.sample_video and the guide writer).
 SAMPLE_SIDES, SAMPLE_MAX_FRAMES, SAMPLE_MAX_FPS = (16, 4096), 10_000, MAX_GUIDE_FPS
 
 
@@ -257,7 +257,7 @@ def run_guide(args: argparse.Namespace) -> int:
 
     temp_dir: Optional[tempfile.TemporaryDirectory] = None
     if args.sample:
-        from .preprocessors.sample_video import write_sample_video
+        from .preprocessors.video.sample_video import write_sample_video
 
         temp_dir = tempfile.TemporaryDirectory(prefix="sv-sample-")
         paths.insert(0, write_sample_video(Path(temp_dir.name) / sample_name.name))
@@ -328,7 +328,7 @@ def run_cache(args: argparse.Namespace) -> int:
     """The ``cache`` command."""
     if not args.cache_max_gb > 0:  # before the cache's imports, like every argument error
         raise OptionError(f"--cache-max-gb {args.cache_max_gb:g}: give a size above 0 gigabytes.")
-    from .preprocessors.flow_cache import format_bytes
+    from .preprocessors.cache.flow_cache import format_bytes
 
     cache = _open_cache(args)  # opening creates nothing: stats on a new folder leaves it absent
     if args.action in ("prune", "clear"):
@@ -362,7 +362,7 @@ def run_sample(args: argparse.Namespace) -> int:
         raise OptionError(f"--fps {args.fps:g}: give a frame rate above 0 and up to {SAMPLE_MAX_FPS:g}.")
     out = Path(args.out).expanduser()
     check_output_file(out, "OUT", (".mp4",))
-    from .preprocessors.sample_video import write_sample_video
+    from .preprocessors.video.sample_video import write_sample_video
 
     path = write_sample_video(out, width=width, height=height, frames=args.frames, fps=args.fps)
     print(f"Sample: {path}")

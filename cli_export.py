@@ -72,7 +72,7 @@ def run_export(args: argparse.Namespace) -> int:
     temp_dir: Optional[tempfile.TemporaryDirectory] = None
     try:
         if args.sample:
-            from .preprocessors.sample_video import write_sample_video
+            from .preprocessors.video.sample_video import write_sample_video
 
             temp_dir = tempfile.TemporaryDirectory(prefix="sv-sample-")
             source = write_sample_video(Path(temp_dir.name) / "sample_structure.mp4")

@@ -96,7 +96,7 @@ def console_progress(quiet: bool):
 
 def open_cache(args: argparse.Namespace):
     """The flow cache the options name (created on first write)."""
-    from .preprocessors.flow_cache import FlowCache
+    from .preprocessors.cache.flow_cache import FlowCache
 
     if not args.cache_max_gb > 0:
         raise StructureVideoError(f"--cache-max-gb {args.cache_max_gb} must be positive.")

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from wan2gp_structure_video.preprocessors.cache_hashing import FINE_RACY_WINDOW_NS, sha256_file
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache, format_bytes, make_key
-from wan2gp_structure_video.preprocessors.flow_store import FlowStoreWriter
+from wan2gp_structure_video.preprocessors.cache.cache_hashing import FINE_RACY_WINDOW_NS, sha256_file
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache, format_bytes, make_key
+from wan2gp_structure_video.preprocessors.cache.flow_store import FlowStoreWriter
 
 HEIGHT, WIDTH = 480, 832
 

@@ -35,8 +35,8 @@ WIDTH, HEIGHT, FPS = 832, 480, 24.0
 
 def write_random_vits(folder: Path) -> Path:
     """A transformers DepthAnything folder with random ``vits`` weights (the shapes of the real model)."""
-    from wan2gp_structure_video.preprocessors.depth_model import build_depth_model
-    from wan2gp_structure_video.preprocessors.depth_weights import VARIANTS
+    from wan2gp_structure_video.preprocessors.annotators.depth_model import build_depth_model
+    from wan2gp_structure_video.preprocessors.weights.depth_weights import VARIANTS
 
     build_depth_model(VARIANTS["vits"], seed=0).save_pretrained(folder)
     return folder
@@ -47,7 +47,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from wan2gp_structure_video import GuideRequest, RunContext, build_guide
-    from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
+    from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
     from wan2gp_structure_video.progress import Progress
 
     torch.set_num_threads(args.threads)
@@ -99,7 +99,7 @@ def main() -> int:
         args.frames = int(args.frames)
         child(args)
         return 0
-    from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+    from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 
     with tempfile.TemporaryDirectory(prefix="depth-bench-") as folder:
         work = Path(folder)

@@ -30,12 +30,12 @@ import numpy as np
 
 from wan2gp_structure_video import GuideRequest, RunContext, build_guide
 from wan2gp_structure_video.pipeline import flow_extraction
-from wan2gp_structure_video.preprocessors.flow_dis import DisFlowBackend
-from wan2gp_structure_video.preprocessors.flow_viz import MagnitudeHistogram, flow_to_rgb, flow_to_rgb_exact
-from wan2gp_structure_video.preprocessors.half_float import load_float32, store_half
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
-from wan2gp_structure_video.preprocessors.video_io import iter_frames
-from wan2gp_structure_video.preprocessors.yuv420 import rgb_to_i420
+from wan2gp_structure_video.preprocessors.annotators.flow_dis import DisFlowBackend
+from wan2gp_structure_video.preprocessors.render.flow_viz import MagnitudeHistogram, flow_to_rgb, flow_to_rgb_exact
+from wan2gp_structure_video.preprocessors.cache.half_float import load_float32, store_half
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames
+from wan2gp_structure_video.preprocessors.video.yuv420 import rgb_to_i420
 
 WIDTH, HEIGHT, FPS, BATCH = 832, 480, 24.0, 8
 _FRAMES = 161

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 
 CLI = [sys.executable, "-m", "wan2gp_structure_video.cli"]
 GUIDE = ["--resolution", "832x480", "--frames", "81", "--fps", "16", "--backend", "dis"]

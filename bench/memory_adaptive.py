@@ -42,7 +42,7 @@ def bench(args: argparse.Namespace, work: Path) -> int:
     from wan2gp_structure_video.memory import BatchSizeHistory, PressurePolicy, process_anon
     from wan2gp_structure_video.memory import Timeline
     from wan2gp_structure_video.pipeline import GuideRequest, RunContext, build_guide, iter_guide_frames, prepare
-    from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+    from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 
     sample = write_sample_video(work / "sample.mp4", width=640, height=360)
     extra = {"raft_model": "small", "raft_weights": "random", "iterations": 4} if args.backend == "raft" else {}

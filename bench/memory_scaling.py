@@ -31,7 +31,7 @@ def rss_anon() -> int:
 def child(args: argparse.Namespace) -> None:
     """One run: build the guide while a thread samples RssAnon; print JSON."""
     from wan2gp_structure_video import GuideRequest, RunContext, build_guide
-    from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
+    from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
     from wan2gp_structure_video.progress import Progress
 
     peak = {"value": rss_anon(), "stop": False}
@@ -81,7 +81,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+    from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 
     with tempfile.TemporaryDirectory(prefix="sv-bench-") as folder:
         work = Path(folder)

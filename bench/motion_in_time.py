@@ -30,9 +30,9 @@ from wan2gp_structure_video.pipeline.backend_choice import choose_backend
 from wan2gp_structure_video.pipeline.build import open_flows
 from wan2gp_structure_video.pipeline.flow_extraction import extract_node_flows
 from wan2gp_structure_video.pipeline.guide_render import iter_resampled_flows
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.flow_store import FlowStoreWriter
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.cache.flow_store import FlowStoreWriter
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 from wan2gp_structure_video.progress import Progress
 
 

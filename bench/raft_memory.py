@@ -22,9 +22,9 @@ import torch
 from torchvision.models.optical_flow import raft_large
 
 from wan2gp_structure_video.memory import MemoryMonitor, process_rss, run_with_backoff
-from wan2gp_structure_video.preprocessors.flow_raft import RaftFlowBackend, estimate_bytes_per_pair, padding_for
-from wan2gp_structure_video.preprocessors.raft_weights import find_raft_weights, load_raft
-from wan2gp_structure_video.preprocessors.sample_video import sample_frames
+from wan2gp_structure_video.preprocessors.annotators.flow_raft import RaftFlowBackend, estimate_bytes_per_pair, padding_for
+from wan2gp_structure_video.preprocessors.weights.raft_weights import find_raft_weights, load_raft
+from wan2gp_structure_video.preprocessors.video.sample_video import sample_frames
 
 
 class PeakRss:

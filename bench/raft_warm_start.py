@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from wan2gp_structure_video.memory import process_rss
-from wan2gp_structure_video.preprocessors.flow_raft import RaftFlowBackend
-from wan2gp_structure_video.preprocessors.raft_weights import WeightsSource, find_raft_weights, load_raft
-from wan2gp_structure_video.preprocessors.sample_video import sample_frames
+from wan2gp_structure_video.preprocessors.annotators.flow_raft import RaftFlowBackend
+from wan2gp_structure_video.preprocessors.weights.raft_weights import WeightsSource, find_raft_weights, load_raft
+from wan2gp_structure_video.preprocessors.video.sample_video import sample_frames
 
 COLD_ITERATIONS = 20
 

@@ -23,9 +23,9 @@ from wan2gp_structure_video.pipeline import source_flows as source_flows_module
 from wan2gp_structure_video.pipeline.build import RunContext, open_flows, prepare
 from wan2gp_structure_video.pipeline.multi import build_segment_guides
 from wan2gp_structure_video.pipeline.request import GuideRequest
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
-from wan2gp_structure_video.preprocessors.segments import sliding_windows
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
+from wan2gp_structure_video.preprocessors.timeline.segments import sliding_windows
 from wan2gp_structure_video.progress import Progress
 
 
@@ -85,7 +85,7 @@ def second_process(source: Path, work: Path, frames: int, backend: str) -> None:
     code = (
         "import sys, time\n"
         "from wan2gp_structure_video.pipeline.build import RunContext, open_flows, prepare\n"
-        "from wan2gp_structure_video.preprocessors.flow_cache import FlowCache\n"
+        "from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache\n"
         "sys.path.insert(0, %r)\n"
         "from segments import request_for\n"
         "from pathlib import Path\n"

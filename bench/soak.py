@@ -45,8 +45,8 @@ def soak(runs: int, work: Path, report: Optional[Callable[[dict], None]] = None)
     """Run the soak in ``work``; returns per-run samples and the summary figures."""
     from wan2gp_structure_video import GuideRequest, RunContext, build_guide
     from wan2gp_structure_video.memory import AnnotatorPool
-    from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-    from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+    from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+    from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 
     work.mkdir(parents=True, exist_ok=True)
     sources = [write_sample_video(work / "a.mp4", 160, 96, frames=16, fps=16),

@@ -34,16 +34,16 @@ from pathlib import Path
 from typing import Callable
 
 from wan2gp_structure_video import GuideRequest, RunContext, build_guide
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 
 SOURCE_FPS = 24
 #: The bare loop: decode every frame, DIS on every consecutive pair in batches of 8, flows dropped.
 BARE_LOOP = """
 import sys
 import numpy as np
-from wan2gp_structure_video.preprocessors.flow_dis import DisFlowBackend
-from wan2gp_structure_video.preprocessors.video_io import iter_frames
+from wan2gp_structure_video.preprocessors.annotators.flow_dis import DisFlowBackend
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames
 
 
 def run(path):

@@ -18,7 +18,7 @@ from ..pipeline.context import RunContext
 from ..pipeline.flow_keys import flow_key_candidates, render_key
 from ..pipeline.prepare import prepare
 from ..pipeline.source_depth import depth_choice_for, depth_key_candidates
-from ..preprocessors.flow_cache import FlowCache
+from ..preprocessors.cache.flow_cache import FlowCache
 from .jobs import Job
 
 ANNOTATED = ("flow", "depth")

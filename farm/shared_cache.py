@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Union
 
-from ..preprocessors.flow_cache import FlowCache, default_cache_dir
+from ..preprocessors.cache.flow_cache import FlowCache, default_cache_dir
 
 NODE_FOLDER = "wan2gp-structure-video-node"
 

@@ -3,7 +3,7 @@ OOM back-off, batch-size history, the per-run bookkeeping (:class:`RunMemory`), 
 Never imports torch itself (it asks torch only once a model has loaded it: :mod:`.devices`), nor
 gradio, host modules or the preprocessors; mmgp only when a CUDA placement asks for it."""
 from .batch_history import BatchOutcome, BatchSizeHistory, Recommendation, default_history
-from .host_hooks import PROCESS_GPU_LOCK, PoolOffloadProxy
+from .gpu_sharing import PROCESS_GPU_LOCK, PoolOffloadProxy
 from .monitor import (MemoryMonitor, MemorySnapshot, RamReading, empty_device_cache, format_bytes,
                       format_cleanup_report, process_anon, process_rss, read_ram)
 from .offload import OffloadOptions

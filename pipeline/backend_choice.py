@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 from ..errors import OptionError, WeightsNotFoundError
 from ..memory import AnnotatorPool
 from ..memory.devices import DeviceName, cuda_possible, loaded_torch
-from ..preprocessors.raft_weights import WeightsSource, default_search_dirs, find_raft_weights, load_raft
+from ..preprocessors.weights.raft_weights import WeightsSource, default_search_dirs, find_raft_weights, load_raft
 from ..options import RANDOM_WEIGHTS
 from .request import GuideRequest
 

@@ -17,7 +17,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from ..errors import OptionError
-from ..preprocessors.flow_bursts import burst_note
+from ..preprocessors.render.flow_bursts import burst_note
 from .backend_choice import BackendChoice, choose_backend
 from .context import RunContext
 from .depth_render import depth_brightness_note, depth_scale, iter_depth_guide
@@ -34,7 +34,7 @@ from .source_flows import SourceFlows, cached_cut_marks, open_source_flows
 logger = logging.getLogger(__name__)
 
 __all__ = ["RunContext", "PreparedGuide", "prepare", "build_guide", "iter_guide_frames", "iter_guide_flows",
-           "open_flows", "open_depth", "backend_for"]
+           "open_flows", "open_depth", "backend_for", "GuideRun"]
 
 
 def backend_for(prepared: PreparedGuide, ctx: RunContext) -> BackendChoice:
@@ -108,15 +108,47 @@ def iter_guide_flows(request: GuideRequest, context: Optional[RunContext] = None
         yield from iter_resampled_flows(flows, *prepared.window)
 
 
+class GuideRun:
+    """One guide's frames, then its result: :meth:`frames` yields the frames; :meth:`result` returns
+    the :class:`GuideResult` once the last one has been drawn.
+
+    What the drawing learns (the clip's scale, the depth brightness, the model used) is part of the
+    result; a caller that read it while frames were still coming would see half of it, so
+    :meth:`result` refuses until :meth:`frames` has run to its end.
+    """
+
+    def __init__(self, request: GuideRequest, context: Optional[RunContext] = None,
+                 prepared: Optional[PreparedGuide] = None) -> None:
+        self.ctx = (context or RunContext()).resolved()
+        self.prepared = prepared or prepare(request)
+        self._drawn = False
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """The guide's frames as (H, W, 3) uint8 RGB arrays, one at a time (see :func:`iter_guide_frames`)."""
+        yield from _draw_frames(self.prepared, self.ctx)
+        self._drawn = True
+
+    def result(self) -> GuideResult:
+        """What the run produced; only once every frame has been drawn."""
+        if not self._drawn:
+            raise RuntimeError("The guide's frames have not all been drawn yet: iterate frames() to its end first.")
+        return self.prepared.result
+
+
 def iter_guide_frames(request: GuideRequest, context: Optional[RunContext] = None,
                       prepared: Optional[PreparedGuide] = None) -> Iterator[np.ndarray]:
     """Yield the guide's frames as (H, W, 3) uint8 RGB arrays, one at a time.
 
     For a flow guide the flows are extracted (or read from the cache, and the annotator torn down)
-    before the first frame is yielded; temporary files go when the iterator ends or is closed.
+    before the first frame is yielded; temporary files go when the iterator ends or is closed. The
+    result that goes with the frames comes from :class:`GuideRun` (``prepared.result`` once this
+    iterator has ended, for a caller that passed ``prepared``).
     """
-    ctx = (context or RunContext()).resolved()
-    prepared = prepared or prepare(request)
+    yield from GuideRun(request, context, prepared).frames()
+
+
+def _draw_frames(prepared: PreparedGuide, ctx: RunContext) -> Iterator[np.ndarray]:
+    """The frames of a prepared guide; what drawing them learns goes into the run's result."""
     req, result = prepared.request, prepared.result
     lo, hi = prepared.window
     if req.guide_type == "depth":
@@ -160,8 +192,8 @@ def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> 
     output = Path(request.output).expanduser().resolve()
     if output.suffix.lower() != ".mp4":
         raise OptionError(f"Output {output.name} must end in .mp4 (the guide is an H.264 MP4).")
-    ctx = (context or RunContext()).resolved()
-    prepared = prepare(request)
+    run = GuideRun(request, context)
+    ctx, prepared = run.ctx, run.prepared
     if Path(prepared.info.path).resolve() == output:
         raise OptionError("The output path is the input video: choose another output path.")
     req, result = prepared.request, prepared.result
@@ -179,8 +211,9 @@ def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> 
         if cached is not None:
             publish_cached_guide(cached, output)
         else:
-            seconds = write_guide_video(iter_guide_frames(req, ctx, prepared), output, width, height, req.fps,
+            seconds = write_guide_video(run.frames(), output, width, height, req.fps,
                                         req.output_frames, ctx.progress, ctx.timeline)
+            result = run.result()
             result.timings["render_encode"] = seconds
     except OSError as exc:  # disk full, permissions: the partial file is gone
         raise output_error(output, exc) from exc

@@ -8,7 +8,7 @@ from typing import Callable, ContextManager, Optional
 from ..errors import CacheError
 from ..memory import (PROCESS_GPU_LOCK, AnnotatorPool, BatchSizeHistory, PressurePolicy, Timeline, default_history,
                       get_default_pool)
-from ..preprocessors.flow_cache import FlowCache
+from ..preprocessors.cache.flow_cache import FlowCache
 from ..progress import Progress, ensure_progress
 from ..scratch_dirs import make_scratch_dir
 from .backend_choice import WeightsLocator

@@ -1,6 +1,6 @@
 """Which Depth Anything V2 weights a depth guide uses, and why — never another guide type instead.
 
-Weights come from :func:`~..preprocessors.depth_weights.require_depth_weights`: the request's
+Weights come from :func:`~..preprocessors.weights.depth_weights.require_depth_weights`: the request's
 ``depth_weights`` path, else Wan2GP's ``ckpts/depth/depth_anything_v2_<variant>.pth`` through the
 host's file locator (the same ``weights_locator`` RAFT uses) or RAFT's ckpts folders, else a
 transformers model in the local Hugging Face cache. Missing weights are a one-line
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..memory import AnnotatorPool
-from ..preprocessors.depth_weights import DepthWeightsSource, require_depth_weights
+from ..preprocessors.weights.depth_weights import DepthWeightsSource, require_depth_weights
 from .backend_choice import WeightsLocator
 from ..options import DEFAULT_DEPTH_VARIANT, RANDOM_WEIGHTS
 from .request import GuideRequest
@@ -61,7 +61,7 @@ def choose_depth(request: GuideRequest, locator: Optional[WeightsLocator] = None
 
 def register_depth(pool: AnnotatorPool, choice: DepthChoice) -> str:
     """Register the factory that builds this depth model on the CPU; return its pool name."""
-    from ..preprocessors.depth_model import load_depth_model  # needs transformers: only when depth runs
+    from ..preprocessors.annotators.depth_model import load_depth_model  # needs transformers: only when depth runs
 
     name = choice.annotator_name()
     with _REGISTER_LOCK:

@@ -17,9 +17,9 @@ import numpy as np
 
 from ..memory import MemoryMonitor, empty_device_cache, run_with_backoff
 from ..options import DEPTH_VARIANTS
-from ..preprocessors.fit import FrameFitter
-from ..preprocessors.shot_cuts import CutProbe
-from ..preprocessors.video_io import VideoInfo, iter_planned_frames
+from ..preprocessors.video.fit import FrameFitter
+from ..preprocessors.annotators.shot_cuts import CutProbe
+from ..preprocessors.video.video_io import VideoInfo, iter_planned_frames
 from .backend_choice import resolve_device
 from .context import RunContext
 from .depth_choice import DepthChoice, register_depth
@@ -52,13 +52,13 @@ def iter_node_frames(path: str, info: VideoInfo, nodes: Sequence[int], fitter: F
 def choose_depth_batch_size(request: GuideRequest, variant: str, device: Any, height: int, width: int,
                             monitor: Optional[MemoryMonitor] = None) -> int:
     """The request's batch size, else 2 on the CPU, else what 85 % of the free GPU memory holds
-    by :func:`~..preprocessors.depth_model.estimate_bytes_per_frame`."""
+    by :func:`~..preprocessors.annotators.depth_model.estimate_bytes_per_frame`."""
     if request.batch_size:
         return request.batch_size
     if device.type != "cuda" or monitor is None:
         return CPU_DEPTH_BATCH
-    from ..preprocessors.depth_model import estimate_bytes_per_frame
-    from ..preprocessors.depth_weights import VARIANTS
+    from ..preprocessors.annotators.depth_model import estimate_bytes_per_frame
+    from ..preprocessors.weights.depth_weights import VARIANTS
 
     per_frame = estimate_bytes_per_frame(height, width, variant=variant if variant in VARIANTS
                                          else ESTIMATE_FALLBACK_VARIANT, input_size=request.depth_input_size)
@@ -78,7 +78,7 @@ def extract_depth_maps(request: GuideRequest, info: VideoInfo, fitter: FrameFitt
     """The inverse depth (H, W) float32 of every node, in order, into ``put``."""
     import torch
 
-    from ..preprocessors.depth_model import DepthAnythingBackend
+    from ..preprocessors.annotators.depth_model import DepthAnythingBackend
 
     started = time.perf_counter()
     width, height = size

@@ -3,7 +3,7 @@
 The scale is measured over every frame of the request's guide timeline (not only its window), so
 a segment of a timeline is exactly that slice of the whole guide. ``depth_smoothing`` 0 gives one
 range for the whole timeline (no flicker); above 0 the range follows the scene, smoothed over that
-many guide frames (see ``preprocessors.depth_normalise``). Hard cuts split the timeline into shots:
+many guide frames (see ``preprocessors.render.depth_normalise``). Hard cuts split the timeline into shots:
 each shot gets its own range and smoothing never crosses a cut.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..preprocessors.depth_normalise import DepthScale, InverseDepthSketch, depth_to_guide, plan_shot_scales
+from ..preprocessors.render.depth_normalise import DepthScale, InverseDepthSketch, depth_to_guide, plan_shot_scales
 from .source_depth import SourceDepth
 
 

@@ -22,8 +22,8 @@ import numpy as np
 from ..atomic_files import fsync_dir, partial_path
 from ..errors import OptionError, OutputError
 from ..options import DEFAULTS, EXPORT_TYPES, MAX_GUIDE_FPS
-from ..preprocessors.cache_hashing import sha256_file
-from ..preprocessors.row_export import (PNG_MAX, from_png16, read_flo, to_png16, value_range, write_flo,
+from ..preprocessors.cache.cache_hashing import sha256_file
+from ..preprocessors.render.row_export import (PNG_MAX, from_png16, read_flo, to_png16, value_range, write_flo,
                                         write_npy_rows, write_png16, write_sidecar)
 from .build import open_depth, open_flows
 from .context import RunContext

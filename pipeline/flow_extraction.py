@@ -1,7 +1,7 @@
 """Flow extraction on the source timeline: stream fitted node frames through a backend in batches.
 
 Row ``j`` of the output is the flow from source node ``j`` to node ``j+1`` (see
-``preprocessors/motion_resample``). Only one batch of frame pairs exists at a time (decoded,
+``preprocessors/timeline/motion_resample``). Only one batch of frame pairs exists at a time (decoded,
 fitted, on the device), plus one more batch decoded ahead on a thread (``prefetch``) while the
 backend works; flows go straight to a :class:`FlowStoreWriter` row by row.
 
@@ -21,11 +21,11 @@ import numpy as np
 
 from ..memory import RunMemory, Timeline, empty_device_cache, run_with_backoff
 from ..memory.devices import as_device
-from ..preprocessors.fit import FrameFitter
-from ..preprocessors.flow_dis import DisFlowBackend
-from ..preprocessors.flow_store import FlowStoreWriter
-from ..preprocessors.shot_cuts import CutProbe
-from ..preprocessors.video_io import VideoInfo, iter_planned_frames
+from ..preprocessors.video.fit import FrameFitter
+from ..preprocessors.annotators.flow_dis import DisFlowBackend
+from ..preprocessors.cache.flow_store import FlowStoreWriter
+from ..preprocessors.annotators.shot_cuts import CutProbe
+from ..preprocessors.video.video_io import VideoInfo, iter_planned_frames
 from ..progress import Progress
 from .backend_choice import BackendChoice, register_raft, resolve_device
 from .context import RunContext
@@ -99,7 +99,7 @@ def choose_batch_size(request: GuideRequest, kind: str, memory: RunMemory, key: 
     elif not memory.on_cuda:
         default = cap = CPU_RAFT_BATCH
     else:
-        from ..preprocessors.flow_raft import estimate_bytes_per_pair  # RAFT on CUDA: torch is loaded
+        from ..preprocessors.annotators.flow_raft import estimate_bytes_per_pair  # RAFT on CUDA: torch is loaded
 
         per_pair = estimate_bytes_per_pair(height, width)
         default = max(1, min(MAX_AUTO_BATCH, int(memory.monitor.snapshot().free * 0.85 // max(1, per_pair))))
@@ -208,7 +208,7 @@ def _extract_with_raft(request: GuideRequest, choice: BackendChoice, pairs: Iter
     """RAFT through the annotator pool: loaded under the GPU lock, torn down in ``finally``."""
     import torch
 
-    from ..preprocessors.flow_raft import RaftFlowBackend  # torch and torchvision: only when RAFT runs
+    from ..preprocessors.annotators.flow_raft import RaftFlowBackend  # torch and torchvision: only when RAFT runs
 
     device = memory.device
     name = register_raft(ctx.pool, choice)

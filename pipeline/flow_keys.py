@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from ..preprocessors.flow_cache import CacheEntry, FlowCache, make_key
-from ..preprocessors.motion_resample import source_nodes
+from ..preprocessors.cache.flow_cache import CacheEntry, FlowCache, make_key
+from ..preprocessors.timeline.motion_resample import source_nodes
 from .backend_choice import BackendChoice, resolve_device
 from .prepare import PreparedGuide
 

@@ -6,11 +6,11 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from ..preprocessors.canny import canny_edges
-from ..preprocessors.fit import FrameFitter
-from ..preprocessors.flow_bursts import ClipMagnitudes
-from ..preprocessors.flow_viz import DEAD_ZONE, MIN_SCALE, MagnitudeHistogram, clip_scale, flow_to_rgb
-from ..preprocessors.video_io import VideoInfo, iter_planned_frames
+from ..preprocessors.annotators.canny import canny_edges
+from ..preprocessors.video.fit import FrameFitter
+from ..preprocessors.render.flow_bursts import ClipMagnitudes
+from ..preprocessors.render.flow_viz import DEAD_ZONE, MIN_SCALE, MagnitudeHistogram, clip_scale, flow_to_rgb
+from ..preprocessors.video.video_io import VideoInfo, iter_planned_frames
 from .source_flows import SourceFlows
 
 

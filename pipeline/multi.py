@@ -25,10 +25,10 @@ import numpy as np
 
 from ..atomic_files import publishing
 from ..errors import OptionError, TargetError
-from ..preprocessors.flow_cache import FlowCache
-from ..preprocessors.segments import SegmentWindow, check_windows
-from ..preprocessors.video_io import GuideVideoWriter
-from .build import build_guide, iter_guide_frames, open_depth, open_flows, timeline_scale
+from ..preprocessors.cache.flow_cache import FlowCache
+from ..preprocessors.timeline.segments import SegmentWindow, check_windows
+from ..preprocessors.video.video_io import GuideVideoWriter
+from .build import GuideRun, build_guide, open_depth, open_flows, timeline_scale
 from .context import RunContext
 from .guide_render import dead_zone_for
 from .prepare import prepare
@@ -159,14 +159,14 @@ def build_composite_guide(output: str | Path, frames: int, placements: Sequence[
                                   treatment=placement.treatment, motion_strength=placement.motion_strength,
                                   start=placement.source_start, end=placement.source_end,
                                   range_unit=placement.range_unit)
-                prepared = prepare(request)
-                frames_iter = iter_guide_frames(request, ctx, prepared)
+                run = GuideRun(request, ctx)
+                frames_iter = run.frames()
                 try:
                     for frame in frames_iter:
                         writer.write(frame)
                 finally:
                     frames_iter.close()
-                parts.append(prepared.result)
+                parts.append(run.result())
                 cursor = placement.stop
             for _ in range(cursor, frames):
                 writer.write(neutral)

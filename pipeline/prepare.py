@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import InvalidVideoError
-from ..preprocessors.fit import FrameFitter
-from ..preprocessors.frame_plan import FramePlan, make_plan
-from ..preprocessors.motion_resample import MotionTimeline, choose_stride, guide_timeline
-from ..preprocessors.source_damage import check_complete
-from ..preprocessors.source_time import timed_plan, timed_range, timed_timeline
-from ..preprocessors.video_io import VideoInfo, probe_video
+from ..preprocessors.video.fit import FrameFitter
+from ..preprocessors.timeline.frame_plan import FramePlan, make_plan
+from ..preprocessors.timeline.motion_resample import MotionTimeline, choose_stride, guide_timeline
+from ..preprocessors.video.source_damage import check_complete
+from ..preprocessors.timeline.source_time import timed_plan, timed_range, timed_timeline
+from ..preprocessors.video.video_io import VideoInfo, probe_video
 from .backend_choice import BackendChoice
 from .request import GuideRequest, GuideResult
 
@@ -21,7 +21,8 @@ from .request import GuideRequest, GuideResult
 class PreparedGuide:
     """A validated request with its probed source, frame plan, motion timeline and fitter.
 
-    ``result`` is the record :func:`build_guide` / :func:`iter_guide_frames` fill in as work ends.
+    ``result`` is the run's record while it works (the steps in ``build`` note their facts there); a
+    caller gets it as a value from :meth:`GuideRun.result` (or :func:`build_guide`) once the run has ended.
     """
 
     request: GuideRequest
@@ -90,7 +91,7 @@ def prepare(request: GuideRequest) -> PreparedGuide:
 
 def plan_in_time(request: GuideRequest, info: VideoInfo) -> tuple[FramePlan, MotionTimeline]:
     """The frame plan and motion timeline: by frame numbers for an evenly spaced source (frame ``i`` at
-    ``i / fps``), by presentation time for a variable frame rate one (``preprocessors.source_time``)."""
+    ``i / fps``), by presentation time for a variable frame rate one (``preprocessors.timeline.source_time``)."""
     if info.timestamps is None:
         plan = make_plan(request.treatment, request.frames, info.frame_count, info.fps, request.fps,
                          request.source_range)

@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..preprocessors.half_float import load_float32
+from ..preprocessors.cache.half_float import load_float32
 
 #: Converted rows kept (a few MB each at 832×480).
 KEEP_ROWS = 3

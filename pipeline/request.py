@@ -17,8 +17,8 @@ from ..options import (BACKENDS, CUT_MODES, DEFAULT_SIZE, DEFAULTS, DEPTH_INPUT_
                        FIT_MODES, GUIDE_TYPES, MAX_CANNY_INTENSITY, MAX_DEPTH_CONTRAST, MAX_DEPTH_SMOOTHING, MAX_FRAMES,
                        MAX_GUIDE_FPS, MAX_ITERATIONS, MAX_MOTION_PIXELS, MAX_MOTION_STRENGTH, PRECISIONS, RAFT_MODELS,
                        RANGE_UNITS, TEARDOWNS, TREATMENTS, is_device_name)
-from ..preprocessors.fit import parse_resolution, snap_resolution
-from ..preprocessors.frame_plan import SourceRange
+from ..preprocessors.video.fit import parse_resolution, snap_resolution
+from ..preprocessors.timeline.frame_plan import SourceRange
 
 PathLike = Union[str, "os.PathLike[str]"]
 

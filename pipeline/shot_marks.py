@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence
 
-from ..preprocessors.shot_cuts import CutProbe
-from ..preprocessors.video_io import iter_planned_frames
+from ..preprocessors.annotators.shot_cuts import CutProbe
+from ..preprocessors.video.video_io import iter_planned_frames
 from .prepare import PreparedGuide
 
 #: Manifest field holding the cut marks of an entry.

@@ -7,7 +7,7 @@ its planned source frame (``FramePlan.indices[k]``, the frame a raw guide shows)
 is a repeated map; a frame between two nodes (stride > 1 only, when the guide skips source frames
 anyway) blends the two neighbouring maps linearly.
 
-Cache: the same content-addressed :class:`~..preprocessors.flow_cache.FlowCache` as flows, float16,
+Cache: the same content-addressed :class:`~..preprocessors.cache.flow_cache.FlowCache` as flows, float16,
 keyed on the source timeline only — source content, node span and stride, fitted size and fit,
 model identity and variant, input size, device class and precision — never on contrast,
 smoothing, frame count, fps or treatment, so re-rendering those never runs the model. An entry
@@ -28,10 +28,10 @@ import numpy as np
 
 from ..errors import CacheError
 from ..options import FLOWS_FILE
-from ..preprocessors.cache_entries import CacheEntry
-from ..preprocessors.flow_cache import FlowCache
-from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
-from ..preprocessors.shot_cuts import CutProbe
+from ..preprocessors.cache.cache_entries import CacheEntry
+from ..preprocessors.cache.flow_cache import FlowCache
+from ..preprocessors.cache.flow_store import FlowStoreWriter, open_flow_rows
+from ..preprocessors.annotators.shot_cuts import CutProbe
 from .context import RunContext
 from .depth_choice import DepthChoice, choose_depth
 from .depth_extraction import extract_depth_maps

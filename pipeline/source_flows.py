@@ -13,10 +13,10 @@ import numpy as np
 
 from ..errors import CacheError
 from ..options import FLOWS_FILE
-from ..preprocessors.cache_entries import CacheEntry
-from ..preprocessors.flow_store import FlowStoreWriter, open_flow_rows
-from ..preprocessors.motion_resample import Interval, guide_intervals, interval_flow, nodes_needed
-from ..preprocessors.shot_cuts import CutProbe
+from ..preprocessors.cache.cache_entries import CacheEntry
+from ..preprocessors.cache.flow_store import FlowStoreWriter, open_flow_rows
+from ..preprocessors.timeline.motion_resample import Interval, guide_intervals, interval_flow, nodes_needed
+from ..preprocessors.annotators.shot_cuts import CutProbe
 from .backend_choice import BackendChoice
 from .context import RunContext
 from .flow_extraction import ExtractionReport, extract_node_flows

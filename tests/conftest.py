@@ -43,7 +43,7 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture()
 def backend_spy(monkeypatch) -> list[int]:
     """The frame pairs OpenCV DIS computes, one entry per call (tests that the cache serves instead)."""
-    from wan2gp_structure_video.preprocessors.flow_dis import DisFlowBackend
+    from wan2gp_structure_video.preprocessors.annotators.flow_dis import DisFlowBackend
 
     calls: list[int] = []
     original = DisFlowBackend.compute

@@ -10,8 +10,8 @@ gradio_client = pytest.importorskip("gradio_client")
 
 from ui_helpers import extract_via_api, running_app, video_path  # noqa: E402
 
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video  # noqa: E402
-from wan2gp_structure_video.preprocessors.video_io import probe_video  # noqa: E402
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video  # noqa: E402
+from wan2gp_structure_video.preprocessors.video.video_io import probe_video  # noqa: E402
 
 EXTRACT_DEFAULTS = dict(resolution="128x96", frames=8, fps=8, guide_type="flow", treatment="adjust", fit="crop",
                         start=None, end=None, range_unit="frames", motion_strength=1.0, backend="dis",

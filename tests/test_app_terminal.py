@@ -14,7 +14,7 @@ gradio_client = pytest.importorskip("gradio_client")
 
 from ui_helpers import extract_via_api, free_port  # noqa: E402
 
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video  # noqa: E402
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video  # noqa: E402
 
 ARGS = dict(resolution="banana", frames=8, fps=8, guide_type="flow", treatment="adjust", fit="crop", start=None,
             end=None, range_unit="frames", motion_strength=1.0, backend="dis", iterations=20, batch_size=0)

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from wan2gp_structure_video.cli import main
-from wan2gp_structure_video.preprocessors import cache_hashing
-from wan2gp_structure_video.preprocessors.cache_hashing import FileStamp, stamp_record
-from wan2gp_structure_video.preprocessors.cache_layout import CacheLayout
-from wan2gp_structure_video.preprocessors.cache_locks import key_lock
-from wan2gp_structure_video.preprocessors.flow_cache import CacheStats, FlowCache, format_bytes, make_key
-from wan2gp_structure_video.preprocessors.flow_store import FlowStoreWriter
+from wan2gp_structure_video.preprocessors.cache import cache_hashing
+from wan2gp_structure_video.preprocessors.cache.cache_hashing import FileStamp, stamp_record
+from wan2gp_structure_video.preprocessors.cache.cache_layout import CacheLayout
+from wan2gp_structure_video.preprocessors.cache.cache_locks import key_lock
+from wan2gp_structure_video.preprocessors.cache.flow_cache import CacheStats, FlowCache, format_bytes, make_key
+from wan2gp_structure_video.preprocessors.cache.flow_store import FlowStoreWriter
 
 PAST_RACY_WINDOW = 0.15  # seconds: a stamp is trusted only once the file's last change is this old
 
@@ -239,8 +239,8 @@ def test_cli_clear_leaves_no_lock_files(tmp_path, capsys):
 _LOCK_WORKER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from wan2gp_structure_video.preprocessors.cache_layout import CacheLayout
-    from wan2gp_structure_video.preprocessors.cache_locks import key_lock
+    from wan2gp_structure_video.preprocessors.cache.cache_layout import CacheLayout
+    from wan2gp_structure_video.preprocessors.cache.cache_locks import key_lock
     root, key, counter, rounds = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
     layout = CacheLayout(root)
     for _ in range(rounds):

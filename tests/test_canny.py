@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from wan2gp_structure_video.preprocessors.canny import canny_edges, canny_thresholds
+from wan2gp_structure_video.preprocessors.annotators.canny import canny_edges, canny_thresholds
 
 
 def _rectangle() -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 
 from videogen import make_video
 from wan2gp_structure_video.cli import main
-from wan2gp_structure_video.preprocessors.video_io import probe_video
+from wan2gp_structure_video.preprocessors.video.video_io import probe_video
 
 
 def test_guide_command_writes_the_target_and_a_timeline(tmp_path, capsys) -> None:
@@ -79,7 +79,8 @@ def test_cli_choices_are_the_pipelines() -> None:
     """The CLI spells the option choices itself (so --help imports nothing heavy): they must not drift."""
     from wan2gp_structure_video.cli import CHOICES
     from wan2gp_structure_video.pipeline import request
-    from wan2gp_structure_video.preprocessors import fit, frame_plan
+    from wan2gp_structure_video.preprocessors.video import fit
+    from wan2gp_structure_video.preprocessors.timeline import frame_plan
 
     assert CHOICES == {"guide_type": request.GUIDE_TYPES, "treatment": frame_plan.TREATMENTS, "fit": fit.FIT_MODES,
                        "range_unit": frame_plan.RANGE_UNITS, "backend": request.BACKENDS,

@@ -18,10 +18,10 @@ from hypothesis import given, settings, strategies as st
 from wan2gp_structure_video.errors import OptionError, WeightsError
 
 transformers = pytest.importorskip("transformers")
-from wan2gp_structure_video.preprocessors.depth_model import (  # noqa: E402  (needs transformers)
+from wan2gp_structure_video.preprocessors.annotators.depth_model import (  # noqa: E402  (needs transformers)
     PATCH, DepthAnythingBackend, attention_generation, build_depth_model, estimate_bytes_per_frame, load_depth_model,
     model_from_state_dict, model_input_size)
-from wan2gp_structure_video.preprocessors.depth_weights import (  # noqa: E402
+from wan2gp_structure_video.preprocessors.weights.depth_weights import (  # noqa: E402
     VARIANTS, DepthArchitecture, DepthWeightsSource, convert_original_state_dict, find_depth_weights)
 
 TINY = DepthArchitecture("custom", hidden=32, layers=4, heads=2, out_indices=(1, 2, 3, 4), features=8,

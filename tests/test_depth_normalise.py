@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from wan2gp_structure_video.errors import OptionError
-from wan2gp_structure_video.preprocessors.depth_normalise import (
+from wan2gp_structure_video.preprocessors.render.depth_normalise import (
     FLAT_VALUE, InverseDepthSketch, check_contrast, depth_to_guide, per_frame_guide, plan_depth_scale)
 
 H, W = 48, 64

@@ -20,15 +20,15 @@ from wan2gp_structure_video.memory import AnnotatorPool
 from wan2gp_structure_video.pipeline import iter_guide_frames, request as request_module
 from wan2gp_structure_video.pipeline import depth_extraction
 from wan2gp_structure_video.pipeline.multi import Placement, build_composite_guide, build_segment_guides
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.segments import SegmentWindow
-from wan2gp_structure_video.preprocessors.video_io import iter_frames, write_frames
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.timeline.segments import SegmentWindow
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames, write_frames
 
 from videogen import make_video
 
 transformers = pytest.importorskip("transformers")
-from wan2gp_structure_video.preprocessors import depth_weights  # noqa: E402
-from wan2gp_structure_video.preprocessors.depth_model import DepthAnythingBackend, build_depth_model  # noqa: E402
+from wan2gp_structure_video.preprocessors.weights import depth_weights  # noqa: E402
+from wan2gp_structure_video.preprocessors.annotators.depth_model import DepthAnythingBackend, build_depth_model  # noqa: E402
 
 TINY = depth_weights.DepthArchitecture("custom", hidden=32, layers=4, heads=2, out_indices=(1, 2, 3, 4), features=8,
                                        out_channels=(4, 8, 16, 32), image_size=70)

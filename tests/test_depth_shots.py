@@ -6,7 +6,7 @@ import numpy as np
 
 from wan2gp_structure_video.pipeline.depth_render import depth_scale, iter_depth_guide
 from wan2gp_structure_video.pipeline.source_depth import SourceDepth
-from wan2gp_structure_video.preprocessors.depth_normalise import InverseDepthSketch, plan_depth_scale, plan_shot_scales
+from wan2gp_structure_video.preprocessors.render.depth_normalise import InverseDepthSketch, plan_depth_scale, plan_shot_scales
 
 H, W = 8, 8
 

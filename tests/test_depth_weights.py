@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from wan2gp_structure_video.errors import WeightsError, WeightsNotFoundError
-from wan2gp_structure_video.preprocessors.depth_weights import (
+from wan2gp_structure_video.preprocessors.weights.depth_weights import (
     ATTENTION_NAMES, HOST_FILES, HUB_REPOS, VARIANTS, DepthWeightsSource, architecture_from_shapes,
     convert_original_state_dict, detect_depth_layout, find_depth_weights, read_key_shapes, rename_attention,
     require_depth_weights, variant_preference)
@@ -22,7 +22,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "depth_anything_v2_keys.json"
 ORIGINAL_SHAPES: dict[str, dict[str, list[int]]] = json.loads(FIXTURE.read_text(encoding="utf-8"))["variants"]
 
 transformers = pytest.importorskip("transformers")
-from wan2gp_structure_video.preprocessors.depth_model import (  # noqa: E402  (needs transformers)
+from wan2gp_structure_video.preprocessors.annotators.depth_model import (  # noqa: E402  (needs transformers)
     attention_generation, build_depth_model, load_state_dict_into)
 
 

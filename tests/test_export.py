@@ -15,7 +15,7 @@ from wan2gp_structure_video.cli import main
 from wan2gp_structure_video.errors import OutputError
 from wan2gp_structure_video.pipeline import export as export_module
 from wan2gp_structure_video.pipeline.export import SIDECAR_NAME, export_rows, read_flo
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
 
 from videogen import pan_frames, photo, steady_offsets, write_rgb_video
 

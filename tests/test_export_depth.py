@@ -13,7 +13,7 @@ from wan2gp_structure_video import GuideRequest, RunContext
 from wan2gp_structure_video.memory import AnnotatorPool
 from wan2gp_structure_video.pipeline import depth_render, iter_guide_frames
 from wan2gp_structure_video.pipeline.export import export_rows, from_png16
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
 
 from videogen import make_video
 

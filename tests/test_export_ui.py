@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("gradio")
 
-from wan2gp_structure_video.preprocessors.flow_dis import DisFlowBackend  # noqa: E402
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video  # noqa: E402
+from wan2gp_structure_video.preprocessors.annotators.flow_dis import DisFlowBackend  # noqa: E402
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video  # noqa: E402
 from wan2gp_structure_video.ui import export_panel  # noqa: E402
 from wan2gp_structure_video.ui import extract_panel as tab  # noqa: E402
 from wan2gp_structure_video.ui.deps import TabDeps  # noqa: E402

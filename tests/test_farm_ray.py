@@ -24,9 +24,9 @@ pytest.importorskip("transformers")
 from wan2gp_structure_video.cli import main  # noqa: E402
 from wan2gp_structure_video.farm import read_jobs, run_farm  # noqa: E402
 from wan2gp_structure_video.pipeline import GuideRequest, RunContext, build_guide  # noqa: E402
-from wan2gp_structure_video.preprocessors import depth_weights  # noqa: E402
-from wan2gp_structure_video.preprocessors.depth_model import build_depth_model  # noqa: E402
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache  # noqa: E402
+from wan2gp_structure_video.preprocessors.weights import depth_weights  # noqa: E402
+from wan2gp_structure_video.preprocessors.annotators.depth_model import build_depth_model  # noqa: E402
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache  # noqa: E402
 
 from videogen import make_video  # noqa: E402
 

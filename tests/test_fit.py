@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wan2gp_structure_video.errors import OptionError, TargetError
-from wan2gp_structure_video.preprocessors.fit import (
+from wan2gp_structure_video.preprocessors.video.fit import (
     FrameFitter, crop_box, pad_box, parse_resolution, snap_resolution)
 
 sides = st.integers(min_value=16, max_value=4096)

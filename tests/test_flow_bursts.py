@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wan2gp_structure_video.preprocessors.flow_bursts import ClipMagnitudes
-from wan2gp_structure_video.preprocessors.flow_viz import MagnitudeHistogram
+from wan2gp_structure_video.preprocessors.render.flow_bursts import ClipMagnitudes
+from wan2gp_structure_video.preprocessors.render.flow_viz import MagnitudeHistogram
 
 
 def _flow(speed: float, seed: int) -> np.ndarray:

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from wan2gp_structure_video.errors import CacheError
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache, make_key
-from wan2gp_structure_video.preprocessors.flow_store import FlowStoreWriter
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache, make_key
+from wan2gp_structure_video.preprocessors.cache.flow_store import FlowStoreWriter
 
 
 def _producer(rows=3, height=8, width=12, value=1.0, calls=None, delay=0.0):
@@ -144,8 +144,8 @@ _CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     import numpy as np
-    from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-    from wan2gp_structure_video.preprocessors.flow_store import FlowStoreWriter
+    from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+    from wan2gp_structure_video.preprocessors.cache.flow_store import FlowStoreWriter
     root, key, marker, delay = sys.argv[1], sys.argv[2], Path(sys.argv[3]), float(sys.argv[4])
     def produce(folder):
         with open(marker, "a") as handle:
@@ -224,7 +224,7 @@ def test_planted_pickle_is_never_loaded(tmp_path):
     np.save(data, np.array([Evil()], dtype=object), allow_pickle=True)
     manifest_path = _entry_file(cache, key, "manifest.json")
     manifest = json.loads(manifest_path.read_text())
-    from wan2gp_structure_video.preprocessors.flow_cache import sha256_file
+    from wan2gp_structure_video.preprocessors.cache.flow_cache import sha256_file
     manifest.update(bytes=data.stat().st_size, sha256=sha256_file(data))  # even a "valid" planted entry
     manifest_path.write_text(json.dumps(manifest))
     entry = FlowCache(tmp_path).lookup(key)

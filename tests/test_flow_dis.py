@@ -7,8 +7,8 @@ import pytest
 import skimage.data
 
 from wan2gp_structure_video.errors import OptionError
-from wan2gp_structure_video.preprocessors.flow_base import FlowBackend
-from wan2gp_structure_video.preprocessors.flow_dis import DIS_PRESETS, DisFlowBackend
+from wan2gp_structure_video.preprocessors.annotators.flow_base import FlowBackend
+from wan2gp_structure_video.preprocessors.annotators.flow_dis import DIS_PRESETS, DisFlowBackend
 
 MARGIN = 24  # pixels near the border see content that moved in from outside the frame
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision.utils import flow_to_image
 
-from wan2gp_structure_video.preprocessors.flow_viz import (
+from wan2gp_structure_video.preprocessors.render.flow_viz import (
     DEAD_ZONE, MIN_SCALE, MagnitudeHistogram, clip_scale, colour_wheel, flow_to_rgb, flow_to_rgb_exact)
 
 

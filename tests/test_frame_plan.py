@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wan2gp_structure_video.errors import OptionError, TargetError
-from wan2gp_structure_video.preprocessors.frame_plan import (
+from wan2gp_structure_video.preprocessors.timeline.frame_plan import (
     SourceRange, make_plan, plan_adjust, plan_clip, resolve_range)
 
 counts = st.integers(min_value=1, max_value=400)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wan2gp_structure_video.preprocessors.half_float import load_float32, store_half
+from wan2gp_structure_video.preprocessors.cache.half_float import load_float32, store_half
 
 
 def awkward_values(shape: tuple[int, ...]) -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 
 HEAVY = ("torch", "torchvision", "onnxruntime", "transformers", "gradio")
 
@@ -94,11 +94,11 @@ def test_raft_loads_torch_and_its_cache_hit_does_not(world) -> None:
 
 def test_weights_lookup_spells_torchs_names_without_torch(tmp_path: Path) -> None:
     """Looking for RAFT weights needs neither torch nor torchvision, and finds what they would name."""
-    from wan2gp_structure_video.preprocessors.raft_weights import hub_checkpoint_names, torchvision_hub_names
+    from wan2gp_structure_video.preprocessors.weights.raft_weights import hub_checkpoint_names, torchvision_hub_names
 
     for model in ("large", "small"):
         assert hub_checkpoint_names(model) == torchvision_hub_names(model)
-    code = ("import sys, json; from wan2gp_structure_video.preprocessors.raft_weights import torch_hub_dir, "
+    code = ("import sys, json; from wan2gp_structure_video.preprocessors.weights.raft_weights import torch_hub_dir, "
             "find_raft_weights; print(json.dumps([str(torch_hub_dir()), str(find_raft_weights('large')), "
             "'torch' in sys.modules])); import torch; print(torch.hub.get_dir())")
     for env in ({"TORCH_HOME": str(tmp_path / "th")}, {"XDG_CACHE_HOME": str(tmp_path / "xdg")}, {}):

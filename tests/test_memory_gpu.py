@@ -16,9 +16,9 @@ from wan2gp_structure_video.memory import (AnnotatorPool, BatchSizeHistory, Pres
                                            run_with_backoff)
 from wan2gp_structure_video.pipeline import GuideRequest, RunContext, build_guide, iter_guide_flows
 from wan2gp_structure_video.ui.host_bridge import install_host_hooks
-from wan2gp_structure_video.preprocessors.flow_raft import RaftFlowBackend
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
-from wan2gp_structure_video.preprocessors.video_io import probe_video
+from wan2gp_structure_video.preprocessors.annotators.flow_raft import RaftFlowBackend
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
+from wan2gp_structure_video.preprocessors.video.video_io import probe_video
 
 pytestmark = pytest.mark.gpu
 MIB = 2**20

@@ -10,8 +10,8 @@ from wan2gp_structure_video.memory import BatchSizeHistory, PressurePolicy, RamR
 from wan2gp_structure_video.paths import user_data_dir
 from wan2gp_structure_video.pipeline import GuideRequest, RunContext, build_guide, iter_guide_frames, prepare
 from wan2gp_structure_video.pipeline.multi import Placement, build_composite_guide
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 
 GIB = 1024 ** 3
 

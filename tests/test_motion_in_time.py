@@ -10,8 +10,8 @@ from skimage import data
 from wan2gp_structure_video import GuideRequest, RunContext, build_guide
 from wan2gp_structure_video.memory import AnnotatorPool
 from wan2gp_structure_video.pipeline import iter_guide_flows
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.video_io import iter_frames, write_frames
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames, write_frames
 
 WIDTH, HEIGHT = 160, 96
 MARGIN = 12  # pixels near the border see new content enter: measure the interior

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wan2gp_structure_video.preprocessors.motion_resample import (
+from wan2gp_structure_video.preprocessors.timeline.motion_resample import (
     choose_stride, compose_motion, guide_intervals, guide_timeline, interval_flow, nodes_needed, source_nodes)
 
 SHAPE = (24, 32)
@@ -112,7 +112,7 @@ def test_composition_warps_each_step_to_where_the_motion_carried_the_pixel():
 
 
 def test_a_cut_row_is_never_part_of_the_motion() -> None:
-    from wan2gp_structure_video.preprocessors.motion_resample import within_shot
+    from wan2gp_structure_video.preprocessors.timeline.motion_resample import within_shot
 
     assert within_shot(0.5, 3.0, {1}) == (2.0, 3.0)        # ends in the next shot: the part after the cut
     assert within_shot(0.5, 2.0, {1}) == (0.5, 1.0)        # ends on the cut: the part before it

@@ -11,10 +11,10 @@ from wan2gp_structure_video.pipeline import source_flows as source_flows_module
 from wan2gp_structure_video.pipeline.build import RunContext, build_guide
 from wan2gp_structure_video.pipeline.multi import Placement, build_composite_guide, build_segment_guides
 from wan2gp_structure_video.pipeline.request import GuideRequest
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
-from wan2gp_structure_video.preprocessors.segments import sliding_windows
-from wan2gp_structure_video.preprocessors.video_io import iter_frames, probe_video
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
+from wan2gp_structure_video.preprocessors.timeline.segments import sliding_windows
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames, probe_video
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from videogen import make_video
 from wan2gp_structure_video import GuideRequest, RunContext, build_guide, iter_guide_frames
 from wan2gp_structure_video.errors import CancelledError, InvalidVideoError, OptionError, TargetError
 from wan2gp_structure_video.memory import AnnotatorPool, Timeline
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
-from wan2gp_structure_video.preprocessors.video_io import iter_frames, probe_video
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames, probe_video
 from wan2gp_structure_video.progress import Progress
 
 
@@ -47,7 +47,7 @@ def test_flow_guide_shows_motion_and_white_is_still(tmp_path, sample) -> None:
 
 def test_still_video_gives_a_white_flow_guide(tmp_path) -> None:
     still = tmp_path / "still.mp4"
-    from wan2gp_structure_video.preprocessors.video_io import write_frames
+    from wan2gp_structure_video.preprocessors.video.video_io import write_frames
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
     write_frames(still, [image] * 6, 12)

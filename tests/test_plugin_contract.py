@@ -315,7 +315,7 @@ def _fns(demo):
 
 
 def test_send_to_generator_and_generate_with_vace(fake_host, tmp_path):
-    from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+    from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 
     plugin = load_like_the_host(fake_host)
     inject_globals(plugin, fake_host)

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from wan2gp_structure_video.errors import OptionError
-from wan2gp_structure_video.preprocessors.flow_base import FlowBackend
-from wan2gp_structure_video.preprocessors.flow_raft import (
+from wan2gp_structure_video.preprocessors.annotators.flow_base import FlowBackend
+from wan2gp_structure_video.preprocessors.annotators.flow_raft import (
     RaftFlowBackend, estimate_bytes_per_pair, padded_size, padding_for)
-from wan2gp_structure_video.preprocessors.raft_weights import load_raft
+from wan2gp_structure_video.preprocessors.weights.raft_weights import load_raft
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from wan2gp_structure_video.preprocessors import flow_raft
-from wan2gp_structure_video.preprocessors.flow_raft import RaftFlowBackend
-from wan2gp_structure_video.preprocessors.raft_loop import forward_project, refine
-from wan2gp_structure_video.preprocessors.raft_weights import load_raft
+from wan2gp_structure_video.preprocessors.annotators import flow_raft
+from wan2gp_structure_video.preprocessors.annotators.flow_raft import RaftFlowBackend
+from wan2gp_structure_video.preprocessors.annotators.raft_loop import forward_project, refine
+from wan2gp_structure_video.preprocessors.weights.raft_weights import load_raft
 
 
 @pytest.fixture(scope="module", params=["small", "large"])

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from wan2gp_structure_video.errors import WeightsError, WeightsNotFoundError
-from wan2gp_structure_video.preprocessors.flow_raft import RaftFlowBackend
-from wan2gp_structure_video.preprocessors.raft_weights import (
+from wan2gp_structure_video.preprocessors.annotators.flow_raft import RaftFlowBackend
+from wan2gp_structure_video.preprocessors.weights.raft_weights import (
     HOST_WEIGHTS, WeightsSource, convert_princeton_state_dict, default_search_dirs, detect_layout,
     find_raft_weights, hub_checkpoint_names, infer_model_size, load_raft)
 

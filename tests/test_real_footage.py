@@ -16,10 +16,10 @@ from wan2gp_structure_video.errors import InvalidVideoError, TargetError
 from wan2gp_structure_video.memory import AnnotatorPool
 from wan2gp_structure_video.pipeline import iter_guide_flows, iter_guide_frames, prepare
 from wan2gp_structure_video.pipeline.multi import build_segment_guides
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.flow_dis import DisFlowBackend
-from wan2gp_structure_video.preprocessors.segments import SegmentWindow
-from wan2gp_structure_video.preprocessors.video_io import iter_frames
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.annotators.flow_dis import DisFlowBackend
+from wan2gp_structure_video.preprocessors.timeline.segments import SegmentWindow
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames
 
 from videogen import (cut_frames, fade_frames, make_truncated, make_video, pan_frames, photo, steady_offsets,
                       whip_offsets, write_rgb_video)

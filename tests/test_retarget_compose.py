@@ -7,8 +7,8 @@ import pytest
 
 from wan2gp_structure_video import GuideRequest, RunContext
 from wan2gp_structure_video.pipeline import iter_guide_flows, iter_guide_frames, source_flows
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from wan2gp_structure_video.preprocessors.flow_dis import DisFlowBackend
-from wan2gp_structure_video.preprocessors.sample_video import SAMPLE_FPS, SAMPLE_FRAMES, sample_frames
+from wan2gp_structure_video.preprocessors.annotators.flow_dis import DisFlowBackend
+from wan2gp_structure_video.preprocessors.video.sample_video import SAMPLE_FPS, SAMPLE_FRAMES, sample_frames
 
 
 def _flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:

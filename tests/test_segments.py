@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wan2gp_structure_video.errors import TargetError
-from wan2gp_structure_video.preprocessors.segments import guidance_ranges, sliding_windows
+from wan2gp_structure_video.preprocessors.timeline.segments import guidance_ranges, sliding_windows
 
 
 @given(st.integers(1, 2000), st.integers(1, 300), st.data())

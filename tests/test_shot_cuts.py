@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 
-from wan2gp_structure_video.preprocessors.shot_cuts import CutProbe, pair_evidence
+from wan2gp_structure_video.preprocessors.annotators.shot_cuts import CutProbe, pair_evidence
 
 from videogen import PHOTOS, cut_frames, fade_frames, pan_frames, photo, steady_offsets, whip_offsets
 

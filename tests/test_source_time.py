@@ -12,11 +12,11 @@ from hypothesis import given, settings, strategies as st
 
 from wan2gp_structure_video import GuideRequest, RunContext
 from wan2gp_structure_video.pipeline import iter_guide_flows, prepare
-from wan2gp_structure_video.preprocessors.frame_plan import SourceRange, make_plan
-from wan2gp_structure_video.preprocessors.motion_resample import guide_timeline
-from wan2gp_structure_video.preprocessors.source_time import (evenly_spaced, frame_coordinate, timed_plan,
+from wan2gp_structure_video.preprocessors.timeline.frame_plan import SourceRange, make_plan
+from wan2gp_structure_video.preprocessors.timeline.motion_resample import guide_timeline
+from wan2gp_structure_video.preprocessors.timeline.source_time import (evenly_spaced, frame_coordinate, timed_plan,
                                                                timed_range, timed_timeline)
-from wan2gp_structure_video.preprocessors.video_io import probe_video
+from wan2gp_structure_video.preprocessors.video.video_io import probe_video
 
 from videogen import pan_frames, photo, steady_offsets, write_rgb_video
 

@@ -14,7 +14,7 @@ from skimage import data
 from skimage.transform import resize
 
 from wan2gp_structure_video import GuideRequest, RunContext, build_guide
-from wan2gp_structure_video.preprocessors.video_io import iter_frames
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames
 
 WIDTH, HEIGHT, FRAMES = 320, 192, 12
 

@@ -11,7 +11,7 @@ pytest.importorskip("gradio")
 import gradio as gr  # noqa: E402
 
 from wan2gp_structure_video.errors import OptionError  # noqa: E402
-from wan2gp_structure_video.ui import cache_panel, failures, generator_panel  # noqa: E402
+from wan2gp_structure_video.ui import cache_home, cache_panel, failures, generator_panel  # noqa: E402
 from wan2gp_structure_video.ui import extract_panel as tab  # noqa: E402
 from wan2gp_structure_video.ui.deps import TabDeps  # noqa: E402
 from wan2gp_structure_video.ui.outputs import OutputFolder  # noqa: E402
@@ -95,7 +95,7 @@ def test_a_base_exception_is_not_caught(deps, home, monkeypatch, exc):
 
 
 def test_the_cache_panel_says_what_failed(deps, home, monkeypatch):
-    monkeypatch.setattr(tab, "tab_cache", _raise(BrokenInstall("disk went away")))
+    monkeypatch.setattr(cache_home, "tab_cache", _raise(BrokenInstall("disk went away")))
     for text in (cache_panel.stats_text(deps), cache_panel.prune(deps), cache_panel.confirm_clear(deps)[1]):
         assert "failed.**" in text and "disk went away" in text and str(failures.log_path()) in text
     row, _ = cache_panel.confirm_clear(deps)

@@ -11,7 +11,7 @@ from wan2gp_structure_video.memory.timeline import ANON_SERIES
 pytest.importorskip("gradio")
 
 from wan2gp_structure_video.errors import CancelledError, InvalidVideoError  # noqa: E402
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video  # noqa: E402
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video  # noqa: E402
 from wan2gp_structure_video.progress import Progress  # noqa: E402
 from wan2gp_structure_video.ui import extract_panel as tab  # noqa: E402
 from wan2gp_structure_video.ui.outputs import OutputFolder  # noqa: E402

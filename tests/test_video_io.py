@@ -9,10 +9,10 @@ import pytest
 
 from videogen import (make_alpha_video, make_audio_only, make_fps_metadata_video, make_gray_video, make_jpeg,
                       make_one_frame, make_png, make_text_mp4, make_truncated, make_vfr_video, make_video, read_mark)
-from wan2gp_structure_video.preprocessors import video_io
+from wan2gp_structure_video.preprocessors.video import video_io
 from wan2gp_structure_video.errors import InvalidVideoError
-from wan2gp_structure_video.preprocessors.sample_video import sample_frames, write_sample_video
-from wan2gp_structure_video.preprocessors.video_io import (GuideVideoWriter, iter_frames, iter_planned_frames,
+from wan2gp_structure_video.preprocessors.video.sample_video import sample_frames, write_sample_video
+from wan2gp_structure_video.preprocessors.video.video_io import (GuideVideoWriter, iter_frames, iter_planned_frames,
                                                            probe_video, write_frames)
 
 

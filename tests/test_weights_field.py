@@ -8,7 +8,7 @@ pytest.importorskip("gradio")
 
 import gradio as gr  # noqa: E402
 
-from wan2gp_structure_video.preprocessors import depth_weights  # noqa: E402
+from wan2gp_structure_video.preprocessors.weights import depth_weights  # noqa: E402
 from wan2gp_structure_video.ui import extract_panel as tab  # noqa: E402
 from wan2gp_structure_video.ui import weights_field  # noqa: E402
 from wan2gp_structure_video.ui.deps import TabDeps  # noqa: E402
@@ -54,7 +54,7 @@ def test_status_of_a_missing_path_names_the_field(deps, tmp_path, no_weights_any
 
 def test_status_of_found_weights_and_an_upload_wins(deps, tmp_path, no_weights_anywhere):
     pytest.importorskip("transformers")
-    from wan2gp_structure_video.preprocessors.depth_model import build_depth_model
+    from wan2gp_structure_video.preprocessors.annotators.depth_model import build_depth_model
 
     tiny = depth_weights.DepthArchitecture("custom", hidden=32, layers=4, heads=2, out_indices=(1, 2, 3, 4),
                                            features=8, out_channels=(4, 8, 16, 32), image_size=70)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from wan2gp_structure_video.preprocessors.yuv420 import rgb_to_i420
+from wan2gp_structure_video.preprocessors.video.yuv420 import rgb_to_i420
 
 
 def scaler_i420(rgb: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from . import cache_home
 from .deps import TabDeps
 from .failures import describe_failure
 
@@ -18,16 +19,12 @@ def _or_failure(action: str, work: Callable[[], str]) -> str:
 
 
 def stats_text(deps: TabDeps) -> str:
-    from .extract_panel import tab_cache
-
-    return _or_failure("Reading the flow cache", lambda: f"Flow cache: {tab_cache(deps).stats()}")
+    return _or_failure("Reading the flow cache", lambda: f"Flow cache: {cache_home.tab_cache(deps).stats()}")
 
 
 def _run(deps: TabDeps, action: str) -> str:
-    from .extract_panel import tab_cache
-
     def work() -> str:
-        cache = tab_cache(deps)
+        cache = cache_home.tab_cache(deps)
         removed, freed = cache.prune() if action == "prune" else cache.clear()
         return (f"{'Pruned' if action == 'prune' else 'Cleared'} {removed} items, freed {freed / 2**20:.1f} MiB."
                 f"\n\n{stats_text(deps)}")

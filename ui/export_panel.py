@@ -16,7 +16,7 @@ import gradio as gr
 from ..errors import StructureVideoError
 from . import host_bridge
 from .deps import TabDeps
-from .extract_panel import tab_cache
+from .cache_home import tab_cache
 from .failures import ends_cleanly
 
 #: What the button explains before there is anything to export.

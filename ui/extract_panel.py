@@ -14,7 +14,8 @@ import numpy as np
 
 from ..errors import CancelledError, StructureVideoError, WeightsNotFoundError
 from ..options import DEFAULTS, automatic_batch_size
-from . import host_bridge, weights_field
+from . import cache_panel, host_bridge, weights_field
+from .cache_home import tab_cache
 from .compat import upload_path
 from .deps import TabDeps
 from .failures import describe_failure, ends_cleanly, page_error
@@ -58,7 +59,7 @@ def check_upload_allowed(deps: TabDeps, path: str) -> str:
 
 def describe_video(path: Optional[str]) -> tuple[str, Optional[np.ndarray]]:
     """(markdown info, poster RGB frame) of a video; raises StructureVideoError."""
-    from ..preprocessors.video_io import iter_frames, probe_video
+    from ..preprocessors.video.video_io import iter_frames, probe_video
 
     if not path:
         return NO_VIDEO, None
@@ -231,8 +232,8 @@ def plan_indices(request: Any) -> list[int]:
 
 def preview_frame(run: Optional[dict], index: Any) -> Optional[np.ndarray]:
     """Side by side: the fitted source frame | the guide frame ``index``."""
-    from ..preprocessors.fit import FrameFitter
-    from ..preprocessors.video_io import iter_planned_frames, probe_video
+    from ..preprocessors.video.fit import FrameFitter
+    from ..preprocessors.video.video_io import iter_planned_frames, probe_video
 
     if not run or not run.get("guide"):
         return None
@@ -247,13 +248,6 @@ def preview_frame(run: Optional[dict], index: Any) -> Optional[np.ndarray]:
     fitted = FrameFitter(source_info.width, source_info.height, guide_info.width, guide_info.height, run["fit"])(source)
     gap = np.full((guide.shape[0], 8, 3), 255, dtype=np.uint8)
     return np.concatenate([np.asarray(fitted, dtype=np.uint8), gap, np.asarray(guide, dtype=np.uint8)], axis=1)
-
-
-def tab_cache(deps: TabDeps):
-    """The flow cache the tab uses: under the host's output folder when hosted, else the global one."""
-    from ..preprocessors.flow_cache import FlowCache
-
-    return FlowCache(host_bridge.host_cache_dir(deps.plugin))
 
 
 # Event handlers ----------------------------------------------------------------------------------------
@@ -273,7 +267,7 @@ def on_upload(deps: TabDeps, file_value: Any):
 @ends_cleanly("Writing the sample video")
 def use_sample(deps: TabDeps) -> str:
     """The sample structure video (written once into the output folder)."""
-    from ..preprocessors.sample_video import write_sample_video
+    from ..preprocessors.video.sample_video import write_sample_video
 
     path = deps.outputs.ensure() / SAMPLE_NAME
     if not path.is_file():
@@ -330,7 +324,6 @@ def extract(deps: TabDeps, file_value: Any, resolution: str, frames: Any, fps: A
 def _extract(deps: TabDeps, file_value: Any, controls: dict[str, Any], progress: Any, request: Any) -> tuple:
     """One run; ``controls`` are :func:`make_request`'s keyword arguments (the page's values)."""
     from ..progress import Progress
-    from . import cache_panel
 
     deps.note_error(request, None)
     path = upload_path(file_value)

@@ -55,7 +55,7 @@ def status_text(deps: TabDeps, guide_type: str, path_text: Any = None, file_valu
 
     if guide_type != "depth":
         return gr.update(value="", visible=False)
-    from ..preprocessors.depth_weights import find_depth_weights
+    from ..preprocessors.weights.depth_weights import find_depth_weights
 
     explicit = chosen_weights(path_text, file_value)
     try:

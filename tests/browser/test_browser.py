@@ -81,7 +81,7 @@ def _fill(page, elem_id: str, value: str) -> None:
 
 
 def test_upload_extract_shows_guide_and_chart(page, tmp_path):
-    from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+    from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 
     source = write_sample_video(tmp_path / "s.mp4", width=160, height=96, frames=12, fps=12)
     page.locator("#structure_video_source input[type=file]").set_input_files(str(source))
@@ -112,7 +112,7 @@ def test_non_video_upload_shows_the_error(page, tmp_path):
 
 
 def _upload_small(page, tmp_path, name="s.mp4", frames=12, width=160, height=96):
-    from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+    from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 
     source = write_sample_video(tmp_path / name, width=width, height=height, frames=frames, fps=12)
     page.locator("#structure_video_source input[type=file]").set_input_files(str(source))
@@ -224,9 +224,9 @@ def test_depth_with_contrast_from_more_settings(page, tmp_path, monkeypatch):
     pytest.importorskip("transformers")
     import numpy as np
 
-    from wan2gp_structure_video.preprocessors import depth_weights
-    from wan2gp_structure_video.preprocessors.depth_model import build_depth_model
-    from wan2gp_structure_video.preprocessors.video_io import iter_frames
+    from wan2gp_structure_video.preprocessors.weights import depth_weights
+    from wan2gp_structure_video.preprocessors.annotators.depth_model import build_depth_model
+    from wan2gp_structure_video.preprocessors.video.video_io import iter_frames
 
     tiny = depth_weights.DepthArchitecture("custom", hidden=32, layers=4, heads=2, out_indices=(1, 2, 3, 4),
                                            features=8, out_channels=(4, 8, 16, 32), image_size=70)

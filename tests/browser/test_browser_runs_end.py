@@ -24,7 +24,7 @@ def _open_page(browser, app_url, viewport):  # noqa: F811
 
 
 def _upload(page, tmp_path, seed: int) -> None:
-    from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+    from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 
     source = write_sample_video(tmp_path / f"s{seed}.mp4", width=640, height=360, frames=120, fps=24, seed=seed)
     page.locator("#structure_video_source input[type=file]").set_input_files(str(source))
@@ -105,7 +105,7 @@ def test_an_unexpected_error_ends_the_run_on_the_page(browser, app_url, tmp_path
 
 
 def test_choosing_depth_shows_the_weights_status(browser, app_url, monkeypatch):  # noqa: F811
-    from wan2gp_structure_video.preprocessors import depth_weights
+    from wan2gp_structure_video.preprocessors.weights import depth_weights
 
     monkeypatch.setattr(depth_weights, "default_search_dirs", lambda: [])
     monkeypatch.setattr(depth_weights, "hub_cache_folder", lambda *args, **kw: None)

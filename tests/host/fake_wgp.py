@@ -191,7 +191,7 @@ def make_module(root: Path, outputs: Path, models_def: Optional[dict] = None, fl
     def generate_media(task, send_cmd, plugin_data=None, state=None, model_type=None, prompt="", video_guide=None,
                        video_length=81, resolution="832x480", video_prompt_type="", force_fps="", **_ignored):
         """The recorder that replaces a generation: progress over 4 steps, then a small video."""
-        from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+        from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 
         wgp.generated.append(dict(task["params"]))
         for step in range(4):

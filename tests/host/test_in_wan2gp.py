@@ -13,7 +13,7 @@ gr = pytest.importorskip("gradio")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fake_wgp  # noqa: E402
-from wan2gp_structure_video.preprocessors.sample_video import SAMPLE_FRAMES  # noqa: E402
+from wan2gp_structure_video.preprocessors.video.sample_video import SAMPLE_FRAMES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 REPO_NAME = "wan2gp-structure-video"
@@ -198,7 +198,7 @@ def test_only_generate_goes_through_the_api_session_wrapper(app, host_modules):
 
 
 def test_generate_task_passes_the_hosts_normalisation_and_validation(app, host_modules, tmp_path):
-    from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
+    from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
     from wan2gp_structure_video.ui import host_bridge
 
     guide = write_sample_video(app.outputs / "structure_video" / "g.mp4", width=128, height=96, frames=9, fps=16)

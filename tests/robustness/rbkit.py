@@ -10,8 +10,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from videogen import make_audio_only, make_png, make_truncated, make_video
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.video_io import probe_video
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.video.video_io import probe_video
 
 
 def make_y4m(path: Path, width: int, height: int, frames: int, rate: str = "24:1", with_frames: bool = True) -> Path:
@@ -122,7 +122,7 @@ def assert_cache_consistent(root: Path) -> FlowCache:
     every stored render matches its record; no writer folder, partial or lock file is left behind."""
     import json
 
-    from wan2gp_structure_video.preprocessors.flow_cache import sha256_file
+    from wan2gp_structure_video.preprocessors.cache.flow_cache import sha256_file
 
     cache = FlowCache(root)
     base = Path(root) / "v1"

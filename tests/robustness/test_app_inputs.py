@@ -14,7 +14,7 @@ pytest.importorskip("wan2gp_structure_video.ui.standalone")
 from robustness.rbkit import EXPECTED, bad_input_builders  # noqa: E402
 from ui_helpers import extract_via_api, video_path  # noqa: E402
 from videogen import make_video  # noqa: E402
-from wan2gp_structure_video.preprocessors.video_io import probe_video  # noqa: E402
+from wan2gp_structure_video.preprocessors.video.video_io import probe_video  # noqa: E402
 
 ARGS = dict(resolution="96x64", frames=6, fps=8, guide_type="flow", treatment="adjust", fit="crop", start=None,
             end=None, range_unit="frames", motion_strength=1.0, backend="dis", iterations=20, batch_size=0)

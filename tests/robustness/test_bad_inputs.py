@@ -12,7 +12,7 @@ from wan2gp_structure_video import GuideRequest, RunContext, build_guide
 from wan2gp_structure_video.cli import main
 from wan2gp_structure_video.errors import StructureVideoError
 from wan2gp_structure_video.memory import AnnotatorPool
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
 
 SIZE, FRAMES, FPS = (96, 64), 6, 8.0
 

@@ -16,9 +16,9 @@ import pytest
 from robustness.rbkit import assert_cache_consistent, assert_guide, leftovers, reap
 from wan2gp_structure_video import GuideRequest, RunContext, build_guide
 from wan2gp_structure_video.cli import main
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
-from wan2gp_structure_video.preprocessors.video_io import iter_frames
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32",
                                 reason="needs POSIX symbolic links and signals")

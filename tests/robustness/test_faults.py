@@ -23,15 +23,15 @@ from wan2gp_structure_video import GuideRequest, RunContext, build_guide
 from wan2gp_structure_video.errors import CacheError, OutputError, StructureVideoError
 from wan2gp_structure_video.memory import AnnotatorPool
 from wan2gp_structure_video.ui.host_bridge import install_host_hooks
-from wan2gp_structure_video.preprocessors import cache_entries as cache_entries_module
-from wan2gp_structure_video.preprocessors import cache_locks as cache_locks_module
-from wan2gp_structure_video.preprocessors import flow_store as flow_store_module
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.flow_dis import DisFlowBackend
-from wan2gp_structure_video.preprocessors.flow_raft import RaftFlowBackend
-from wan2gp_structure_video.preprocessors.flow_store import FlowStoreWriter
-from wan2gp_structure_video.preprocessors.sample_video import write_sample_video
-from wan2gp_structure_video.preprocessors.video_io import GuideVideoWriter, iter_frames
+from wan2gp_structure_video.preprocessors.cache import cache_entries as cache_entries_module
+from wan2gp_structure_video.preprocessors.cache import cache_locks as cache_locks_module
+from wan2gp_structure_video.preprocessors.cache import flow_store as flow_store_module
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.annotators.flow_dis import DisFlowBackend
+from wan2gp_structure_video.preprocessors.annotators.flow_raft import RaftFlowBackend
+from wan2gp_structure_video.preprocessors.cache.flow_store import FlowStoreWriter
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
+from wan2gp_structure_video.preprocessors.video.video_io import GuideVideoWriter, iter_frames
 from wan2gp_structure_video.progress import Progress
 
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -334,7 +334,7 @@ def test_really_full_disk_is_a_typed_error_not_a_crash(tmp_path, sample) -> None
         import sys
         from wan2gp_structure_video import GuideRequest, RunContext, build_guide
         from wan2gp_structure_video.errors import CacheError
-        from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
+        from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
         try:
             build_guide(GuideRequest({str(sample)!r}, {str(tmp_path / 'g.mp4')!r}, resolution=(320, 192), frames=16,
                                      fps=16, backend="dis"), RunContext(cache=FlowCache({str(mount)!r})))
@@ -359,7 +359,7 @@ def test_really_full_disk_is_a_typed_error_not_a_crash(tmp_path, sample) -> None
 _SLOW_EXTRACTION = """
 import sys, time
 from wan2gp_structure_video import GuideRequest, RunContext, build_guide
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
 from wan2gp_structure_video.progress import Progress
 
 def slow(update):

@@ -18,9 +18,9 @@ from videogen import make_video
 from wan2gp_structure_video import GuideRequest, RunContext, build_guide
 from wan2gp_structure_video.memory import AnnotatorPool
 from wan2gp_structure_video.ui.host_bridge import install_host_hooks
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.flow_raft import RaftFlowBackend
-from wan2gp_structure_video.preprocessors.video_io import iter_frames
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.annotators.flow_raft import RaftFlowBackend
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames
 
 TIMEOUT = 240
 
@@ -95,7 +95,7 @@ def _slow_is_registered(monkeypatch, pool: AnnotatorPool) -> None:
 
 def test_concurrent_first_uses_register_raft_once(monkeypatch) -> None:
     from wan2gp_structure_video.pipeline.backend_choice import BackendChoice, register_raft
-    from wan2gp_structure_video.preprocessors.raft_weights import WeightsSource
+    from wan2gp_structure_video.preprocessors.weights.raft_weights import WeightsSource
 
     choice = BackendChoice("raft", "raft-small", WeightsSource("small", None, "random", "random weights"), "test")
     pool = AnnotatorPool(offload="plain")

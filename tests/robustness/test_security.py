@@ -14,8 +14,8 @@ from robustness.rbkit import assert_cache_consistent
 from videogen import make_video
 from wan2gp_structure_video import GuideRequest, RunContext, build_guide
 from wan2gp_structure_video.errors import StructureVideoError
-from wan2gp_structure_video.preprocessors.flow_cache import FlowCache, sha256_file
-from wan2gp_structure_video.preprocessors.flow_store import open_flow_rows
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache, sha256_file
+from wan2gp_structure_video.preprocessors.cache.flow_store import open_flow_rows
 
 PACKAGE = Path(__file__).resolve().parents[2]
 SOURCES = sorted(p for p in PACKAGE.rglob("*.py")

@@ -17,7 +17,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..errors import CacheError
+from ...errors import CacheError
 from .half_float import store_half
 
 FLOW_DTYPE = np.float16

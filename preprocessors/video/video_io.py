@@ -21,9 +21,9 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import av
 import numpy as np
 
-from ..atomic_files import partial_target, publishing, sweep_stale_partials
-from ..errors import InvalidVideoError
-from .source_time import evenly_spaced
+from ...atomic_files import partial_target, publishing, sweep_stale_partials
+from ...errors import InvalidVideoError
+from ..timeline.source_time import evenly_spaced
 from .yuv420 import rgb_to_i420
 
 logger = logging.getLogger(__name__)

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
-from ..errors import CacheError
-from ..paths import user_data_dir
+from ...errors import CacheError
+from ...paths import user_data_dir
 from .cache_entries import CacheEntry, EntryStore, Foreign
 from .cache_eviction import CacheItem, evict, scan, sweep
 from .cache_hashing import content_hash as _content_hash

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-from ..errors import InvalidVideoError
+from ...errors import InvalidVideoError
 from .video_io import VideoInfo
 
 __all__ = ["shortfall", "check_complete"]

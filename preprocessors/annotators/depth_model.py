@@ -1,7 +1,7 @@
 """Depth Anything V2 (transformers' ``DepthAnythingForDepthEstimation``) on batches of frames.
 
-Model: built from a :class:`~.depth_weights.DepthArchitecture` and loaded from the weights
-:mod:`.depth_weights` found (original layout renamed, or transformers layout), on the CPU; the
+Model: built from a :class:`~..weights.depth_weights.DepthArchitecture` and loaded from the weights
+:mod:`..weights.depth_weights` found (original layout renamed, or transformers layout), on the CPU; the
 annotator pool places it. Works with transformers 4.54 (Wan2GP's pin) and 5.x.
 
 Input, as Wan2GP's own depth annotator: RGB scaled to [0, 1], resized (bicubic) so that both sides
@@ -27,12 +27,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import OptionError, WeightsError
-from .depth_weights import (DepthArchitecture, DepthWeightsSource, VARIANTS, architecture_from_shapes,
+from ...errors import OptionError, WeightsError
+from ..weights.depth_weights import (DepthArchitecture, DepthWeightsSource, VARIANTS, architecture_from_shapes,
                             convert_original_state_dict, detect_depth_layout, read_depth_state_dict,
                             rename_attention)
 from .flow_base import check_frame_batch
-from ..options import PRECISIONS
+from ...options import PRECISIONS
 from .flow_raft import _autocast_dtype
 
 logger = logging.getLogger(__name__)

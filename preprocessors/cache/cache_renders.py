@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ..atomic_files import publishing, sweep_stale_partials, write_text_atomic
-from ..errors import CacheError
+from ...atomic_files import publishing, sweep_stale_partials, write_text_atomic
+from ...errors import CacheError
 from .cache_hashing import verify_file
 from .cache_layout import FORMAT_VERSION, CacheLayout, is_plain_file, is_plain_file_or_absent, read_json
 

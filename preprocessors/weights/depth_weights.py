@@ -67,8 +67,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
-from ..errors import WeightsError, WeightsNotFoundError
-from ..options import DEFAULT_DEPTH_VARIANT, DEPTH_VARIANTS
+from ...errors import WeightsError, WeightsNotFoundError
+from ...options import DEFAULT_DEPTH_VARIANT, DEPTH_VARIANTS
 from .raft_weights import default_search_dirs
 from .weights_files import (HostLocator, file_fingerprint, layout_from_keys, load_checkpoint, locate_with_host,
                             named_tensors)

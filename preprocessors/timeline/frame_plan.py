@@ -23,8 +23,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from ..errors import OptionError, TargetError
-from ..options import RANGE_UNITS, TREATMENTS
+from ...errors import OptionError, TargetError
+from ...options import RANGE_UNITS, TREATMENTS
 
 
 

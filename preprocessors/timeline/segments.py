@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from ..errors import TargetError
+from ...errors import TargetError
 
 
 @dataclass(frozen=True)

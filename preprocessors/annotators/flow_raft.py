@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import OptionError
-from ..options import PRECISIONS
+from ...errors import OptionError
+from ...options import PRECISIONS
 from .flow_base import check_pair_batch
 from .raft_loop import forward_project, has_raft_modules, refine
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 from urllib.parse import urlparse
-from ..errors import WeightsError, WeightsNotFoundError
-from ..options import RAFT_MODELS
+from ...errors import WeightsError, WeightsNotFoundError
+from ...options import RAFT_MODELS
 from .weights_files import file_fingerprint, layout_from_keys, load_checkpoint, locate_with_host
 
 logger = logging.getLogger(__name__)

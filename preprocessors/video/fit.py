@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..errors import OptionError, TargetError
-from ..options import FIT_MODES, GUIDE_MAX_SIDE, GUIDE_MIN_SIDE, GUIDE_SIZE_MULTIPLE
+from ...errors import OptionError, TargetError
+from ...options import FIT_MODES, GUIDE_MAX_SIDE, GUIDE_MIN_SIDE, GUIDE_SIZE_MULTIPLE
 
 
 

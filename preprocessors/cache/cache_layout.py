@@ -34,8 +34,8 @@ import stat as stat_mod
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ..errors import CacheError
-from ..options import FLOWS_FILE, MANIFEST_FILE, STAMP_FILE, USED_FILE
+from ...errors import CacheError
+from ...options import FLOWS_FILE, MANIFEST_FILE, STAMP_FILE, USED_FILE
 
 FORMAT_VERSION = 1
 ENTRY_FILES = frozenset({FLOWS_FILE, MANIFEST_FILE, STAMP_FILE, USED_FILE})

@@ -28,9 +28,9 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from ..atomic_files import fsync_dir, write_text_atomic
-from ..errors import CacheError
-from ..scratch_dirs import make_scratch_dir
+from ...atomic_files import fsync_dir, write_text_atomic
+from ...errors import CacheError
+from ...scratch_dirs import make_scratch_dir
 from .cache_hashing import FileStamp, sha256_file, stamp_record, verify_file
 from .cache_layout import (FLOWS_FILE, FORMAT_VERSION, MANIFEST_FILE, STAMP_FILE, USED_FILE, CacheLayout,
                            is_entry_file_name, is_plain_dir, is_plain_file, read_json, writer_folder_parts)

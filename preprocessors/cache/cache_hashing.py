@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from ..atomic_files import write_text_atomic
+from ...atomic_files import write_text_atomic
 from .cache_layout import FORMAT_VERSION, is_key, is_plain_file_or_absent, read_json
 
 _CHUNK = 4 * 2**20

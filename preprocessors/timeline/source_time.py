@@ -27,8 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import OptionError, TargetError
-from ..options import TREATMENTS
+from ...errors import OptionError, TargetError
+from ...options import TREATMENTS
 from .frame_plan import FramePlan, SourceRange, resolve_range
 from .motion_resample import MotionTimeline
 

@@ -14,7 +14,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from ..errors import OptionError
+from ...errors import OptionError
 from .flow_base import check_pair_batch
 
 logger = logging.getLogger(__name__)

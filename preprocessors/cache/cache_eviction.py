@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..atomic_files import DEAD_WRITER_GRACE_S, is_partial_name, last_change, pid_alive, sweep_stale_partials
+from ...atomic_files import DEAD_WRITER_GRACE_S, is_partial_name, last_change, pid_alive, sweep_stale_partials
 from .cache_layout import (SUBFOLDERS, USED_FILE, CacheLayout, is_entry_file_name, is_key, is_plain_dir,
                            is_prefix, writer_folder_parts)
 from .cache_locks import sweep_locks

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-from ..errors import WeightsError
+from ...errors import WeightsError
 
 logger = logging.getLogger(__name__)
 

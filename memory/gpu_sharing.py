@@ -1,8 +1,10 @@
-"""Host-agnostic release callbacks of the annotator pool.
+"""Sharing the GPU with a host: the process-wide GPU lock, and the pool's release face for the host.
 
-A host (Wan2GP, through the adapter in ``ui/host_bridge``) that frees memory on its own schedule gets
-an object with ``unload_all()`` and ``release()``, the shape of an mmgp offload object. This module
-knows nothing of any host and imports none of its modules.
+Neither is a hook: the hooks that touch Wan2GP live in ``ui/host_bridge/hooks.py``, which hands the
+host these two. A host that frees memory on its own schedule gets the pool as an object with
+``unload_all()`` and ``release()``, the shape of an mmgp offload object; annotator work takes
+``PROCESS_GPU_LOCK`` inside the host's own lock. This module knows nothing of any host and imports
+none of its modules.
 """
 from __future__ import annotations
 

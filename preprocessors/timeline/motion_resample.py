@@ -56,7 +56,7 @@ from typing import Callable, Collection, Optional, Sequence
 import cv2
 import numpy as np
 
-from ..errors import OptionError
+from ...errors import OptionError
 
 __all__ = ["MotionTimeline", "Interval", "guide_timeline", "choose_stride", "source_nodes", "guide_intervals",
            "nodes_needed", "compose_motion", "interval_flow", "within_shot"]

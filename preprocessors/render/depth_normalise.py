@@ -28,7 +28,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..errors import OptionError
+from ...errors import OptionError
 
 DEFAULT_LOW_PERCENTILE = 1.0
 DEFAULT_HIGH_PERCENTILE = 99.0

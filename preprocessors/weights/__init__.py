@@ -1,0 +1,1 @@
+"""Finding, recognising and renaming annotator weights (RAFT, Depth Anything) — never downloading."""
