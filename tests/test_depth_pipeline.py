@@ -115,6 +115,27 @@ def test_missing_weights_is_one_line_exit_2_and_nothing_written(tmp_path, monkey
     assert not (tmp_path / "api.mp4").exists()
 
 
+def test_a_model_folder_whose_weights_do_not_fit_its_config_is_one_line_exit_2(tmp_path, tiny_weights,
+                                                                               capsys) -> None:
+    """transformers raises a RuntimeError with a many-line size report for such a folder: the CLI says one line."""
+    other = depth_weights.DepthArchitecture("custom", hidden=16, layers=4, heads=2, out_indices=(1, 2, 3, 4),
+                                            features=8, out_channels=(4, 8, 16, 32), image_size=70)
+    build_depth_model(other, seed=0).save_pretrained(tmp_path / "other")
+    mismatched = tmp_path / "mismatched"
+    mismatched.mkdir()
+    (mismatched / "config.json").write_bytes((Path(tiny_weights) / "config.json").read_bytes())
+    (mismatched / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
+    source = make_video(tmp_path / "src.mp4", WIDTH, HEIGHT, frames=4)
+    out = tmp_path / "depth.mp4"
+    capsys.readouterr()  # save_pretrained's own progress
+    code = main(["guide", str(source), "-o", str(out), "--type", "depth", "--depth-weights", str(mismatched),
+                 "--no-cache", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert str(mismatched) in err and "config.json" in err
+    assert not out.exists()
+
+
 def test_near_is_bright_and_the_pipeline_keeps_the_models_orientation(tmp_path, tiny_weights, monkeypatch) -> None:
     """With a stand-in model whose inverse depth is the frame's brightness, bright source pixels
     (near) come out bright and the left-to-right ramp stays a ramp."""

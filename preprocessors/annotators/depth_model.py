@@ -211,11 +211,19 @@ def load_depth_model(source: Optional[DepthWeightsSource], *, variant: str = "vi
         return model
     if source.is_folder:
         transformers = _transformers()
+        progress_bars = transformers.utils.logging.is_progress_bar_enabled()
+        transformers.utils.logging.disable_progress_bar()  # our own progress says "load"; no second bar on stderr
         try:
             model = transformers.DepthAnythingForDepthEstimation.from_pretrained(source.path, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise WeightsError(f"Cannot load the depth model folder {source.path} ({exc}): pass a transformers "
-                               "DepthAnything folder or a .pth file.") from exc
+        except (OSError, ValueError, RuntimeError) as exc:
+            # RuntimeError: weights of other sizes than config.json says (with a size report over many lines)
+            reason = ("its weights have other sizes than its config.json says" if isinstance(exc, RuntimeError)
+                      else (str(exc).strip().splitlines() or [""])[0])
+            raise WeightsError(f"Cannot load the depth model folder {source.path} ({reason}): pass a transformers "
+                               "DepthAnything folder whose weights fit its config.json, or a .pth file.") from exc
+        finally:
+            if progress_bars:
+                transformers.utils.logging.enable_progress_bar()
         model = _ready(model)
     else:
         model = model_from_state_dict(read_depth_state_dict(source.path), source.path)
