@@ -17,7 +17,6 @@ from wan2gp_structure_video.memory import AnnotatorPool
 from wan2gp_structure_video.pipeline import iter_guide_flows, iter_guide_frames, prepare
 from wan2gp_structure_video.pipeline.multi import build_segment_guides
 from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.annotators.flow_dis import DisFlowBackend
 from wan2gp_structure_video.preprocessors.timeline.segments import SegmentWindow
 from wan2gp_structure_video.preprocessors.video.video_io import iter_frames
 
@@ -190,15 +189,8 @@ def test_a_cut_matroska_file_is_judged_by_its_duration(tmp_path) -> None:
     assert prepare(GuideRequest(cut, None, resolution=(128, 96), frames=9, allow_short=True)).info.allow_short
 
 
-def test_segments_in_clip_mode_compute_only_the_pairs_the_timeline_needs(sources, tmp_path, monkeypatch) -> None:
-    pairs: list[int] = []
-    original = DisFlowBackend.compute
-
-    def counting(self, first, second):
-        pairs.append(len(first))
-        return original(self, first, second)
-
-    monkeypatch.setattr(DisFlowBackend, "compute", counting)
+def test_segments_in_clip_mode_compute_only_the_pairs_the_timeline_needs(sources, tmp_path, backend_spy) -> None:
+    pairs = backend_spy
     # 70 source frames at 24 fps; 41 guide frames at 24 fps reach source frame 40: 40 pairs, not 69
     request = GuideRequest(sources["steady"], None, resolution=(WIDTH, HEIGHT), frames=41, fps=24.0,
                            treatment="clip", backend="dis")
