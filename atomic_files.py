@@ -27,7 +27,7 @@ _PARTIAL_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<token>[0-9a-f]{8})
 
 __all__ = ["partial_path", "publishing", "write_text_atomic", "write_bytes_atomic", "copy_atomic", "fsync_dir",
            "is_partial_name", "partial_target", "partial_writer_pid", "pid_alive", "sweep_stale_partials",
-           "DEAD_WRITER_GRACE_S", "last_change"]
+           "DEAD_WRITER_GRACE_S", "last_change", "removed_on_failure"]
 
 #: A dead writer's folder unchanged this long may be swept (another container may own a pid dead here).
 DEAD_WRITER_GRACE_S = 600.0
@@ -53,6 +53,20 @@ def fsync_dir(path: PathLike) -> None:
 def _fsync_file(path: Path) -> None:
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: PathLike, error: type[Exception], what: str, advice: str) -> Iterator[None]:
+    """Remove the partly written ``folder`` if the block fails, whatever was raised; an ``OSError``
+    becomes one line, ``error(f"{what}: {reason}; {advice}")`` (a cache entry, an export folder)."""
+    try:
+        yield
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise error(f"{what}: {exc.strerror or exc}; {advice}") from exc
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager

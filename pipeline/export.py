@@ -11,7 +11,6 @@ error nothing is left at ``out_dir``.
 """
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from ..atomic_files import fsync_dir, partial_path
+from ..atomic_files import fsync_dir, partial_path, removed_on_failure
 from ..errors import OptionError, OutputError
 from ..options import DEFAULTS, EXPORT_TYPES, MAX_GUIDE_FPS
 from ..preprocessors.cache.cache_hashing import sha256_file
@@ -104,19 +103,13 @@ def export_rows(request: GuideRequest, out_dir: Union[str, Path], flo: bool = Fa
         temp.mkdir(parents=True)
     except OSError as exc:
         raise OutputError(f"Cannot create the export folder beside {out}: {exc.strerror or exc}.") from exc
-    try:
+    with removed_on_failure(temp, OutputError, f"Cannot write the export into {out}",
+                            "free disk space or choose another folder."):
         result = _write_export(prepared, ctx, temp, flo, png)
         if out.exists():
             out.rmdir()  # checked empty above
         temp.rename(out)
         fsync_dir(out.parent)
-    except OSError as exc:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise OutputError(f"Cannot write the export into {out}: {exc.strerror or exc}; free disk space or "
-                          "choose another folder.") from exc
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
     result.folder = out
     result.npy = out / result.npy.name
     result.extra_files = [out / p.name for p in result.extra_files]

@@ -24,11 +24,11 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ...atomic_files import fsync_dir, write_text_atomic
+from ...atomic_files import fsync_dir, removed_on_failure, write_text_atomic
 from ...errors import CacheError
 from ...scratch_dirs import make_scratch_dir
 from .cache_hashing import FileStamp, sha256_file, stamp_record, verify_file
@@ -60,19 +60,6 @@ class CacheEntry:
         if self.manifest["shape"][0] == 0:
             return np.zeros(tuple(self.manifest["shape"]), dtype=FLOW_DTYPE)
         return open_flow_rows(self.flows_path)
-
-
-@contextlib.contextmanager
-def _removed_on_failure(folder: Path, what: str, advice: str) -> Iterator[None]:
-    """Remove ``folder`` if the block fails; an ``OSError`` becomes a one-line ``CacheError``."""
-    try:
-        yield
-    except OSError as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise CacheError(f"{what}: {exc.strerror or exc}; {advice}") from exc
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
 
 
 class Foreign(Exception):
@@ -201,8 +188,8 @@ class EntryStore:
         return tmp
 
     def _writing(self, tmp: Path) -> contextlib.AbstractContextManager[None]:
-        return _removed_on_failure(tmp, f"Cannot write the flow cache at {self.layout.root}", "free disk space, "
-                                   "choose another folder with --cache-dir, or use --no-cache.")
+        return removed_on_failure(tmp, CacheError, f"Cannot write the flow cache at {self.layout.root}",
+                                  "free disk space, choose another folder with --cache-dir, or use --no-cache.")
 
     @staticmethod
     def _rename_into_place(tmp: Path, final: Path) -> None:
@@ -220,7 +207,8 @@ class EntryStore:
     def create_ephemeral(self, key: str, produce: Producer, params: dict[str, Any]) -> CacheEntry:
         """Compute the entry into a private temporary folder (removed when its use ends)."""
         folder = make_scratch_dir("flows")
-        with _removed_on_failure(folder, f"Cannot write temporary flows in {folder.parent}", "free disk space."):
+        with removed_on_failure(folder, CacheError, f"Cannot write temporary flows in {folder.parent}",
+                                "free disk space."):
             manifest = self._fill(folder, key, produce, params, stamp=None)
         return CacheEntry(key, folder, manifest, ephemeral=True)
 
