@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .errors import OptionError
+from .paths import is_url
 from .options import (DEPTH_INPUT_SIZES, GUIDE_MAX_SIDE, GUIDE_MIN_SIDE, MAX_CANNY_INTENSITY, MAX_DEPTH_CONTRAST,
                       MAX_DEPTH_SMOOTHING, MAX_FRAMES, MAX_GUIDE_FPS, MAX_ITERATIONS, MAX_MOTION_PIXELS,
                       MAX_MOTION_STRENGTH, RANDOM_WEIGHTS, is_device_name)
 
-_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 _SIZE = re.compile(r"\s*(\d+)\s*[xX*×]\s*(\d+)\s*")
 
 
@@ -53,7 +53,7 @@ def check_resolution(text: str) -> tuple[int, int]:
 def check_input_texts(inputs: Sequence[str]) -> None:
     """Each INPUT is a local file or folder that exists (a URL is named as one, never mangled by Path)."""
     for text in inputs:
-        if _URL.match(text):
+        if is_url(text):
             raise OptionError(f"{text} is a URL: download it first, then pass the local file.")
         path = Path(text).expanduser()
         if not path.exists():
@@ -68,7 +68,7 @@ _WEIGHTS_KIND = {"--raft-weights": "a RAFT weights file (raft-things.pth)",
 def _check_weights(option: str, value: Optional[str]) -> None:
     if value is None or value == RANDOM_WEIGHTS:
         return
-    if _URL.match(value):
+    if is_url(value):
         raise OptionError(f"{option} {value} is a URL: download it first, then pass the local file.")
     if not Path(value).expanduser().exists():
         raise OptionError(f"{option} {value} does not exist: give the path of {_WEIGHTS_KIND[option]}.")

@@ -2,11 +2,18 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
 APP_DIR_NAME = "wan2gp-structure-video"
 HOME_ENV = "WAN2GP_STRUCTURE_VIDEO_HOME"
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+def is_url(text: str) -> bool:
+    """``scheme://…``: a URL, to be named as one (``Path`` would fold its ``//`` into ``/``)."""
+    return bool(_URL.match(text))
 
 
 def user_data_dir() -> Path:

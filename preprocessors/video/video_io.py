@@ -11,7 +11,6 @@ import logging
 import math
 import os
 import queue
-import re
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,6 +22,7 @@ import numpy as np
 
 from ...atomic_files import partial_target, publishing, sweep_stale_partials
 from ...errors import InvalidVideoError
+from ...paths import is_url
 from ..timeline.source_time import evenly_spaced
 from .yuv420 import rgb_to_i420
 
@@ -39,7 +39,6 @@ FALLBACK_FPS = 24.0
 #: any H.264 guide has. Files are about 2x larger (~9 KiB per 832x480 frame), which does not matter.
 GUIDE_CRF = 20
 GUIDE_PRESET = "ultrafast"
-_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 _IMAGE_CODECS = {"png", "mjpeg", "bmp", "gif", "webp", "tiff", "jpeg2000", "apng", "jpegls", "ppm", "pgm",
                  "pam", "pbm", "qoi", "targa", "sgi", "dpx", "exr", "hdr", "pgmyuv", "xbm", "xwd", "pcx"}
 _ANIMATED_CODECS = {"gif", "apng", "webp"}
@@ -82,7 +81,7 @@ class VideoInfo:
 
 def _check_path(path: PathLike) -> Path:
     text = os.fspath(path)
-    if _URL.match(text):
+    if is_url(text):
         raise InvalidVideoError(f"{text} is a URL: download the video first and pass the local file.")
     file = Path(text).expanduser()
     if not file.exists():
