@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -22,11 +21,12 @@ from typing import Callable, NoReturn, Optional, Sequence
 from . import __version__
 from .cli_args import check_guide_args
 from .cli_export import add_export_command, run_export
+from .cli_outputs import check_output_file, check_output_folder, check_timeline_writer, write_timeline
 from .cli_shared import (add_backend_options, add_size_option, add_cache_location, add_cache_options,
                          add_depth_model_options, add_range_options,
                          console_progress as _console_progress, open_cache as _open_cache)
 from .ports import check_port
-from .errors import OptionError, OutputError, StructureVideoError, plain_words
+from .errors import OptionError, StructureVideoError, plain_words
 from .farm.command import add_farm_command, run_farm_command
 from .options import CHOICES, DEFAULTS, MAX_GUIDE_FPS, automatic_batch_size
 
@@ -151,54 +151,6 @@ def _expand_inputs(inputs: Sequence[str]) -> list[Path]:
     return paths
 
 
-def _check_folder(folder: Path, option: str, shown: str) -> None:
-    """``folder`` exists as a writable folder, or can be created: else a one-line :class:`OptionError`."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise OptionError(f"{option} {shown}: {existing} is a file, not a folder: choose a path in a folder.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OptionError(f"{option} {shown}: the folder {existing} is not writable (permission denied): "
-                          "choose a folder you can write to.")
-
-
-def check_output_file(path: Path, option: str, suffixes: Sequence[str]) -> None:
-    """Check an output file path before any work: suffix, not a folder, and a writable (or creatable) folder."""
-    if path.suffix.lower() not in suffixes:
-        raise OptionError(f"{option} {path}: use a {', '.join(suffixes[:-1]) + ' or ' if len(suffixes) > 1 else ''}"
-                          f"{suffixes[-1]} path.")
-    if path.is_dir():
-        raise OptionError(f"{option} {path} is a folder: give a file path ending in {path.suffix or suffixes[0]}.")
-    _check_folder(path.parent, option, str(path))
-
-
-def check_output_folder(folder: Path, option: str) -> None:
-    """Check an output folder before any work: not an existing file, and writable (or creatable)."""
-    if folder.exists() and not folder.is_dir():
-        raise OptionError(f"{option} {folder} is an existing file: name a folder (it is created if missing).")
-    _check_folder(folder, option, str(folder))
-
-
-def _check_timeline_writer(path: Path) -> None:
-    if path.suffix.lower() == ".png":
-        import importlib.util
-
-        if importlib.util.find_spec("matplotlib") is None:
-            raise OptionError(f"--timeline {path.name}: a .png chart needs matplotlib (pip install matplotlib); "
-                              "or use a .csv or .json path.")
-
-
-def _write_timeline(timeline, path: Path) -> None:
-    writers: dict[str, Callable[[Path], None]] = {".png": timeline.render_png, ".csv": timeline.to_csv,
-                                                  ".json": timeline.to_json}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writers[path.suffix.lower()](path)
-    except OSError as exc:
-        raise OutputError(f"Cannot write --timeline {path}: {exc.strerror or exc}.") from exc
-
-
 def _range_note(args: argparse.Namespace, result) -> Optional[str]:
     """A line saying that ``--end`` was past the end of the video and was clamped, or None."""
     source = result.source or {}
@@ -219,7 +171,7 @@ def _guide_outputs(args: argparse.Namespace, paths: Sequence[Path], many: bool) 
     timeline = Path(args.timeline).expanduser() if args.timeline else None
     if timeline is not None:
         check_output_file(timeline, "--timeline", TIMELINE_SUFFIXES)
-        _check_timeline_writer(timeline)
+        check_timeline_writer(timeline)
     if many or args.out_dir:
         folder = Path(args.out_dir).expanduser()
         check_output_folder(folder, "--out-dir")
@@ -308,7 +260,7 @@ def run_guide(args: argparse.Namespace) -> int:
                     print(f"Depth model: {result.backend_reason}; weights: {result.weights}", file=sys.stderr)
                     backend_noted = True
                 if timeline is not None:
-                    _write_timeline(result.timeline, timeline)
+                    write_timeline(result.timeline, timeline)
                 print(result.summary(verbose=args.verbose), flush=True)
         finally:
             if many and args.teardown != "keep":

@@ -70,9 +70,9 @@ DEPTH_INPUT_SIZES = (14, 4096)
 AUTO_BATCH_SIZE = 0
 
 # File formats -------------------------------------------------------------------------------------------
-#: A cache entry's files: the stored rows (flows, or depth maps in the same container), its manifest,
-#: the integrity stamp and the last-used marker.
-FLOWS_FILE, MANIFEST_FILE, STAMP_FILE, USED_FILE = "flows.npy", "manifest.json", "verified.json", "used"
+#: A cache entry's files: the stored rows of any annotator (named ``flows.npy`` since the first release, so
+#: every earlier entry keeps its name), its manifest, the integrity stamp and the last-used marker.
+ROWS_FILE, MANIFEST_FILE, STAMP_FILE, USED_FILE = "flows.npy", "manifest.json", "verified.json", "used"
 
 
 def is_device_name(text: object) -> bool:

@@ -22,7 +22,7 @@ import numpy as np
 
 from wan2gp_structure_video.preprocessors.cache.cache_hashing import FINE_RACY_WINDOW_NS, sha256_file
 from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache, format_bytes, make_key
-from wan2gp_structure_video.preprocessors.cache.flow_store import FlowStoreWriter
+from wan2gp_structure_video.preprocessors.cache.row_store import FlowStoreWriter
 
 HEIGHT, WIDTH = 480, 832
 
@@ -60,7 +60,7 @@ def main() -> None:
         started = time.perf_counter()
         entry, _ = FlowCache(root).get_or_create(key, _producer(rows), {})
         created_s = time.perf_counter() - started
-        size = entry.flows_path.stat().st_size
+        size = entry.rows_path.stat().st_size
         time.sleep(2 * FINE_RACY_WINDOW_NS / 1e9)
         first_ms = _median_ms(lambda: FlowCache(root).lookup(key), 1)  # stamps it if creation could not
 
@@ -68,7 +68,7 @@ def main() -> None:
             assert FlowCache(root).lookup(key) is not None
 
         stamp_ms = _median_ms(stamped_hit, args.repeat)
-        rehash_ms = _median_ms(lambda: sha256_file(entry.flows_path), args.repeat)
+        rehash_ms = _median_ms(lambda: sha256_file(entry.rows_path), args.repeat)
         hit_ms = _median_ms(lambda: FlowCache(root).get_or_create(key, _producer(rows), {}), args.repeat)
         print(f"entry: {rows} flows of {WIDTH}x{HEIGHT}, {format_bytes(size)} ({size / 1e6:.0f} MB), "
               f"built in {created_s:.1f}s; first lookup after creation {first_ms:.1f} ms")

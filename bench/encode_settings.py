@@ -21,7 +21,8 @@ import numpy as np
 from wan2gp_structure_video.preprocessors.annotators.flow_dis import DisFlowBackend
 from wan2gp_structure_video.preprocessors.render.flow_viz import MagnitudeHistogram, clip_scale, flow_to_rgb
 from wan2gp_structure_video.preprocessors.video.sample_video import sample_frames
-from wan2gp_structure_video.preprocessors.video.video_io import GUIDE_CRF, GUIDE_PRESET, GuideVideoWriter, iter_frames
+from wan2gp_structure_video.preprocessors.video.guide_writer import GUIDE_CRF, GUIDE_PRESET, GuideVideoWriter
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames
 
 CANDIDATES = [(17, "veryfast"), (17, "superfast"), (17, "ultrafast"), (20, "superfast"), (20, "ultrafast"),
               (23, "ultrafast"), (14, "ultrafast")]

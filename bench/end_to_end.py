@@ -29,7 +29,7 @@ import av
 import numpy as np
 
 from wan2gp_structure_video import GuideRequest, RunContext, build_guide
-from wan2gp_structure_video.pipeline import flow_extraction
+from wan2gp_structure_video.pipeline import extraction as flow_extraction
 from wan2gp_structure_video.preprocessors.annotators.flow_dis import DisFlowBackend
 from wan2gp_structure_video.preprocessors.render.flow_viz import MagnitudeHistogram, flow_to_rgb, flow_to_rgb_exact
 from wan2gp_structure_video.preprocessors.cache.half_float import load_float32, store_half

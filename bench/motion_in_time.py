@@ -26,12 +26,12 @@ import numpy as np
 
 from wan2gp_structure_video.memory import AnnotatorPool
 from wan2gp_structure_video.pipeline import GuideRequest, RunContext, build_guide, prepare
-from wan2gp_structure_video.pipeline.backend_choice import choose_backend
+from wan2gp_structure_video.pipeline.annotators.flow import FLOW, choose_backend
 from wan2gp_structure_video.pipeline.build import open_flows
-from wan2gp_structure_video.pipeline.flow_extraction import extract_node_flows
+from wan2gp_structure_video.pipeline.extraction import extract_rows
 from wan2gp_structure_video.pipeline.guide_render import iter_resampled_flows
 from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.cache.flow_store import FlowStoreWriter
+from wan2gp_structure_video.preprocessors.cache.row_store import FlowStoreWriter
 from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 from wan2gp_structure_video.progress import Progress
 
@@ -61,12 +61,10 @@ def time_pairs(request: GuideRequest, pairs: list[tuple[int, int]], work: Path, 
         chain = [pairs[0][0]] + [b for _, b in pairs]
         contiguous = all(a == b0 for (a, _), (_, b0) in zip(pairs[1:], pairs[:-1]))
         if contiguous:
-            extract_node_flows(prepared.request, prepared.info, prepared.fitter, choice, chain, writer, ctx,
-                               prepared.size)
+            extract_rows(FLOW, prepared, choice, chain, writer.put, ctx)
         else:  # pragma: no cover - adjust plans give a chain
             for a, b in pairs:
-                extract_node_flows(prepared.request, prepared.info, prepared.fitter, choice, [a, b], writer, ctx,
-                                   prepared.size)
+                extract_rows(FLOW, prepared, choice, [a, b], writer.put, ctx)
     finally:
         writer.close()
     return time.perf_counter() - started

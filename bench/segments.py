@@ -19,7 +19,7 @@ import numpy as np
 from pathlib import Path
 
 from wan2gp_structure_video.memory import AnnotatorPool
-from wan2gp_structure_video.pipeline import source_flows as source_flows_module
+from wan2gp_structure_video.pipeline import source_rows as source_flows_module
 from wan2gp_structure_video.pipeline.build import RunContext, open_flows, prepare
 from wan2gp_structure_video.pipeline.multi import build_segment_guides
 from wan2gp_structure_video.pipeline.request import GuideRequest

@@ -1,7 +1,7 @@
 """Plan a farm job on the driver: which annotator keys must be extracted, once each.
 
 Each request is prepared (validated, probed, framed) and its candidate keys are listed by the
-pipeline's own key functions (``flow_key_candidates``, ``depth_key_candidates``), in the order a
+pipeline's own key function (``source_rows.key_candidates``), in the order a
 local run looks for them. A request is *served* when its rendered guide or any candidate entry is
 already in the shared cache; otherwise it needs its first candidate — exactly the entry a local run
 would extract — and requests needing the same key share one extraction. Canny and raw guides need
@@ -13,15 +13,13 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..errors import StructureVideoError
-from ..pipeline.build import backend_for
+from ..pipeline.annotators import annotator_for
+from ..pipeline.build import model_for
 from ..pipeline.context import RunContext
-from ..pipeline.flow_keys import flow_key_candidates, render_key
 from ..pipeline.prepare import prepare
-from ..pipeline.source_depth import depth_choice_for, depth_key_candidates
+from ..pipeline.source_rows import key_candidates
 from ..preprocessors.cache.flow_cache import FlowCache
 from .jobs import Job
-
-ANNOTATED = ("flow", "depth")
 
 
 @dataclass
@@ -40,17 +38,14 @@ class Plan:
 def needed_key(job: Job, cache: FlowCache) -> tuple[Optional[str], bool]:
     """(the key ``job`` reads, whether the shared cache already serves it); (None, True) without an annotator."""
     prepared = prepare(job.request)
-    kind = prepared.request.guide_type
-    if kind not in ANNOTATED:
+    annotator = annotator_for(prepared.request.guide_type)
+    if annotator is None:
         return None, True
-    ctx = RunContext(cache=cache)
-    if kind == "flow":
-        choice = backend_for(prepared, ctx)
-        if cache.lookup_render(render_key(prepared, choice, cache)) is not None:
-            return None, True
-        candidates = flow_key_candidates(prepared, choice, cache)
-    else:
-        candidates = depth_key_candidates(prepared, depth_choice_for(prepared, ctx), cache)
+    choice = model_for(annotator, prepared, RunContext(cache=cache))
+    rendered = annotator.render_key(prepared, choice, cache)
+    if rendered is not None and cache.lookup_render(rendered) is not None:
+        return None, True
+    candidates = key_candidates(annotator, prepared, choice, cache)
     for _span, _params, key in candidates:
         if cache.lookup(key) is not None:
             return key, True

@@ -2,8 +2,8 @@
 
 An :class:`Extractor` actor is one worker process: its annotator pool lives as long as it does, so a
 model is loaded once for all the keys it extracts (``teardown="keep"`` between keys; the job's
-teardown when the driver closes it). Each key goes through the pipeline's own ``planned_entry`` /
-``planned_depth_entry`` (what a local run extracts when nothing serves it) — decoding the source itself (streamed from the shared path, never through Ray's
+teardown when the driver closes it). Each key goes through the pipeline's own ``planned_entry``
+(what a local run extracts when nothing serves it) — decoding the source itself (streamed from the shared path, never through Ray's
 object store), the pool, OOM back-off, pressure tiers and batch-size history as in a local run — into
 the shared cache, where the first writer's entry wins. A killed actor is restarted by Ray and its
 call retried (``max_restarts`` / ``max_task_retries``): its half-written folder stays in the cache's
@@ -24,12 +24,12 @@ from typing import Optional
 import ray
 
 from ..errors import StructureVideoError
-from ..pipeline.build import backend_for, build_guide
+from ..pipeline.annotators import ANNOTATORS
+from ..pipeline.build import build_guide, model_for
 from ..pipeline.context import RunContext
 from ..pipeline.prepare import prepare
 from ..pipeline.request import GuideRequest
-from ..pipeline.source_depth import depth_choice_for, planned_depth_entry
-from ..pipeline.source_flows import planned_entry
+from ..pipeline.source_rows import planned_entry
 from .report import ExtractionOutcome, RequestOutcome
 from .shared_cache import open_shared_cache
 
@@ -67,10 +67,8 @@ class Extractor:
         try:
             prepared = prepare(replace(request, teardown="keep"))
             ctx = RunContext(pool=self.pool, cache=self.cache).resolved()
-            if prepared.request.guide_type == "flow":
-                entry, _hit, report = planned_entry(prepared, backend_for(prepared, ctx), ctx)
-            else:
-                entry, _hit, report = planned_depth_entry(prepared, depth_choice_for(prepared, ctx), ctx)
+            annotator = ANNOTATORS[prepared.request.guide_type]
+            entry, _hit, report = planned_entry(annotator, prepared, model_for(annotator, prepared, ctx), ctx)
         except StructureVideoError as exc:
             return ExtractionOutcome(**where, extracted=False, error=str(exc))
         if entry.key != planned_key:
@@ -97,7 +95,7 @@ def render_guide(line: int, request: GuideRequest, cache_root: str, key: Optiona
         result = build_guide(request, RunContext(cache=open_shared_cache(cache_root)))
     except StructureVideoError as exc:
         return RequestOutcome(line, None, error=str(exc), key=key)
-    annotated = result.guide_type in ("flow", "depth")
+    annotated = result.guide_type in ANNOTATORS
     return RequestOutcome(line, Path(result.output), summary=result.summary(), key=result.cache_key or key,
                           extracted_while_rendering=annotated and not result.cache_hit,
                           warnings=tuple(result.warnings))

@@ -17,48 +17,49 @@ from typing import Iterator, Optional
 import numpy as np
 
 from ..errors import OptionError
-from ..preprocessors.render.flow_bursts import burst_note
-from .backend_choice import BackendChoice, choose_backend
+from .annotators import Annotator, annotator_for
+from .annotators.base import ModelChoice
+from .annotators.flow import FLOW, flows_of
 from .context import RunContext
-from .depth_render import depth_brightness_note, depth_scale, iter_depth_guide
-from .source_depth import SourceDepth, depth_choice_for, open_source_depth
-from .flow_keys import render_key
-from .guide_render import flow_histogram, guide_scale, iter_flow_guide, iter_resampled_flows
-from .guide_render import iter_image_guide
+from .guide_render import iter_image_guide, iter_resampled_flows
 from .output import output_error, publish_cached_guide, write_guide_video
 from .prepare import PreparedGuide, prepare
 from .request import GuideRequest, GuideResult
 from .shot_marks import record_cuts
-from .source_flows import SourceFlows, cached_cut_marks, open_source_flows
+from .source_flows import SourceFlows
+from .source_rows import StoredRows, cached_cut_marks, open_source_rows
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["RunContext", "PreparedGuide", "prepare", "build_guide", "iter_guide_frames", "iter_guide_flows",
-           "open_flows", "open_depth", "backend_for", "GuideRun"]
+           "open_rows", "open_flows", "model_for", "GuideRun"]
 
 
-def backend_for(prepared: PreparedGuide, ctx: RunContext) -> BackendChoice:
-    """The flow backend of a prepared request (chosen once; nothing is loaded here)."""
+def model_for(annotator: Annotator, prepared: PreparedGuide, ctx: RunContext) -> ModelChoice:
+    """The model a prepared request's annotator uses (chosen once and recorded; nothing is loaded here)."""
     if prepared.choice is None:
-        prepared.choice = choose_backend(prepared.request, ctx.weights_locator)
+        prepared.choice = annotator.choose(prepared.request, ctx.weights_locator)
         prepared.record_model(prepared.choice)
     return prepared.choice
 
 
-def _record_flows(result: GuideResult, flows: SourceFlows) -> None:
-    """Write what opening the flows did into the request's result (the one place that does)."""
-    result.cache_hit = flows.from_cache if flows.key is not None else None
-    result.cache_key = flows.key
-    result.flows_from_cache = flows.from_cache
-    result.flow_stride = flows.stride
-    report = flows.extraction
-    if flows.from_cache:
+def _record_rows(annotator: Annotator, result: GuideResult, stored: StoredRows) -> None:
+    """Write what opening the rows did into the request's result (the one place that does)."""
+    result.cache_hit = stored.from_cache if stored.key is not None else None
+    result.cache_key = stored.key
+    if annotator.per_pair:
+        result.flows_from_cache = stored.from_cache
+        result.flow_stride = stored.stride
+    report = stored.extraction
+    if stored.from_cache:
         result.device = "cache"
-        result.timings["cache_read"] = flows.read_seconds
-        result.memory_notes.append("Flows read from the cache: nothing was extracted, no flow model loaded.")
+        result.timings["cache_read"] = stored.read_seconds
+        words = "Flows" if annotator is FLOW else f"{annotator.guide_type.capitalize()} rows"
+        model = "flow model" if annotator is FLOW else f"{annotator.guide_type} model"
+        result.memory_notes.append(f"{words} read from the cache: nothing was extracted, no {model} loaded.")
     elif report is not None:
         result.device, result.batch_size = report.device, report.batch_size
-        result.timings["flow"] = report.seconds
+        result.timings[annotator.phase] = report.seconds
         result.peak_device_bytes = max(result.peak_device_bytes, report.peak_device_bytes)
         result.warnings.extend(report.warnings)
         result.batch_note = report.batch_note
@@ -67,36 +68,25 @@ def _record_flows(result: GuideResult, flows: SourceFlows) -> None:
 
 
 @contextlib.contextmanager
-def open_flows(prepared: PreparedGuide, ctx: RunContext) -> Iterator[SourceFlows]:
-    """The source flows of a prepared flow request (recorded in its result), valid inside the block."""
-    with open_source_flows(prepared, backend_for(prepared, ctx), ctx) as flows:
-        _record_flows(prepared.result, flows)
-        record_cuts(prepared, flows.nodes, flows.cuts, flows.cuts_recomputed)
-        problem = ctx.cache.problem(flows.key) if ctx.cache is not None and flows.key is not None else None
-        if problem and not flows.from_cache:
-            prepared.result.warnings.append(f"cached flows were invalid ({problem}); extracted again.")
-        if flows.from_cache:
+def open_rows(annotator: Annotator, prepared: PreparedGuide, ctx: RunContext) -> Iterator[StoredRows]:
+    """The stored rows of a prepared request (recorded in its result), valid inside the block."""
+    with open_source_rows(annotator, prepared, model_for(annotator, prepared, ctx), ctx) as stored:
+        _record_rows(annotator, prepared.result, stored)
+        record_cuts(prepared, stored.nodes, stored.cuts, stored.cuts_recomputed)
+        problem = ctx.cache.problem(stored.key) if ctx.cache is not None and stored.key is not None else None
+        if problem and not stored.from_cache:
+            prepared.result.warnings.append(f"cached {annotator.guide_type} rows were invalid ({problem}); "
+                                            "computed again.")
+        if stored.from_cache:
             ctx.timeline.note(prepared.result.memory_notes[-1])
-        yield flows
+        yield stored
 
 
 @contextlib.contextmanager
-def open_depth(prepared: PreparedGuide, ctx: RunContext) -> Iterator[SourceDepth]:
-    """The source depth maps of a prepared depth request (recorded in its result), valid inside the block."""
-    with open_source_depth(prepared, depth_choice_for(prepared, ctx), ctx) as depth:
-        record_cuts(prepared, depth.nodes, depth.cuts, depth.cuts_recomputed)
-        result = prepared.result
-        result.cache_hit, result.cache_key = (depth.from_cache, depth.key) if depth.key is not None else (None, None)
-        report = depth.extraction
-        if depth.from_cache:
-            result.device = "cache"
-            result.timings["cache_read"] = depth.read_seconds
-        elif report is not None:
-            result.device, result.batch_size = report.device, report.batch_size
-            result.timings["depth"] = report.seconds
-            result.peak_device_bytes = max(result.peak_device_bytes, report.peak_device_bytes)
-            result.warnings.extend(report.warnings)
-        yield depth
+def open_flows(prepared: PreparedGuide, ctx: RunContext) -> Iterator[SourceFlows]:
+    """The source flows of a prepared flow request (recorded in its result), valid inside the block."""
+    with open_rows(FLOW, prepared, ctx) as stored:
+        yield flows_of(stored, prepared)
 
 
 def iter_guide_flows(request: GuideRequest, context: Optional[RunContext] = None,
@@ -150,35 +140,15 @@ def iter_guide_frames(request: GuideRequest, context: Optional[RunContext] = Non
 def _draw_frames(prepared: PreparedGuide, ctx: RunContext) -> Iterator[np.ndarray]:
     """The frames of a prepared guide; what drawing them learns goes into the run's result."""
     req, result = prepared.request, prepared.result
+    annotator = annotator_for(req.guide_type)
+    if annotator is not None:
+        with open_rows(annotator, prepared, ctx) as stored:
+            yield from annotator.frames(stored, prepared, ctx)
+        return
     lo, hi = prepared.window
-    if req.guide_type == "depth":
-        with open_depth(prepared, ctx) as depth:
-            ctx.progress.update("scale", 0, 1, "measuring depth over the whole timeline")
-            scale = depth_scale(depth, prepared.plan.indices, req.depth_smoothing)
-            result.depth_brightness = depth_brightness_note(req.depth_contrast, req.depth_smoothing,
-                                                            len(result.cuts) + 1)
-            yield from iter_depth_guide(depth, prepared.plan.indices, lo, hi, scale, req.depth_contrast)
-        return
-    if req.guide_type != "flow":
-        result.backend, result.device = "none", "cpu"
-        yield from iter_image_guide(str(req.input), prepared.info, prepared.plan.indices[lo:hi], prepared.fitter,
-                                    req.guide_type, req.canny_intensity)
-        return
-    with open_flows(prepared, ctx) as flows:
-        ctx.progress.update("scale", 0, 1, "measuring motion over the whole clip")
-        scale = timeline_scale(flows, prepared, lo, hi)
-        result.flow_scale = scale
-        yield from iter_flow_guide(flows, lo, hi, scale, req.motion_strength, prepared.motion.step)
-
-
-def timeline_scale(flows: SourceFlows, prepared: PreparedGuide, lo: int, hi: int) -> float:
-    """The colour scale of guide frames ``[lo, hi)`` (bursts left out; noted in the result)."""
-    req = prepared.request
-    histogram, bursts = flow_histogram(flows, lo, hi, req.scale_percentile, prepared.motion.step)
-    note = burst_note(bursts, hi - lo) if req.max_motion is None else None
-    if note and note not in prepared.result.warnings:
-        prepared.result.warnings.append(note)
-    return guide_scale(histogram, req.scale_percentile, req.max_motion, prepared.motion.step)
+    result.backend, result.device = "none", "cpu"
+    yield from iter_image_guide(str(req.input), prepared.info, prepared.plan.indices[lo:hi], prepared.fitter,
+                                req.guide_type, req.canny_intensity)
 
 
 def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> GuideResult:
@@ -197,11 +167,11 @@ def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> 
     if Path(prepared.info.path).resolve() == output:
         raise OptionError("The output path is the input video: choose another output path.")
     req, result = prepared.request, prepared.result
-    if req.guide_type == "depth":
-        depth_choice_for(prepared, ctx)  # missing weights fail here, before anything is written
+    annotator = annotator_for(req.guide_type)
     key = None
-    if ctx.cache is not None and req.guide_type == "flow":
-        key = render_key(prepared, backend_for(prepared, ctx), ctx.cache)
+    if annotator is not None:
+        choice = model_for(annotator, prepared, ctx)  # missing weights fail here, before anything is written
+        key = annotator.render_key(prepared, choice, ctx.cache) if ctx.cache is not None else None
     cached = ctx.cache.lookup_render(key) if key is not None else None
     if key is not None and cached is None and ctx.cache.problem(key):
         result.warnings.append(f"the cached guide was damaged ({ctx.cache.problem(key)}); it was removed and "
@@ -217,8 +187,8 @@ def build_guide(request: GuideRequest, context: Optional[RunContext] = None) -> 
             result.timings["render_encode"] = seconds
     except OSError as exc:  # disk full, permissions: the partial file is gone
         raise output_error(output, exc) from exc
-    if cached is not None:
-        marks = cached_cut_marks(prepared, backend_for(prepared, ctx), ctx)
+    if cached is not None and annotator is not None:  # only an annotator's guides are cached
+        marks = cached_cut_marks(annotator, prepared, model_for(annotator, prepared, ctx), ctx)
         if marks is not None:
             record_cuts(prepared, *marks)
         result.cache_hit, result.render_cached, result.flows_from_cache = True, True, True

@@ -11,7 +11,7 @@ from ..memory import (PROCESS_GPU_LOCK, AnnotatorPool, BatchSizeHistory, Pressur
 from ..preprocessors.cache.flow_cache import FlowCache
 from ..progress import Progress, ensure_progress
 from ..scratch_dirs import make_scratch_dir
-from .backend_choice import WeightsLocator
+from .device_choice import WeightsLocator
 
 #: Serialises annotator work on the GPU when the host provides no lock of its own.
 _PROCESS_GPU_LOCK = PROCESS_GPU_LOCK

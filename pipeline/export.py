@@ -2,7 +2,7 @@
 
 An export is on the *source* timeline: the request is re-planned so that its guide steps through
 every frame of its range once (``source_request``), and the rows come through the same step a guide
-uses (``build.open_flows`` / ``build.open_depth``: any cache entry that covers the range, else
+uses (``build.open_rows``: any cache entry that covers the range, else
 extracted once with the usual pool, GPU lock and memory checks). Rows are copied one at a time from
 the mapped store into the export's files, so RAM holds a row or two whatever the clip's length.
 
@@ -16,15 +16,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-import numpy as np
-
 from ..atomic_files import fsync_dir, partial_path, removed_on_failure
 from ..errors import OptionError, OutputError
 from ..options import DEFAULTS, EXPORT_TYPES, MAX_GUIDE_FPS
 from ..preprocessors.cache.cache_hashing import sha256_file
-from ..preprocessors.render.row_export import (PNG_MAX, from_png16, read_flo, to_png16, value_range, write_flo,
-                                        write_npy_rows, write_png16, write_sidecar)
-from .build import open_depth, open_flows
+from ..preprocessors.render.row_export import from_png16, read_flo, write_sidecar
+from .annotators import Annotator, annotator_for
+from .build import open_rows
 from .context import RunContext
 from .prepare import PreparedGuide, prepare
 from .request import GuideRequest, GuideResult
@@ -33,7 +31,6 @@ __all__ = ["EXPORT_TYPES", "SIDECAR_NAME", "ExportResult", "export_rows", "sourc
            "from_png16"]
 
 SIDECAR_NAME = "export.json"
-NPY_NAMES = {"flow": "flows.npy", "depth": "depth.npy"}
 #: Bump when the layout of an export folder changes.
 EXPORT_FORMAT = 1
 
@@ -117,73 +114,31 @@ def export_rows(request: GuideRequest, out_dir: Union[str, Path], flo: bool = Fa
 
 
 def _write_export(prepared: PreparedGuide, ctx: RunContext, folder: Path, flo: bool, png: bool) -> ExportResult:
-    kind = prepared.request.guide_type
-    width, height = prepared.size
+    annotator = annotator_for(prepared.request.guide_type)
+    assert annotator is not None  # source_request refused the others
     first, last = prepared.plan.first, prepared.plan.stop - 1
-    npy = folder / NPY_NAMES[kind]
-    extra: list[Path] = []
-    fields: dict[str, Any] = {}
     started = time.perf_counter()
-    if kind == "flow":
-        with open_flows(prepared, ctx) as flows:
-            j0, j1 = _selected(flows.nodes, first, last)
-            shape: tuple[int, ...] = (j1 - j0, height, width, 2)
-            write_npy_rows(npy, shape, lambda i: flows.rows[j0 + i])
-            if flo:
-                for i in range(shape[0]):
-                    extra.append(folder / f"flow_{i:06d}.flo")
-                    write_flo(extra[-1], flows.rows[j0 + i])
-            nodes, stride, from_cache = flows.nodes[j0:j1 + 1], flows.stride, flows.from_cache
-            cuts = sorted(j - j0 for j in flows.cuts if j0 <= j < j1)
-        fields["units"] = ("pixels of the fitted size; row i is the motion (u: right, v: down) from source frame "
-                           "frames[i] to frames[i+1]")
-    else:
-        with open_depth(prepared, ctx) as depth:
-            j0, j1 = _selected(depth.nodes, first, last)
-            shape = (j1 - j0 + 1, height, width)
-            write_npy_rows(npy, shape, lambda i: depth.rows[j0 + i].reshape(height, width))
-            nodes, from_cache = depth.nodes[j0:j1 + 1], depth.from_cache
-            stride = nodes[1] - nodes[0] if len(nodes) > 1 else 1
-            cuts = sorted(j - j0 for j in depth.cuts if j0 <= j < j1)
-        if png:
-            extra, fields["png"] = _depth_pngs(npy, folder)
-        fields["units"] = ("relative inverse depth as the model outputs it (larger = nearer), no unit; map i is "
-                           "source frame frames[i]")
-    fields.update(_sidecar_fields(prepared, ctx, kind, shape, nodes, stride, cuts, from_cache))
-    fields["files"] = {"npy": npy.name, "flo" if kind == "flow" else "png": [p.name for p in extra]}
+    with open_rows(annotator, prepared, ctx) as stored:
+        j0, j1 = _selected(stored.nodes, first, last)
+        part = annotator.export(stored, j0, j1, folder, flo=flo, png=png)
+        nodes, stride, from_cache = stored.nodes[j0:j1 + 1], stored.stride, stored.from_cache
+        cuts = sorted(j - j0 for j in stored.cuts if j0 <= j < j1)
+    fields: dict[str, Any] = {"units": annotator.export_units, **part.fields}
+    fields.update(_sidecar_fields(prepared, ctx, annotator, part.shape, nodes, stride, cuts, from_cache))
+    fields["files"] = {"npy": part.npy.name, part.extra_kind: [p.name for p in part.extra_files]}
     write_sidecar(folder / SIDECAR_NAME, fields)
     prepared.result.timings["export"] = time.perf_counter() - started
-    return ExportResult(folder, kind, npy, shape, tuple(nodes), stride, from_cache, fields, prepared.result, extra)
+    return ExportResult(folder, annotator.guide_type, part.npy, part.shape, tuple(nodes), stride, from_cache, fields,
+                        prepared.result, part.extra_files)
 
 
-def _depth_pngs(npy: Path, folder: Path) -> tuple[list[Path], dict[str, Any]]:
-    """One 16-bit PNG per map, read back from the written ``.npy`` (two streaming passes: range, then PNGs)."""
-    maps = np.load(npy, mmap_mode="r", allow_pickle=False)
-    low, high = value_range(maps[i] for i in range(len(maps)))
-    paths = []
-    for i in range(len(maps)):
-        paths.append(folder / f"depth_{i:06d}.png")
-        write_png16(paths[-1], to_png16(maps[i], low, high))
-    del maps
-    mapping = {"min": low, "max": high, "max_value": PNG_MAX,
-               "formula": f"depth = min + png / {PNG_MAX} * (max - min)  (one range for the whole export)"}
-    return paths, mapping
-
-
-def _model_options(req: GuideRequest, run: GuideResult) -> dict[str, Any]:
-    """The options that changed the rows, beside the model's name and weights."""
-    if req.guide_type == "depth":
-        return {"depth_input_size": req.depth_input_size}
-    return {"raft_model": req.raft_model, "iterations": req.iterations} if run.backend == "raft" else {}
-
-
-def _sidecar_fields(prepared: PreparedGuide, ctx: RunContext, kind: str, shape: tuple[int, ...],
+def _sidecar_fields(prepared: PreparedGuide, ctx: RunContext, annotator: Annotator, shape: tuple[int, ...],
                     nodes: Sequence[int], stride: int, cuts: list[int], from_cache: bool) -> dict[str, Any]:
     req, info, run = prepared.request, prepared.info, prepared.result
     content = ctx.cache.content_hash(info.path) if ctx.cache is not None else sha256_file(info.path)
     return {
         "format": EXPORT_FORMAT,
-        "type": kind,
+        "type": annotator.guide_type,
         "source": {"path": str(info.path), "sha256": content, "width": info.width, "height": info.height,
                    "frame_count": info.frame_count},
         "range": {"first": prepared.plan.first, "stop": prepared.plan.stop, "unit": "source frames, stop exclusive"},
@@ -193,7 +148,7 @@ def _sidecar_fields(prepared: PreparedGuide, ctx: RunContext, kind: str, shape: 
         "size": [prepared.size[0], prepared.size[1]],
         "fit": req.fit,
         "model": {"backend": run.backend, "reason": run.backend_reason, "weights": run.weights,
-                  **_model_options(req, run)},
+                  **annotator.export_options(req, prepared.choice)},
         "cuts": {"mode": req.cuts, "rows": cuts,
                  "meaning": ("pairs i (frames[i] -> frames[i+1]) that are hard cuts between shots; their "
                              "motion is not meaningful")},

@@ -27,8 +27,10 @@ from ..atomic_files import publishing
 from ..errors import OptionError, TargetError
 from ..preprocessors.cache.flow_cache import FlowCache
 from ..preprocessors.timeline.segments import SegmentWindow, check_windows
-from ..preprocessors.video.video_io import GuideVideoWriter
-from .build import GuideRun, build_guide, open_depth, open_flows, timeline_scale
+from ..preprocessors.video.guide_writer import GuideVideoWriter
+from .annotators import annotator_for
+from .annotators.flow import FLOW, flows_of, timeline_scale
+from .build import GuideRun, build_guide, open_rows
 from .context import RunContext
 from .guide_render import dead_zone_for
 from .prepare import prepare
@@ -80,19 +82,16 @@ def build_segment_guides(request: GuideRequest, windows: Sequence[SegmentWindow]
         max_motion = request.max_motion
         extraction_cached = True
         extraction_started = time.perf_counter()
-        if request.guide_type == "flow":
+        annotator = annotator_for(request.guide_type)
+        if annotator is not None:  # the rows once, before the segments read them
             prepared = prepare(request)
-            with open_flows(prepared, ctx) as flows:
+            with open_rows(annotator, prepared, ctx) as stored:
                 extraction_cached = bool(prepared.result.cache_hit)
-                if consistent_scale and max_motion is None:
+                if annotator is FLOW and consistent_scale and max_motion is None:
                     # A clip scale is measured after the dead zone; as max_motion it is a magnitude
                     # before it, so each segment's clip_scale gives back exactly this scale.
-                    max_motion = timeline_scale(flows, prepared, 0, request.frames) \
+                    max_motion = timeline_scale(flows_of(stored, prepared), prepared, 0, request.frames) \
                         + dead_zone_for(prepared.motion.step)
-        elif request.guide_type == "depth":
-            prepared = prepare(request)
-            with open_depth(prepared, ctx):
-                extraction_cached = bool(prepared.result.cache_hit)
         extraction = time.perf_counter() - extraction_started
         results = []
         for number, window in enumerate(windows, 1):

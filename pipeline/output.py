@@ -13,7 +13,7 @@ import numpy as np
 from ..atomic_files import copy_atomic, sweep_stale_partials
 from ..errors import OutputError
 from ..memory import Timeline
-from ..preprocessors.video.video_io import BackgroundGuideWriter
+from ..preprocessors.video.guide_writer import BackgroundGuideWriter
 from ..progress import Progress
 
 

@@ -13,7 +13,6 @@ from ..preprocessors.timeline.motion_resample import MotionTimeline, choose_stri
 from ..preprocessors.video.source_damage import check_complete
 from ..preprocessors.timeline.source_time import timed_plan, timed_range, timed_timeline
 from ..preprocessors.video.video_io import VideoInfo, probe_video
-from .backend_choice import BackendChoice
 from .request import GuideRequest, GuideResult
 
 
@@ -32,12 +31,11 @@ class PreparedGuide:
     fitter: FrameFitter
     result: GuideResult
     started: float = field(default_factory=time.perf_counter)
-    choice: Optional[BackendChoice] = None
-    #: The depth model's weights (a ``depth_choice.DepthChoice``), found once for a depth request.
-    depth: Optional[Any] = None
+    #: The model its annotator chose (a flow backend, depth weights, …), found once per request.
+    choice: Optional[Any] = None
 
     def record_model(self, choice: Any) -> None:
-        """Note the chosen model (a flow backend or the depth weights) in the result: name, why, weights."""
+        """Note the chosen model (a flow backend, the depth weights, …) in the result: name, why, weights."""
         self.result.backend, self.result.backend_reason, self.result.weights = (choice.name, choice.reason,
                                                                                 choice.weights_label)
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wan2gp_structure_video.preprocessors.video import video_io
-from wan2gp_structure_video.preprocessors.video.video_io import BackgroundGuideWriter, GuideVideoWriter, iter_frames
+from wan2gp_structure_video.preprocessors.video import guide_writer as video_io
+from wan2gp_structure_video.preprocessors.video.guide_writer import BackgroundGuideWriter, GuideVideoWriter
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames
 
 W, H = 96, 64
 

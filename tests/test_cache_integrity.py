@@ -19,7 +19,7 @@ from wan2gp_structure_video.preprocessors.cache.cache_hashing import FileStamp, 
 from wan2gp_structure_video.preprocessors.cache.cache_layout import CacheLayout
 from wan2gp_structure_video.preprocessors.cache.cache_locks import key_lock
 from wan2gp_structure_video.preprocessors.cache.flow_cache import CacheStats, FlowCache, format_bytes, make_key
-from wan2gp_structure_video.preprocessors.cache.flow_store import FlowStoreWriter
+from wan2gp_structure_video.preprocessors.cache.row_store import FlowStoreWriter
 
 PAST_RACY_WINDOW = 0.15  # seconds: a stamp is trusted only once the file's last change is this old
 
@@ -123,12 +123,12 @@ def test_a_forged_stamp_still_cannot_make_a_pickle_load(tmp_path):
     marker = tmp_path / "PWNED"
     array = np.empty(1, dtype=object)
     array[0] = _Payload(marker)
-    np.save(entry.flows_path, array, allow_pickle=True)
+    np.save(entry.rows_path, array, allow_pickle=True)
     manifest = json.loads((entry.path / "manifest.json").read_text())
-    digest = cache_hashing.sha256_file(entry.flows_path)
-    manifest.update(bytes=entry.flows_path.stat().st_size, sha256=digest)
+    digest = cache_hashing.sha256_file(entry.rows_path)
+    manifest.update(bytes=entry.rows_path.stat().st_size, sha256=digest)
     (entry.path / "manifest.json").write_text(json.dumps(manifest))
-    stamp = FileStamp.of(entry.flows_path)
+    stamp = FileStamp.of(entry.rows_path)
     (entry.path / "verified.json").write_text(json.dumps({"sha256": digest, "size": stamp.size,
                                                           "mtime_ns": stamp.mtime_ns, "ctime_ns": stamp.ctime_ns,
                                                           "ino": stamp.ino}))

@@ -18,11 +18,13 @@ from wan2gp_structure_video.cli import main
 from wan2gp_structure_video.errors import OptionError, WeightsNotFoundError
 from wan2gp_structure_video.memory import AnnotatorPool
 from wan2gp_structure_video.pipeline import iter_guide_frames, request as request_module
-from wan2gp_structure_video.pipeline import depth_extraction
+from wan2gp_structure_video.pipeline import extraction as depth_extraction
+from wan2gp_structure_video.pipeline.annotators.depth import DEPTH
 from wan2gp_structure_video.pipeline.multi import Placement, build_composite_guide, build_segment_guides
 from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
 from wan2gp_structure_video.preprocessors.timeline.segments import SegmentWindow
-from wan2gp_structure_video.preprocessors.video.video_io import iter_frames, write_frames
+from wan2gp_structure_video.preprocessors.video.guide_writer import write_frames
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames
 
 from videogen import make_video
 
@@ -212,7 +214,7 @@ def test_extraction_streams_one_batch_at_a_time(tmp_path, tiny_weights, monkeypa
     assert decoded["n"] == 30 and result.batch_size == 3
     # never more than one batch of frames held, plus the few decoded ahead on the reader thread
     # (and the one it is handing over): bounded, whatever the clip's length
-    assert decoded["max_ahead"] <= 3 + depth_extraction.PREFETCH_FRAMES + 1
+    assert decoded["max_ahead"] <= 3 + DEPTH.prefetch + 1
 
 
 def test_out_of_memory_backs_off_to_identical_output(tmp_path, tiny_weights, monkeypatch) -> None:
@@ -340,7 +342,7 @@ def test_the_tabs_depth_contrast_and_smoothing_reach_the_guide(tmp_path, tiny_we
     from wan2gp_structure_video.ui.deps import TabDeps
     from wan2gp_structure_video.ui.outputs import OutputFolder
 
-    from wan2gp_structure_video.pipeline import build as build_module
+    from wan2gp_structure_video.pipeline.annotators import depth as build_module
 
     monkeypatch.setattr(depth_weights, "hub_cache_folder", lambda *args, **kw: tiny_weights)
     monkeypatch.setenv("WAN2GP_STRUCTURE_VIDEO_ALLOWED_DIRS", str(tmp_path))

@@ -14,6 +14,7 @@ from wan2gp_structure_video import GuideRequest, RunContext, build_guide
 from wan2gp_structure_video.cli import main
 from wan2gp_structure_video.errors import OutputError
 from wan2gp_structure_video.pipeline import export as export_module
+from wan2gp_structure_video.pipeline.annotators import flow as flow_annotator
 from wan2gp_structure_video.pipeline.export import SIDECAR_NAME, export_rows, read_flo
 from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
 
@@ -80,7 +81,7 @@ def test_a_failed_write_leaves_nothing(tmp_path, pan_video, monkeypatch) -> None
     def full(path, flow):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(export_module, "write_flo", full)
+    monkeypatch.setattr(flow_annotator, "write_flo", full)
     with pytest.raises(OutputError, match="free disk space"):
         export_rows(_request(pan_video), tmp_path / "out", flo=True, context=RunContext(use_cache=False))
     assert sorted(p.name for p in tmp_path.iterdir()) == []

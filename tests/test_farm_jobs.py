@@ -13,7 +13,7 @@ from wan2gp_structure_video.farm.jobs import JobsFileError, read_jobs
 from wan2gp_structure_video.farm.shared_cache import open_shared_cache
 from wan2gp_structure_video.preprocessors.cache import cache_hashing, cache_locks
 from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache, make_key
-from wan2gp_structure_video.preprocessors.cache.flow_store import FlowStoreWriter
+from wan2gp_structure_video.preprocessors.cache.row_store import FlowStoreWriter
 
 
 def _write(path: Path, *lines: str) -> Path:

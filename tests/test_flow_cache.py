@@ -17,7 +17,7 @@ import pytest
 
 from wan2gp_structure_video.errors import CacheError
 from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache, make_key
-from wan2gp_structure_video.preprocessors.cache.flow_store import FlowStoreWriter
+from wan2gp_structure_video.preprocessors.cache.row_store import FlowStoreWriter
 
 
 def _producer(rows=3, height=8, width=12, value=1.0, calls=None, delay=0.0):
@@ -145,7 +145,7 @@ _CHILD = textwrap.dedent("""
     from pathlib import Path
     import numpy as np
     from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
-    from wan2gp_structure_video.preprocessors.cache.flow_store import FlowStoreWriter
+    from wan2gp_structure_video.preprocessors.cache.row_store import FlowStoreWriter
     root, key, marker, delay = sys.argv[1], sys.argv[2], Path(sys.argv[3]), float(sys.argv[4])
     def produce(folder):
         with open(marker, "a") as handle:

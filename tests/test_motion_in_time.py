@@ -11,7 +11,8 @@ from wan2gp_structure_video import GuideRequest, RunContext, build_guide
 from wan2gp_structure_video.memory import AnnotatorPool
 from wan2gp_structure_video.pipeline import iter_guide_flows
 from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.video.video_io import iter_frames, write_frames
+from wan2gp_structure_video.preprocessors.video.guide_writer import write_frames
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames
 
 WIDTH, HEIGHT = 160, 96
 MARGIN = 12  # pixels near the border see new content enter: measure the interior
@@ -118,7 +119,7 @@ def test_coarser_cached_flows_serve_a_finer_plan(tmp_path, backend_spy):
 
 
 def test_cached_strides_are_tried_own_first_then_finer_then_coarser():
-    from wan2gp_structure_video.pipeline.flow_keys import candidate_strides
+    from wan2gp_structure_video.pipeline.source_rows import candidate_strides
 
     assert candidate_strides(3, 5) == [3, 2, 1, 4, 5]
     assert candidate_strides(1, 3) == [1, 2, 3]

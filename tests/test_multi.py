@@ -7,7 +7,7 @@ import pytest
 from videogen import make_video
 from wan2gp_structure_video.errors import TargetError
 from wan2gp_structure_video.memory import AnnotatorPool
-from wan2gp_structure_video.pipeline import source_flows as source_flows_module
+from wan2gp_structure_video.pipeline import source_rows as source_flows_module
 from wan2gp_structure_video.pipeline.build import RunContext, build_guide
 from wan2gp_structure_video.pipeline.multi import Placement, build_composite_guide, build_segment_guides
 from wan2gp_structure_video.pipeline.request import GuideRequest
@@ -27,9 +27,9 @@ def produce_calls(monkeypatch):
     calls = []
     original = source_flows_module._produce
 
-    def counting(prepared, choice, nodes, folder, ctx):
+    def counting(annotator, prepared, choice, nodes, folder, ctx):
         calls.append(len(nodes) - 1)
-        return original(prepared, choice, nodes, folder, ctx)
+        return original(annotator, prepared, choice, nodes, folder, ctx)
 
     monkeypatch.setattr(source_flows_module, "_produce", counting)
     return calls

@@ -47,7 +47,7 @@ def test_flow_guide_shows_motion_and_white_is_still(tmp_path, sample) -> None:
 
 def test_still_video_gives_a_white_flow_guide(tmp_path) -> None:
     still = tmp_path / "still.mp4"
-    from wan2gp_structure_video.preprocessors.video.video_io import write_frames
+    from wan2gp_structure_video.preprocessors.video.guide_writer import write_frames
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
     write_frames(still, [image] * 6, 12)

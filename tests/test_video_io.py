@@ -12,8 +12,8 @@ from videogen import (make_alpha_video, make_audio_only, make_fps_metadata_video
 from wan2gp_structure_video.preprocessors.video import video_io
 from wan2gp_structure_video.errors import InvalidVideoError
 from wan2gp_structure_video.preprocessors.video.sample_video import sample_frames, write_sample_video
-from wan2gp_structure_video.preprocessors.video.video_io import (GuideVideoWriter, iter_frames, iter_planned_frames,
-                                                           probe_video, write_frames)
+from wan2gp_structure_video.preprocessors.video.guide_writer import GuideVideoWriter, write_frames
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames, iter_planned_frames, probe_video
 
 
 @pytest.mark.parametrize("width, height", [(64, 48), (333, 201), (48, 96), (64, 64), (16, 16)])

@@ -1,4 +1,9 @@
-"""Flow entries of the cache: validate, create (atomically, once per key) and remove.
+"""Entries of the cache (any annotator's rows): validate, create (atomically, once per key) and remove.
+
+An entry holds one row store (``ROWS_FILE``) in the annotator's row shape and dtype, both written in its
+manifest (``shape``: rows first; ``dtype``). Entries of earlier releases stored depth maps in the flow
+container as (maps, H, W/2, 2) with the true shape in ``depth_shape``: :meth:`CacheEntry.rows` serves them
+in their own shape (a view of the same bytes), so they keep hitting unchanged.
 
 An entry is written in a temporary folder (data fsynced, manifest written last) and renamed into
 place, so a reader sees a whole entry or none. An entry counts only when its folder holds nothing
@@ -32,14 +37,16 @@ from ...atomic_files import fsync_dir, removed_on_failure, write_text_atomic
 from ...errors import CacheError
 from ...scratch_dirs import make_scratch_dir
 from .cache_hashing import FileStamp, sha256_file, stamp_record, verify_file
-from .cache_layout import (FLOWS_FILE, FORMAT_VERSION, MANIFEST_FILE, STAMP_FILE, USED_FILE, CacheLayout,
+from .cache_layout import (ROWS_FILE, FORMAT_VERSION, MANIFEST_FILE, STAMP_FILE, USED_FILE, CacheLayout,
                            is_entry_file_name, is_plain_dir, is_plain_file, read_json, writer_folder_parts)
 from .cache_locks import InUse, exclusive
-from .flow_store import FLOW_DTYPE, open_flow_rows
+from .row_store import FLOW_DTYPE, open_rows
 
 logger = logging.getLogger(__name__)
 
 Producer = Callable[[Path], dict[str, Any]]
+#: Manifest field of an earlier release's depth entry: the maps' true shape (stored as (maps, H, W/2, 2)).
+LEGACY_DEPTH_SHAPE = "depth_shape"
 
 
 @dataclass(frozen=True)
@@ -52,14 +59,24 @@ class CacheEntry:
     ephemeral: bool = False
 
     @property
-    def flows_path(self) -> Path:
-        return self.path / FLOWS_FILE
+    def rows_path(self) -> Path:
+        return self.path / ROWS_FILE
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.manifest.get("dtype", FLOW_DTYPE))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The rows' shape (rows first), as the annotator wrote them."""
+        return tuple(int(n) for n in self.manifest.get(LEGACY_DEPTH_SHAPE, self.manifest["shape"]))
 
     def rows(self) -> np.ndarray:
-        """The stored flows, mapped read-only."""
+        """The stored rows in their own shape, mapped read-only."""
         if self.manifest["shape"][0] == 0:
-            return np.zeros(tuple(self.manifest["shape"]), dtype=FLOW_DTYPE)
-        return open_flow_rows(self.flows_path)
+            return np.zeros(self.shape, dtype=self.dtype)
+        stored = open_rows(self.rows_path, self.dtype)
+        return stored if stored.shape == self.shape else stored.reshape(self.shape)
 
 
 class Foreign(Exception):
@@ -117,7 +134,7 @@ class EntryStore:
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION or manifest.get("key") != key \
                 or not manifest.get("complete"):
             return "incomplete or foreign manifest", {}
-        data = folder / FLOWS_FILE
+        data = folder / ROWS_FILE
         if not is_plain_file(data):
             return "no data file", {}
         size = os.lstat(data).st_size
@@ -131,9 +148,9 @@ class EntryStore:
         if not matches:
             return "checksum mismatch", {}
         try:  # the header too: a pickle-bearing or foreign .npy is refused here, never loaded later
-            shape = list(open_flow_rows(data).shape)
-        except (ValueError, OSError, CacheError) as exc:
-            return f"not a flow array ({exc})", {}
+            shape = list(open_rows(data, manifest.get("dtype", FLOW_DTYPE)).shape)
+        except (ValueError, OSError, CacheError, TypeError) as exc:
+            return f"not a row array ({exc})", {}
         if shape != manifest.get("shape"):
             return f"data has shape {shape}, manifest says {manifest.get('shape')}", {}
         if fresh is not None:
@@ -218,7 +235,7 @@ class EntryStore:
         """Run ``produce`` into ``folder`` and write the manifest; the verified stamp goes to ``stamp``
         (relative: inside ``folder``; None: nowhere)."""
         fields = produce(folder)
-        data = folder / FLOWS_FILE
+        data = folder / ROWS_FILE
         with open(data, "rb+") as handle:
             os.fsync(handle.fileno())
         before = FileStamp.of(data)

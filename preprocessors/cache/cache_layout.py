@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ...errors import CacheError
-from ...options import FLOWS_FILE, MANIFEST_FILE, STAMP_FILE, USED_FILE
+from ...options import ROWS_FILE, MANIFEST_FILE, STAMP_FILE, USED_FILE
 
 FORMAT_VERSION = 1
-ENTRY_FILES = frozenset({FLOWS_FILE, MANIFEST_FILE, STAMP_FILE, USED_FILE})
+ENTRY_FILES = frozenset({ROWS_FILE, MANIFEST_FILE, STAMP_FILE, USED_FILE})
 SUBFOLDERS = ("entries", "renders", "sources", "locks", "tmp")
 _KEY = re.compile(r"[0-9a-f]{64}\Z")
 _PREFIX = re.compile(r"[0-9a-f]{2}\Z")

@@ -15,7 +15,7 @@ from typing import Iterator, Union
 import cv2
 import numpy as np
 
-from .video_io import GuideVideoWriter
+from .guide_writer import GuideVideoWriter
 
 PathLike = Union[str, Path]
 

@@ -92,7 +92,8 @@ def test_cuda_without_cuda_is_an_error(tmp_path, real_input) -> None:
 
 
 def test_bounds_are_the_pipelines() -> None:
-    from wan2gp_structure_video.pipeline import backend_choice, request
+    from wan2gp_structure_video.pipeline import request
+    from wan2gp_structure_video.pipeline.annotators import flow as backend_choice
     from wan2gp_structure_video.preprocessors.video import fit
 
     assert (cli_args.MAX_FRAMES, cli_args.MAX_GUIDE_FPS, cli_args.MAX_ITERATIONS) == \

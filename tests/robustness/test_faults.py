@@ -25,13 +25,14 @@ from wan2gp_structure_video.memory import AnnotatorPool
 from wan2gp_structure_video.ui.host_bridge import install_host_hooks
 from wan2gp_structure_video.preprocessors.cache import cache_entries as cache_entries_module
 from wan2gp_structure_video.preprocessors.cache import cache_locks as cache_locks_module
-from wan2gp_structure_video.preprocessors.cache import flow_store as flow_store_module
+from wan2gp_structure_video.preprocessors.cache import row_store as flow_store_module
 from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
 from wan2gp_structure_video.preprocessors.annotators.flow_dis import DisFlowBackend
 from wan2gp_structure_video.preprocessors.annotators.flow_raft import RaftFlowBackend
-from wan2gp_structure_video.preprocessors.cache.flow_store import FlowStoreWriter
+from wan2gp_structure_video.preprocessors.cache.row_store import RowStoreWriter
 from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
-from wan2gp_structure_video.preprocessors.video.video_io import GuideVideoWriter, iter_frames
+from wan2gp_structure_video.preprocessors.video.guide_writer import GuideVideoWriter
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames
 from wan2gp_structure_video.progress import Progress
 
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -227,14 +228,14 @@ def _assert_clean_after_disk_full(tmp_path: Path, out: Path, sample: Path, cache
 
 
 def _put_fails_at_row(monkeypatch, row: int) -> None:
-    original = FlowStoreWriter.put
+    original = RowStoreWriter.put
 
     def put(self, index, flow):
         if index == row:
             _raise_enospc()
         return original(self, index, flow)
 
-    monkeypatch.setattr(FlowStoreWriter, "put", put)
+    monkeypatch.setattr(RowStoreWriter, "put", put)
 
 
 DISK_FULL_POINTS = {

@@ -94,7 +94,9 @@ def _slow_is_registered(monkeypatch, pool: AnnotatorPool) -> None:
 
 
 def test_concurrent_first_uses_register_raft_once(monkeypatch) -> None:
-    from wan2gp_structure_video.pipeline.backend_choice import BackendChoice, register_raft
+    from wan2gp_structure_video.pipeline.annotators.flow import FLOW, BackendChoice
+    from wan2gp_structure_video.pipeline.context import RunContext
+    from wan2gp_structure_video.pipeline.extraction import register
     from wan2gp_structure_video.preprocessors.weights.raft_weights import WeightsSource
 
     choice = BackendChoice("raft", "raft-small", WeightsSource("small", None, "random", "random weights"), "test")
@@ -104,7 +106,7 @@ def test_concurrent_first_uses_register_raft_once(monkeypatch) -> None:
 
     def first_use():
         start.wait(timeout=30)
-        return register_raft(pool, choice)
+        return register(RunContext(pool=pool), FLOW, choice)
 
     with ThreadPoolExecutor(max_workers=8) as executor:
         names = list(executor.map(lambda _: first_use(), range(8)))  # an "already registered" error fails here

@@ -15,7 +15,7 @@ from videogen import make_video
 from wan2gp_structure_video import GuideRequest, RunContext, build_guide
 from wan2gp_structure_video.errors import StructureVideoError
 from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache, sha256_file
-from wan2gp_structure_video.preprocessors.cache.flow_store import open_flow_rows
+from wan2gp_structure_video.preprocessors.cache.row_store import open_flow_rows
 
 PACKAGE = Path(__file__).resolve().parents[2]
 SOURCES = sorted(p for p in PACKAGE.rglob("*.py")
@@ -58,11 +58,11 @@ def test_planted_pickle_in_the_cache_is_never_loaded_and_is_recomputed(tmp_path,
     first = build_guide(_request(video, tmp_path / "a.mp4"), RunContext(cache=FlowCache(cache_root)))
     entry = FlowCache(cache_root).lookup(first.cache_key)
     good_rows = np.array(entry.rows())
-    _plant_pickle(entry.flows_path, marker)
+    _plant_pickle(entry.rows_path, marker)
     if forge_manifest:  # an attacker who also rewrites the manifest: the checksum matches the pickle
         manifest_path = entry.path / "manifest.json"
         manifest = json.loads(manifest_path.read_text())
-        manifest.update(bytes=entry.flows_path.stat().st_size, sha256=sha256_file(entry.flows_path))
+        manifest.update(bytes=entry.rows_path.stat().st_size, sha256=sha256_file(entry.rows_path))
         manifest_path.write_text(json.dumps(manifest))
     for render in (cache_root / "v1" / "renders").iterdir():
         render.unlink()  # make the next run read the flows

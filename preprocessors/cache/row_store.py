@@ -1,6 +1,7 @@
-"""Flows on disk: a float16 ``.npy`` array of shape (rows, H, W, 2).
+"""An annotator's rows on disk: one ``.npy`` array of shape (rows, *row shape) in the annotator's dtype —
+flows (N-1, H, W, 2) float16, depth maps (N, H, W) float16, or any other annotator's rows.
 
-Rows are written one at a time as they stream out of the flow backend (positioned writes from one
+Rows are written one at a time as they stream out of the annotator (positioned writes from one
 reused half-float buffer: writing through a fresh memory mapping costs a page fault per 4 KiB,
 ten times the write itself) and read back one at a time through a read-only mapping when
 rendering, so RAM holds at most a row or two whatever the video length (the mapped pages are
@@ -21,40 +22,49 @@ from ...errors import CacheError
 from .half_float import store_half
 
 FLOW_DTYPE = np.float16
+#: The dtypes a row store holds (plain numbers only: a store is never loaded with pickle).
+ROW_DTYPES = ("float16", "float32", "uint8", "uint16")
 
 
-class FlowStoreWriter:
+class RowStoreWriter:
     """Creates the array file (every block reserved) and fills it row by row."""
 
-    def __init__(self, path: Union[str, Path], rows: int, height: int, width: int) -> None:
+    def __init__(self, path: Union[str, Path], rows: int, row_shape: tuple[int, ...],
+                 dtype: Union[str, np.dtype] = FLOW_DTYPE) -> None:
         self.path = Path(path)
-        self.shape = (rows, height, width, 2)
+        self.dtype = np.dtype(dtype)
+        if self.dtype.name not in ROW_DTYPES:
+            raise ValueError(f"row dtype {self.dtype} is not one of {ROW_DTYPES}")
+        self.shape = (rows, *row_shape)
         self.rows_written = 0
         self._fd: Optional[int] = None
-        self._row = np.empty(self.shape[1:], dtype=FLOW_DTYPE)
+        self._row = np.empty(self.shape[1:], dtype=self.dtype)
         try:
             if rows > 0:
-                header = np.lib.format.open_memmap(self.path, mode="w+", dtype=FLOW_DTYPE, shape=self.shape)
+                header = np.lib.format.open_memmap(self.path, mode="w+", dtype=self.dtype, shape=self.shape)
                 self._offset = int(header.offset)
                 del header  # only the header and the file's size were wanted
                 self._fd = os.open(self.path, os.O_RDWR)
                 _reserve_blocks(self._fd)
             else:  # np.memmap refuses empty arrays; write a plain empty .npy
-                np.save(self.path, np.zeros(self.shape, dtype=FLOW_DTYPE), allow_pickle=False)
+                np.save(self.path, np.zeros(self.shape, dtype=self.dtype), allow_pickle=False)
         except OSError as exc:
             self._close_fd()
             with contextlib.suppress(OSError):
                 self.path.unlink()
-            raise CacheError(f"Cannot create the flow file {self.path}: {exc.strerror or exc}; "
+            raise CacheError(f"Cannot create the row file {self.path}: {exc.strerror or exc}; "
                              "free disk space or choose another cache folder.") from exc
 
-    def put(self, row: int, flow: np.ndarray) -> None:
-        """Store one flow (H, W, 2); float16 keeps 1/1000-pixel precision up to ±2048 px."""
+    def put(self, row: int, value: np.ndarray) -> None:
+        """Store one row (float16 keeps 1/1000-pixel precision for flows up to ±2048 px)."""
         if self._fd is None or not 0 <= row < self.shape[0]:
             raise IndexError(f"row {row} outside 0..{self.shape[0] - 1}")
-        if flow.shape != self.shape[1:]:
-            raise ValueError(f"flow of shape {flow.shape}, expected {self.shape[1:]}")
-        store_half(self._row, flow)
+        if value.shape != self.shape[1:]:
+            raise ValueError(f"row of shape {value.shape}, expected {self.shape[1:]}")
+        if self.dtype == FLOW_DTYPE:
+            store_half(self._row, value)
+        else:
+            np.copyto(self._row, value, casting="unsafe")
         data = memoryview(self._row).cast("B")
         position = self._offset + row * len(data)
         try:
@@ -62,7 +72,7 @@ class FlowStoreWriter:
                 written = os.pwrite(self._fd, data, position)
                 data, position = data[written:], position + written
         except OSError as exc:
-            raise CacheError(f"Cannot write the flow file {self.path}: {exc.strerror or exc}; "
+            raise CacheError(f"Cannot write the row file {self.path}: {exc.strerror or exc}; "
                              "free disk space or choose another cache folder.") from exc
         self.rows_written = max(self.rows_written, row + 1)
 
@@ -73,7 +83,7 @@ class FlowStoreWriter:
                 if sync:
                     os.fsync(self._fd)
             except OSError as exc:
-                raise CacheError(f"Cannot write the flow file {self.path}: {exc.strerror or exc}; "
+                raise CacheError(f"Cannot write the row file {self.path}: {exc.strerror or exc}; "
                                  "free disk space or choose another cache folder.") from exc
             finally:
                 self._close_fd()
@@ -98,13 +108,28 @@ def _reserve_blocks(fd: int) -> None:
             raise
 
 
-def open_flow_rows(path: Union[str, Path]) -> np.ndarray:
-    """Map a flow file read-only (no pickle, no copy into RAM)."""
+class FlowStoreWriter(RowStoreWriter):
+    """A row store of flows: rows of (H, W, 2) float16."""
+
+    def __init__(self, path: Union[str, Path], rows: int, height: int, width: int) -> None:
+        super().__init__(path, rows, (height, width, 2), FLOW_DTYPE)
+
+
+def open_rows(path: Union[str, Path], dtype: Union[str, np.dtype] = FLOW_DTYPE) -> np.ndarray:
+    """Map a row store read-only (no pickle, no copy into RAM); refuses another dtype."""
     path = Path(path)
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError:  # an empty array cannot be mapped
         array = np.load(path, allow_pickle=False)
-    if array.dtype != FLOW_DTYPE or array.ndim != 4 or array.shape[-1] != 2:
+    if array.dtype != np.dtype(dtype) or array.ndim < 2:
+        raise CacheError(f"{path} is not a row store of {np.dtype(dtype)} (dtype {array.dtype}, shape {array.shape}).")
+    return array
+
+
+def open_flow_rows(path: Union[str, Path]) -> np.ndarray:
+    """Map a flow file read-only: (rows, H, W, 2) float16."""
+    array = open_rows(path)
+    if array.ndim != 4 or array.shape[-1] != 2:
         raise CacheError(f"{path} is not a flow file (dtype {array.dtype}, shape {array.shape}).")
     return array
