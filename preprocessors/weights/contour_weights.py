@@ -19,9 +19,9 @@ from .weights_files import HostLocator, file_fingerprint, locate_with_host
 logger = logging.getLogger(__name__)
 
 #: Where Wan2GP keeps the contour network, relative to a ``ckpts`` folder.
-HOST_WEIGHTS = "scribble/netG_A_latest.pth"
-HOW_TO_GET = ("Wan2GP downloads it with its core files (open Wan2GP once, or use a Canny/Shapes control there), "
-              "or pass --contour-weights PATH")
+CONTOUR_HOST_FILE = "scribble/netG_A_latest.pth"
+CONTOUR_HOW_TO_GET = ("Wan2GP downloads it with its core files the first time it fetches a model (DeepBeepMeep/Wan2.1, "
+                      "folder scribble), or pass --contour-weights PATH")
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,13 @@ def find_contour_weights(explicit_path: Optional[str] = None, *, host_locator: O
         if path.is_dir():
             raise WeightsError(f"Contour weights path {path} is a folder: pass the netG_A_latest.pth file itself.")
         return ContourWeightsSource(str(path.resolve()), "explicit path")
-    host = locate_with_host(host_locator, HOST_WEIGHTS)
+    host = locate_with_host(host_locator, CONTOUR_HOST_FILE)
     if host is not None:
-        return ContourWeightsSource(str(host), f"Wan2GP {HOST_WEIGHTS}")
+        return ContourWeightsSource(str(host), f"Wan2GP {CONTOUR_HOST_FILE}")
     for folder in (default_search_dirs() if search_dirs is None else search_dirs):
-        candidate = Path(folder).expanduser() / HOST_WEIGHTS
+        candidate = Path(folder).expanduser() / CONTOUR_HOST_FILE
         if candidate.is_file():
-            return ContourWeightsSource(str(candidate.resolve()), f"Wan2GP ckpts/{HOST_WEIGHTS} ({folder})")
+            return ContourWeightsSource(str(candidate.resolve()), f"Wan2GP ckpts/{CONTOUR_HOST_FILE} ({folder})")
     logger.debug("No contour weights found on disk")
     return None
 
@@ -67,6 +67,6 @@ def require_contour_weights(explicit_path: Optional[str] = None, *, host_locator
     if source is not None:
         return source
     folders = default_search_dirs() if search_dirs is None else list(search_dirs)
-    files = ", ".join(str(Path(d) / HOST_WEIGHTS) for d in folders) or "no ckpts folder"
+    files = ", ".join(str(Path(d) / CONTOUR_HOST_FILE) for d in folders) or "no ckpts folder"
     host = "Wan2GP's file locator, " if host_locator is not None else ""
-    raise WeightsNotFoundError(f"No contour weights found (looked in {host}{files}): {HOW_TO_GET}.")
+    raise WeightsNotFoundError(f"No contour weights found (looked in {host}{files}): {CONTOUR_HOW_TO_GET}.")
