@@ -80,3 +80,13 @@ def test_identity_follows_the_file(tmp_path) -> None:
     assert first.identity() == ContourWeightsSource(str(one), "elsewhere").identity()
     assert first.identity() != ContourWeightsSource(str(two), "explicit path").identity()
     assert ContourWeightsSource(None, "random", seed=4).identity() == "random:4"
+
+
+def test_finding_weights_needs_no_torch(tmp_path) -> None:
+    """The lookup runs before any model loads (and for the error message): it must not import torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from wan2gp_structure_video.preprocessors.weights.contour_weights import find_contour_weights;"
+            f" find_contour_weights(search_dirs=[{str(tmp_path)!r}]); print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
