@@ -32,8 +32,9 @@ CONTOUR_MODES = ("contour", "scribble")
 RESIDUAL_BLOCKS = 3
 #: The host's threshold on the inverted map: above it white, else black.
 CONTOUR_THRESHOLD = 127.5
-#: Rough peak float32 activation bytes per input pixel (64-channel full-resolution maps, several alive
-#: at once in the stem and the last up-sampling stage); used for a batch-size estimate.
+#: Peak float32 activation bytes per input pixel, with a margin: 64-channel full-resolution maps (256 B/px
+#: each), several alive at once in the stem and the last up-sampling stage; measured ~940 B/px on the
+#: CPU (peak RSS growth per extra 512×512 frame in a batch). For sizing batches.
 BYTES_PER_PIXEL = 1200
 
 
