@@ -62,7 +62,8 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
     guide = parser.add_argument_group("guidance")
     guide.add_argument("--type", dest="guide_type", default=DEFAULTS["guide_type"], choices=CHOICES["guide_type"],
                        help="flow: colour-wheel optical flow; canny: edges; raw: the fitted frames; "
-                            "depth: Depth Anything V2 depth, grey, near = bright (default flow)")
+                            "depth: Depth Anything V2 depth, grey, near = bright; gray: the fitted frames in "
+                            "gray levels, as Wan2GP's Gray (default flow)")
     guide.add_argument("--treatment", default=DEFAULTS["treatment"], choices=CHOICES["treatment"],
                        help="adjust: spread the frames over the whole video (or range); clip: keep the source's "
                             "timing, resampled to --fps, looping when short (default adjust)")
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command line (every option documented in ``--help``)."""
     parser = _Parser(
         prog="wan2gp-structure-video",
-        description="Turn a structure video into a VACE control video (flow, canny, raw or depth) fitted to a "
+        description="Turn a structure video into a VACE control video (flow, canny, raw, depth or gray) fitted to a "
                     "generation's resolution, frame count and fps.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_common(parser, False)

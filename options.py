@@ -12,7 +12,7 @@ from typing import Any, Optional
 from .errors import OptionError
 
 # Choices ------------------------------------------------------------------------------------------------
-GUIDE_TYPES = ("flow", "canny", "raw", "depth")
+GUIDE_TYPES = ("flow", "canny", "raw", "depth", "gray")
 #: adjust: spread the source over the whole guide; clip: keep the source's timing.
 TREATMENTS = ("adjust", "clip")
 FIT_MODES = ("crop", "pad", "stretch")
@@ -26,7 +26,7 @@ DEPTH_VARIANTS = ("vits", "vitb", "vitl")
 DEFAULT_DEPTH_VARIANT = "vitl"
 #: auto = find hard cuts between shots (never drawn as motion, one depth range per shot); off = ignore.
 CUT_MODES = ("auto", "off")
-#: What ``export`` writes: the rows an annotator stores (canny and raw store none).
+#: What ``export`` writes: the rows an annotator stores (canny, raw and gray store none).
 EXPORT_TYPES = ("flow", "depth")
 #: Device names besides ``cuda:N``.
 DEVICES = ("auto", "cpu", "cuda")

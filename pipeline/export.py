@@ -62,7 +62,7 @@ class ExportResult:
 def source_request(request: GuideRequest) -> GuideRequest:
     """``request`` re-planned to step through every source frame of its range once (output unset)."""
     if request.guide_type not in EXPORT_TYPES:
-        raise OptionError(f"Export type {request.guide_type!r}: use flow or depth (canny and raw have no "
+        raise OptionError(f"Export type {request.guide_type!r}: use flow or depth (canny, raw and gray have no "
                           "annotator rows; make a guide instead).")
     probe = prepare(replace(request, output=None, frames=1, treatment="adjust", window_start=0, window_frames=None))
     first, stop = probe.plan.first, probe.plan.stop

@@ -1,5 +1,5 @@
 """Guide frames from source flows resampled in time (one clip-wide scale) or from fitted source
-frames (canny, raw: a repeated planned frame is a repeated image)."""
+frames (canny, gray, raw: a repeated planned frame is a repeated image)."""
 from __future__ import annotations
 
 from typing import Iterator, Optional, Sequence
@@ -7,6 +7,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from ..preprocessors.annotators.canny import canny_edges
+from ..preprocessors.annotators.gray import gray_levels
 from ..preprocessors.video.fit import FrameFitter
 from ..preprocessors.render.flow_bursts import ClipMagnitudes
 from ..preprocessors.render.flow_viz import DEAD_ZONE, MIN_SCALE, MagnitudeHistogram, clip_scale, flow_to_rgb
@@ -61,13 +62,14 @@ def iter_flow_guide(flows: SourceFlows, lo: int, hi: int, scale: float, strength
 
 def iter_image_guide(path: str, info: VideoInfo, indices: Sequence[int], fitter: FrameFitter,
                      guide_type: str, canny_intensity: float = 1.0) -> Iterator[np.ndarray]:
-    """Fitted source frames (``raw``) or their edges (``canny``), one per planned index."""
+    """Fitted source frames (``raw``), their edges (``canny``) or gray levels (``gray``), one per planned index."""
     last_index: Optional[int] = None
     last_frame: Optional[np.ndarray] = None
     for index, frame in zip(indices, iter_planned_frames(path, indices, info)):
         if index != last_index or last_frame is None:
             fitted = fitter(frame)
-            last_frame = canny_edges(fitted, canny_intensity) if guide_type == "canny" else fitted
+            last_frame = (canny_edges(fitted, canny_intensity) if guide_type == "canny"
+                          else gray_levels(fitted) if guide_type == "gray" else fitted)
             last_index = index
         del frame
         yield last_frame

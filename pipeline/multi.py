@@ -7,7 +7,7 @@
   across segment boundaries.
 * :func:`build_composite_guide` — several structure videos mapped onto ranges of one timeline,
   each with its own treatment and strength; frames no source covers are neutral (white, the
-  zero-motion colour, for flow; black for canny, raw and depth).
+  zero-motion colour, for flow; black for canny, raw, depth and gray).
 
 Depth segments: the depth maps of the whole timeline are computed once (cached) and every segment's
 brightness scale is measured over the whole timeline, so segments join without a brightness step.
@@ -36,7 +36,7 @@ from .guide_render import dead_zone_for
 from .prepare import prepare
 from .request import GuideRequest, GuideResult
 
-NEUTRAL_VALUE = {"flow": 255, "canny": 0, "raw": 0, "depth": 0}
+NEUTRAL_VALUE = {"flow": 255, "canny": 0, "raw": 0, "depth": 0, "gray": 0}
 
 
 @dataclass

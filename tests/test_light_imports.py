@@ -68,6 +68,7 @@ def test_guides_without_a_torch_model_import_none(world) -> None:
         "re-target": guide(world, "retarget", "--backend", "dis", "--frames", "25", "--fps", "24"),
         "canny guide": guide(world, "canny", "--type", "canny", "--frames", "9"),
         "raw guide": guide(world, "raw", "--type", "raw", "--frames", "9"),
+        "gray guide": guide(world, "gray", "--type", "gray", "--frames", "9"),
         "cache stats": ["cache", "stats", "--cache-dir", str(root / "cache")],
         "cache prune": ["cache", "prune", "--cache-dir", str(root / "cache"), "--cache-max-gb", "5"],
     }

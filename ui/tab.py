@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 #: The page's label of each choice (the choices themselves are ``options``'). Short labels: the middle
 #: column (with Extract and the status line) fits a 1280×720 screen.
-LABELS = {"flow": "Optical flow", "canny": "Canny edges", "raw": "Raw frames", "depth": "Depth (near = bright)",
+LABELS = {"flow": "Optical flow", "canny": "Canny edges", "raw": "Raw frames", "gray": "Gray levels", "depth": "Depth (near = bright)",
           "adjust": "Adjust: spread over the whole video / range", "clip": "Clip: keep the source timing",
           "crop": "Crop to the target aspect", "pad": "Pad (letterbox)", "stretch": "Stretch",
           "auto": "Auto (RAFT if found, else DIS)", "raft": "RAFT (GPU, best)", "dis": "DIS (OpenCV, CPU, fast)"}
@@ -95,7 +95,7 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
             # The introduction heads the source column (which has room to spare), not the whole page: the
             # middle column (Extract, the status line) starts at the top of the screen.
             gr.Markdown("**Structure Video** — turn any video into a VACE control video "
-                        "(optical flow, canny, raw or depth), "
+                        "(optical flow, canny, raw, depth or gray), "
                         "fitted to your generation's size, length and fps.")
             c["source"] = gr.File(label="Structure video", file_count="single", type="filepath", height=120,
                                   elem_id=f"{ELEM}_source")

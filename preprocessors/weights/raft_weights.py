@@ -163,6 +163,10 @@ def infer_model_size(state_dict: Mapping[str, Any]) -> Optional[str]:
 
 # --------------------------------------------------------------------------- finding files
 
+#: The plugin's own folder (``preprocessors/weights/`` is two levels below it); inside Wan2GP it is
+#: ``<Wan2GP>/plugins/<name>/``, whose ``ckpts`` sits two levels above.
+PLUGIN_ROOT = Path(__file__).resolve().parents[2]
+
 def default_search_dirs() -> list[Path]:
     """Candidate Wan2GP ``ckpts`` folders, most specific first (they may not exist).
 
@@ -174,9 +178,8 @@ def default_search_dirs() -> list[Path]:
         candidates.append(Path(os.environ["WAN2GP_CKPTS"]).expanduser())
     if os.environ.get("WAN2GP_ROOT"):
         candidates.append(Path(os.environ["WAN2GP_ROOT"]).expanduser() / "ckpts")
-    plugin_root = Path(__file__).resolve().parents[1]
-    if plugin_root.parent.name == "plugins":
-        candidates.append(plugin_root.parent.parent / "ckpts")
+    if PLUGIN_ROOT.parent.name == "plugins":
+        candidates.append(PLUGIN_ROOT.parent.parent / "ckpts")
     candidates.append(Path.cwd() / "ckpts")
     unique: list[Path] = []
     for path in candidates:
