@@ -23,7 +23,7 @@ from .cli_args import check_guide_args
 from .cli_export import add_export_command, run_export
 from .cli_outputs import check_output_file, check_output_folder, check_timeline_writer, write_timeline
 from .cli_shared import (add_backend_options, add_size_option, add_cache_location, add_cache_options,
-                         add_depth_model_options, add_range_options,
+                         add_contour_model_options, add_depth_model_options, add_range_options,
                          console_progress as _console_progress, open_cache as _open_cache)
 from .ports import check_port
 from .errors import OptionError, StructureVideoError, plain_words
@@ -61,9 +61,10 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--fps", type=float, default=DEFAULTS["fps"], help="guide frame rate (default 16)")
     guide = parser.add_argument_group("guidance")
     guide.add_argument("--type", dest="guide_type", default=DEFAULTS["guide_type"], choices=CHOICES["guide_type"],
-                       help="flow: colour-wheel optical flow; canny: edges; raw: the fitted frames; "
+                       help="flow: colour-wheel optical flow; canny: OpenCV edges; raw: the fitted frames; "
                             "depth: Depth Anything V2 depth, grey, near = bright; gray: the fitted frames in "
-                            "gray levels, as Wan2GP's Gray (default flow)")
+                            "gray levels, as Wan2GP's Gray; contour: Wan2GP's learned edges (its \"Canny\"); "
+                            "scribble: Wan2GP's \"Shapes\" (default flow)")
     guide.add_argument("--treatment", default=DEFAULTS["treatment"], choices=CHOICES["treatment"],
                        help="adjust: spread the frames over the whole video (or range); clip: keep the source's "
                             "timing, resampled to --fps, looping when short (default adjust)")
@@ -76,6 +77,7 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
                        help="percentile of the clip's flow magnitudes that maps to full colour (default 99)")
     guide.add_argument("--canny-intensity", type=float, default=DEFAULTS["canny_intensity"],
                        help="canny only: >1 finds more edges, <1 fewer (default 1)")
+    add_contour_model_options(parser.add_argument_group("Wan2GP's contour model (--type contour, scribble)"))
     depth = parser.add_argument_group("depth (--type depth)")
     add_depth_model_options(depth)
     depth.add_argument("--depth-contrast", type=float, default=DEFAULTS["depth_contrast"],
@@ -231,6 +233,7 @@ def run_guide(args: argparse.Namespace) -> int:
                     raft_model=args.raft_model, raft_weights=args.raft_weights, iterations=args.iterations,
                     device=args.device, batch_size=batch_size, precision=args.precision,
                     canny_intensity=args.canny_intensity, depth_weights=args.depth_weights,
+                    contour_weights=args.contour_weights,
                     depth_variant=args.depth_variant, depth_contrast=args.depth_contrast,
                     depth_smoothing=args.depth_smoothing, depth_input_size=args.depth_input_size or None,
                     cuts=args.cuts, allow_short=args.allow_short,

@@ -37,6 +37,13 @@ def add_range_options(group: Any) -> None:
                             "a Note, and the guide from the frames that decode (default: error, exit 2)")
 
 
+def add_contour_model_options(group: Any) -> None:
+    """--contour-weights: Wan2GP's contour network (the contour and scribble guides)."""
+    group.add_argument("--contour-weights", metavar="PATH",
+                       help="Wan2GP's contour network weights, scribble/netG_A_latest.pth (default: found in "
+                            "Wan2GP's ckpts/ folders; nothing is downloaded)")
+
+
 def add_depth_model_options(group: Any) -> None:
     """--depth-weights, --depth-variant, --depth-input-size: which depth model, run at which size."""
     group.add_argument("--depth-weights", metavar="PATH",

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from .errors import OptionError
 
 # Choices ------------------------------------------------------------------------------------------------
-GUIDE_TYPES = ("flow", "canny", "raw", "depth", "gray")
+GUIDE_TYPES = ("flow", "canny", "raw", "depth", "gray", "contour", "scribble")
 #: adjust: spread the source over the whole guide; clip: keep the source's timing.
 TREATMENTS = ("adjust", "clip")
 FIT_MODES = ("crop", "pad", "stretch")

@@ -57,6 +57,7 @@ class GuideRequest:
     depth_contrast: float = DEFAULTS["depth_contrast"]
     depth_smoothing: float = DEFAULTS["depth_smoothing"]
     depth_input_size: Optional[int] = DEFAULTS["depth_input_size"]
+    contour_weights: Optional[str] = None
     cuts: str = DEFAULTS["cuts"]
     allow_short: bool = False
 
@@ -244,8 +245,9 @@ def _depth_options(request: GuideRequest) -> None:
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high):
         raise OptionError(f"Depth input size {size!r} must be a whole number from {low} to {high} (or unset: the "
                           "frame's own size).")
-    if request.depth_weights is not None and not isinstance(request.depth_weights, (str, os.PathLike)):
-        raise OptionError(f"Depth weights {request.depth_weights!r} must be a path (or unset: found locally).")
+    for label, value in (("Depth", request.depth_weights), ("Contour", request.contour_weights)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise OptionError(f"{label} weights {value!r} must be a path (or unset: found locally).")
 
 
 def _device_text(device: str) -> None:

@@ -7,15 +7,16 @@ from __future__ import annotations
 from typing import Optional
 
 from .base import Annotator
+from .contour import CONTOUR, SCRIBBLE
 from .depth import DEPTH
 from .flow import FLOW
 
 __all__ = ["Annotator", "ANNOTATORS", "annotator_for"]
 
 #: Guide types whose frames come from an annotator's stored rows (the others are drawn from the frames).
-ANNOTATORS: dict[str, Annotator] = {annotator.guide_type: annotator for annotator in (FLOW, DEPTH)}
+ANNOTATORS: dict[str, Annotator] = {annotator.guide_type: annotator for annotator in (FLOW, DEPTH, CONTOUR, SCRIBBLE)}
 
 
 def annotator_for(guide_type: str) -> Optional[Annotator]:
-    """The annotator of ``guide_type``, or None for a guide drawn straight from the frames (canny, raw)."""
+    """The annotator of ``guide_type``, or None for a guide drawn straight from the frames (canny, raw, gray)."""
     return ANNOTATORS.get(guide_type)

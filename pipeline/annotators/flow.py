@@ -9,7 +9,6 @@ composed from the rows, coloured with one clip-wide scale (bursts left out); ren
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
