@@ -21,7 +21,7 @@ from wan2gp_structure_video.errors import WeightsNotFoundError  # noqa: E402
 from wan2gp_structure_video.memory.pool import AnnotatorPool  # noqa: E402
 from wan2gp_structure_video.preprocessors.annotators import pose_dwpose as pd  # noqa: E402
 from wan2gp_structure_video.preprocessors.annotators.pose_sessions import PoseSessions, choose_providers  # noqa: E402
-from wan2gp_structure_video.preprocessors.render.pose_draw import draw_pose  # noqa: E402
+from wan2gp_structure_video.preprocessors.render.pose_draw import draw_like_host, draw_pose  # noqa: E402
 from wan2gp_structure_video.preprocessors.render.pose_json import openpose_frame  # noqa: E402
 from wan2gp_structure_video.preprocessors.weights.pose_weights import PoseWeights, find_pose_weights  # noqa: E402
 
@@ -232,3 +232,17 @@ def test_openpose_json(rows: np.ndarray) -> None:
     assert person["pose_keypoints_2d"][30:33] == [0.0, 0.0, 0.0]  # the hidden ankle
     assert openpose_frame(np.zeros_like(row), 64, 64)["people"] == []
     assert len(openpose_frame(rows[0], 320, 180)["people"]) == 1
+
+
+def test_same_guide_frames_as_host_annotator(ckpts: Path, rows: np.ndarray) -> None:
+    """The host's video annotator (no reference image: body, face and hands) on the tiny models."""
+    pose, _, _ = host_modules()
+    cfg = {"DETECTION_MODEL": str(ckpts / "pose/yolox_l.onnx"), "POSE_MODEL": str(ckpts / "pose/dw-ll_ucoco_384.onnx"),
+           "RESIZE_SIZE": 1024}
+    annotator = pose.OptimizedPoseAnnotator(cfg, device="cpu")
+    for frame, row in zip(person_frames(2), rows):
+        net = pose.resize_image(pose.HWC3(frame[..., ::-1]), 1024)
+        theirs = annotator.process(net, frame.shape[:2])[0]["detected_map_handbodyface"]
+        ours = draw_like_host(row, *frame.shape[:2], hands=True)
+        assert ours.any()
+        np.testing.assert_array_equal(ours, theirs)

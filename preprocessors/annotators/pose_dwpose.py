@@ -42,9 +42,15 @@ def network_image(frame_rgb: np.ndarray, resize_size: int = RESIZE_SIZE) -> np.n
 
     bgr = np.ascontiguousarray(frame_rgb[..., ::-1])
     h, w = bgr.shape[:2]
-    k = float(resize_size) / min(h, w)
-    nh, nw = int(np.round(h * k / 64.0)) * 64, int(np.round(w * k / 64.0)) * 64
-    return cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_LANCZOS4 if k > 1 else cv2.INTER_AREA)
+    nh, nw = network_size(h, w, resize_size)
+    grow = resize_size > min(h, w)
+    return cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_LANCZOS4 if grow else cv2.INTER_AREA)
+
+
+def network_size(height: int, width: int, resize_size: int = RESIZE_SIZE) -> tuple[int, int]:
+    """(h, w) of the image the networks see for a ``height``×``width`` frame (the host draws at it too)."""
+    k = float(resize_size) / min(height, width)
+    return int(np.round(height * k / 64.0)) * 64, int(np.round(width * k / 64.0)) * 64
 
 
 def _letterbox(img: np.ndarray) -> tuple[np.ndarray, float]:

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ..annotators.pose_dwpose import VISIBLE
+from ..annotators.pose_dwpose import RESIZE_SIZE, VISIBLE, network_size
 
 _LIMBS = [(2, 3), (2, 6), (3, 4), (4, 5), (6, 7), (7, 8), (2, 9), (9, 10), (10, 11), (2, 12), (12, 13),
           (13, 14), (2, 1), (1, 15), (15, 17)]  # 1-based pairs; the host draws only these first 17 ...
@@ -99,3 +99,15 @@ def draw_pose(row: np.ndarray, height: int, width: int, *, body: bool = True, fa
     if face:
         _draw_face(canvas, people)
     return np.ascontiguousarray(canvas[..., ::-1])
+
+
+def draw_like_host(row: np.ndarray, height: int, width: int, *, face: bool = True, hands: bool = False,
+                   resize_size: int = RESIZE_SIZE) -> np.ndarray:
+    """The host annotator's frame: drawn at the network size of a ``height``×``width`` frame (short
+    side 1024), then resized to the frame, so line widths scale as in Wan2GP's guides."""
+    import cv2
+
+    net_h, net_w = network_size(height, width, resize_size)
+    canvas = draw_pose(row, net_h, net_w, face=face, hands=hands)
+    shrink = cv2.INTER_LANCZOS4 if height * width > net_h * net_w else cv2.INTER_AREA
+    return cv2.resize(canvas, (width, height), interpolation=shrink)
