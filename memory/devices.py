@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Optional
+from typing import Any, Optional, Protocol, runtime_checkable
 
 from ..cli_args import _gpu_driver_present
 
@@ -52,6 +52,27 @@ def is_torch_module(value: Any) -> bool:
     """Whether ``value`` is a ``torch.nn.Module`` (never true while torch is not loaded)."""
     torch = loaded_torch()
     return torch is not None and isinstance(value, torch.nn.Module)
+
+
+@runtime_checkable
+class DevicePlaced(Protocol):
+    """An annotator that places itself (an ONNX session holder, not a torch module).
+
+    ``place(device)`` builds or moves it for ``device`` (a ``torch.device`` or :class:`DeviceName`);
+    ``unload()`` frees its device memory (it may destroy and later rebuild what it holds);
+    ``release()`` drops everything it holds.
+    """
+
+    def place(self, device: Any) -> Any: ...
+
+    def unload(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+def is_device_placed(value: Any) -> bool:
+    """Whether ``value`` places itself (:class:`DevicePlaced`) rather than being moved with ``.to()``."""
+    return not is_torch_module(value) and isinstance(value, DevicePlaced)
 
 
 def cuda_possible() -> bool:

@@ -3,7 +3,8 @@
 ``unload()`` — the weights leave the GPU (kept in RAM for a fast next use) and cached blocks are freed;
 ``release()`` — the module is dropped and nothing of ours references it any more.
 
-:class:`PlainPlacement` moves the module with ``.to(device)``. :class:`MmgpPlacement` puts it under
+:class:`PlainPlacement` moves the module with ``.to(device)``, or lets a :class:`~.devices.DevicePlaced`
+object (an ONNX session holder) place, unload and release itself. :class:`MmgpPlacement` puts it under
 mmgp's offload (``offload.all`` / ``offload.profile`` on ``{name: module}``), like the host's own
 models; mmgp needs CUDA, so it is only used for CUDA devices.
 """
@@ -15,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .devices import is_torch_module, loaded_torch
+from .devices import is_device_placed, is_torch_module, loaded_torch
 from .monitor import empty_device_cache
 
 logger = logging.getLogger(__name__)
@@ -41,29 +42,41 @@ def module_device_types(module: Any) -> set[str]:
 
 
 class PlainPlacement:
-    """Moves the module between devices with ``.to()``."""
+    """Moves the module between devices with ``.to()``; a ``DevicePlaced`` object does it itself."""
 
     kind = "plain"
 
     def __init__(self, module: Any) -> None:
         self.module = module
+        self._placed_on: Optional[str] = None  # device type of a DevicePlaced object, None when unloaded
 
     def place(self, device: Any) -> Any:
-        if is_torch_module(self.module):
+        if is_device_placed(self.module):
+            self.module.place(device)
+            self._placed_on = getattr(device, "type", str(device))
+        elif is_torch_module(self.module):
             self.module.to(str(device))
         return self.module
 
     def unload(self) -> None:
-        if is_torch_module(self.module):
+        if is_device_placed(self.module):
+            self.module.unload()
+            self._placed_on = None
+        elif is_torch_module(self.module):
             self.module.to("cpu")
         empty_device_cache(collect=False)
 
     def release(self) -> None:
-        if is_torch_module(self.module):
+        if is_device_placed(self.module):
+            self.module.release()
+            self._placed_on = None
+        elif is_torch_module(self.module):
             self.module.to("cpu")
         self.module = None
 
     def on_gpu(self) -> bool:
+        if is_device_placed(self.module):
+            return self._placed_on == "cuda"
         return "cuda" in module_device_types(self.module)
 
 
