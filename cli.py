@@ -23,7 +23,8 @@ from .cli_args import check_guide_args
 from .cli_export import add_export_command, run_export
 from .cli_outputs import check_output_file, check_output_folder, check_timeline_writer, write_timeline
 from .cli_shared import (add_backend_options, add_size_option, add_cache_location, add_cache_options,
-                         add_contour_model_options, add_depth_model_options, add_range_options,
+                         add_contour_model_options, add_depth_model_options, add_pose_model_options,
+                         add_range_options,
                          console_progress as _console_progress, open_cache as _open_cache)
 from .ports import check_port
 from .errors import OptionError, StructureVideoError, plain_words
@@ -64,7 +65,7 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
                        help="flow: colour-wheel optical flow; canny: OpenCV edges; raw: the fitted frames; "
                             "depth: Depth Anything V2 depth, grey, near = bright; gray: the fitted frames in "
                             "gray levels, as Wan2GP's Gray; contour: Wan2GP's learned edges (its \"Canny\"); "
-                            "scribble: Wan2GP's \"Shapes\" (default flow)")
+                            "scribble: Wan2GP's \"Shapes\"; pose: DWPose skeletons on black (default flow)")
     guide.add_argument("--treatment", default=DEFAULTS["treatment"], choices=CHOICES["treatment"],
                        help="adjust: spread the frames over the whole video (or range); clip: keep the source's "
                             "timing, resampled to --fps, looping when short (default adjust)")
@@ -78,6 +79,11 @@ def _add_guide_options(parser: argparse.ArgumentParser) -> None:
     guide.add_argument("--canny-intensity", type=float, default=DEFAULTS["canny_intensity"],
                        help="canny only: >1 finds more edges, <1 fewer (default 1)")
     add_contour_model_options(parser.add_argument_group("Wan2GP's contour model (--type contour, scribble)"))
+    pose = parser.add_argument_group("pose (--type pose)")
+    add_pose_model_options(pose)
+    pose.add_argument("--pose-hands", action="store_true", help="draw the hands too (Wan2GP's own pose guide does)")
+    pose.add_argument("--no-pose-filter", dest="pose_filter", action="store_false",
+                      help="draw the raw keypoints (default: tracks smoothed by a One-Euro filter against jitter)")
     depth = parser.add_argument_group("depth (--type depth)")
     add_depth_model_options(depth)
     depth.add_argument("--depth-contrast", type=float, default=DEFAULTS["depth_contrast"],
@@ -233,7 +239,8 @@ def run_guide(args: argparse.Namespace) -> int:
                     raft_model=args.raft_model, raft_weights=args.raft_weights, iterations=args.iterations,
                     device=args.device, batch_size=batch_size, precision=args.precision,
                     canny_intensity=args.canny_intensity, depth_weights=args.depth_weights,
-                    contour_weights=args.contour_weights,
+                    contour_weights=args.contour_weights, pose_weights=args.pose_weights,
+                    pose_hands=args.pose_hands, pose_filter=args.pose_filter,
                     depth_variant=args.depth_variant, depth_contrast=args.depth_contrast,
                     depth_smoothing=args.depth_smoothing, depth_input_size=args.depth_input_size or None,
                     cuts=args.cuts, allow_short=args.allow_short,

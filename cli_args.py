@@ -63,7 +63,8 @@ def check_input_texts(inputs: Sequence[str]) -> None:
 #: What each weights option expects, for the message when its path is wrong.
 _WEIGHTS_KIND = {"--raft-weights": "a RAFT weights file (raft-things.pth)",
                  "--depth-weights": "a Depth Anything V2 weights file (.pth) or a transformers model folder",
-                 "--contour-weights": "Wan2GP's contour weights file (scribble/netG_A_latest.pth)"}
+                 "--contour-weights": "Wan2GP's contour weights file (scribble/netG_A_latest.pth)",
+                 "--pose-weights": "a folder holding Wan2GP's pose/yolox_l.onnx and pose/dw-ll_ucoco_384.onnx"}
 
 
 def _check_weights(option: str, value: Optional[str]) -> None:
@@ -120,6 +121,7 @@ def check_source_args(args: Any) -> None:
     _check_weights("--raft-weights", args.raft_weights)
     _check_weights("--depth-weights", args.depth_weights)
     _check_weights("--contour-weights", getattr(args, "contour_weights", None))
+    _check_weights("--pose-weights", getattr(args, "pose_weights", None))
     check_device(args.device)
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Optional
 
 from .cli_args import check_source_args
-from .cli_shared import (add_backend_options, add_cache_options, add_depth_model_options, add_range_options,
+from .cli_shared import (add_backend_options, add_cache_options, add_depth_model_options, add_pose_model_options,
+                         add_range_options,
                          add_size_option, console_progress, open_cache)
 from .errors import OptionError, StructureVideoError
 from .options import DEFAULTS, EXPORT_TYPES, automatic_batch_size
@@ -41,6 +42,7 @@ def add_export_command(commands: "argparse._SubParsersAction") -> argparse.Argum
     add_size_option(export)
     add_range_options(export.add_argument_group("source range"))
     add_depth_model_options(export.add_argument_group("depth model (--type depth)"))
+    add_pose_model_options(export.add_argument_group("pose models (--type pose)"))
     add_backend_options(export.add_argument_group("flow backend and memory"))
     add_cache_options(export.add_argument_group("cache"))
     return export
@@ -84,7 +86,8 @@ def run_export(args: argparse.Namespace) -> int:
             raft_weights=args.raft_weights, iterations=args.iterations, device=args.device,
             batch_size=automatic_batch_size(args.batch_size), precision=args.precision, teardown=args.teardown,
             depth_weights=args.depth_weights, depth_variant=args.depth_variant,
-            depth_input_size=args.depth_input_size or None, cuts=args.cuts, allow_short=args.allow_short)
+            depth_input_size=args.depth_input_size or None, pose_weights=args.pose_weights, cuts=args.cuts,
+            allow_short=args.allow_short)
         progress, close_progress = console_progress(args.quiet)
         try:
             result = export_rows(request, out, flo=args.flo, png=not args.no_png,

@@ -44,6 +44,13 @@ def add_contour_model_options(group: Any) -> None:
                             "Wan2GP's ckpts/ folders; nothing is downloaded)")
 
 
+def add_pose_model_options(group: Any) -> None:
+    """--pose-weights: the two DWPose ONNX files (the pose guide and export)."""
+    group.add_argument("--pose-weights", metavar="DIR",
+                       help="folder holding Wan2GP's DWPose models pose/yolox_l.onnx and pose/dw-ll_ucoco_384.onnx "
+                            "(default: found in Wan2GP's ckpts/ folders; nothing is downloaded)")
+
+
 def add_depth_model_options(group: Any) -> None:
     """--depth-weights, --depth-variant, --depth-input-size: which depth model, run at which size."""
     group.add_argument("--depth-weights", metavar="PATH",

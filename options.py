@@ -12,7 +12,7 @@ from typing import Any, Optional
 from .errors import OptionError
 
 # Choices ------------------------------------------------------------------------------------------------
-GUIDE_TYPES = ("flow", "canny", "raw", "depth", "gray", "contour", "scribble")
+GUIDE_TYPES = ("flow", "canny", "raw", "depth", "gray", "contour", "scribble", "pose")
 #: adjust: spread the source over the whole guide; clip: keep the source's timing.
 TREATMENTS = ("adjust", "clip")
 FIT_MODES = ("crop", "pad", "stretch")
@@ -27,7 +27,7 @@ DEFAULT_DEPTH_VARIANT = "vitl"
 #: auto = find hard cuts between shots (never drawn as motion, one depth range per shot); off = ignore.
 CUT_MODES = ("auto", "off")
 #: What ``export`` writes: the rows an annotator stores (canny, raw and gray store none).
-EXPORT_TYPES = ("flow", "depth")
+EXPORT_TYPES = ("flow", "depth", "pose")
 #: Device names besides ``cuda:N``.
 DEVICES = ("auto", "cpu", "cuda")
 #: ``raft_weights`` / ``depth_weights`` value that builds the model with random weights (tests and benchmarks only).

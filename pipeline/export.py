@@ -53,16 +53,17 @@ class ExportResult:
     def summary(self) -> str:
         """One line for the CLI and the tab."""
         origin = "from the cache" if self.from_cache else f"computed ({self.run.backend})"
-        extra = f" + {len(self.extra_files)} {'.flo' if self.guide_type == 'flow' else 'PNG'} files" \
+        kind = {"flow": ".flo", "depth": "PNG", "pose": "OpenPose JSON"}.get(self.guide_type, "")
+        extra = f" + {len(self.extra_files)} {kind} files" \
             if self.extra_files else ""
-        return (f"Exported {self.guide_type} {self.npy.name} {tuple(self.shape)} float16{extra}, "
+        return (f"Exported {self.guide_type} {self.npy.name} {tuple(self.shape)} {self.sidecar.get('dtype', 'float16')}{extra}, "
                 f"source frames {self.frames[0]}..{self.frames[-1]} stride {self.stride}, {origin} -> {self.folder}")
 
 
 def source_request(request: GuideRequest) -> GuideRequest:
     """``request`` re-planned to step through every source frame of its range once (output unset)."""
     if request.guide_type not in EXPORT_TYPES:
-        raise OptionError(f"Export type {request.guide_type!r}: use flow or depth (canny, raw and gray have no "
+        raise OptionError(f"Export type {request.guide_type!r}: use {', '.join(EXPORT_TYPES)} (canny, raw and gray have no "
                           "annotator rows; make a guide instead).")
     probe = prepare(replace(request, output=None, frames=1, treatment="adjust", window_start=0, window_frames=None))
     first, stop = probe.plan.first, probe.plan.stop
@@ -152,7 +153,7 @@ def _sidecar_fields(prepared: PreparedGuide, ctx: RunContext, annotator: Annotat
         "cuts": {"mode": req.cuts, "rows": cuts,
                  "meaning": ("pairs i (frames[i] -> frames[i+1]) that are hard cuts between shots; their "
                              "motion is not meaningful")},
-        "dtype": "float16",
+        "dtype": annotator.export_dtype,
         "shape": list(shape),
         "from_cache": from_cache,
         "cache_key": run.cache_key,

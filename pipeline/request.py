@@ -58,6 +58,11 @@ class GuideRequest:
     depth_smoothing: float = DEFAULTS["depth_smoothing"]
     depth_input_size: Optional[int] = DEFAULTS["depth_input_size"]
     contour_weights: Optional[str] = None
+    pose_weights: Optional[str] = None
+    #: Draw the hands too (Wan2GP's own pose guide does); body and face always.
+    pose_hands: bool = False
+    #: Smooth the keypoint tracks (One-Euro) before drawing.
+    pose_filter: bool = True
     cuts: str = DEFAULTS["cuts"]
     allow_short: bool = False
 
@@ -245,7 +250,8 @@ def _depth_options(request: GuideRequest) -> None:
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high):
         raise OptionError(f"Depth input size {size!r} must be a whole number from {low} to {high} (or unset: the "
                           "frame's own size).")
-    for label, value in (("Depth", request.depth_weights), ("Contour", request.contour_weights)):
+    for label, value in (("Depth", request.depth_weights), ("Contour", request.contour_weights),
+                         ("Pose", request.pose_weights)):
         if value is not None and not isinstance(value, (str, os.PathLike)):
             raise OptionError(f"{label} weights {value!r} must be a path (or unset: found locally).")
 

@@ -67,6 +67,8 @@ class StoredRows:
     cuts: frozenset[int] = frozenset()
     #: Whether the marks were recomputed (an entry written before cuts were marked).
     cuts_recomputed: bool = False
+    #: The fitted (width, height) the rows were computed at.
+    size: tuple[int, int] = (0, 0)
 
 
 def source_identity(prepared: PreparedGuide) -> dict[str, Any]:
@@ -222,7 +224,7 @@ def open_source_rows(annotator: Annotator, prepared: PreparedGuide, choice: Mode
             yield StoredRows(entry.rows(), nodes, (nodes[0], nodes[-1]), from_cache=hit, key=entry.key,
                              stride=stride, extraction=report,
                              read_seconds=time.perf_counter() - started if hit else 0.0,
-                             cuts=marks, cuts_recomputed=recomputed)
+                             cuts=marks, cuts_recomputed=recomputed, size=prepared.size)
         return
     span = planned_span(annotator, prepared)
     nodes = annotator.span_nodes(span.first, span.last, span.stride)
@@ -238,7 +240,7 @@ def open_source_rows(annotator: Annotator, prepared: PreparedGuide, choice: Mode
         rows = open_rows(work_dir / ROWS_FILE, annotator.dtype)
         marks, _ = stored_marks(fields, prepared, nodes[j0:j1 + 1])
         yield StoredRows(rows, nodes[j0:j1 + 1], (nodes[0], nodes[-1]), from_cache=False, stride=span.stride,
-                         extraction=report, cuts=marks)
+                         extraction=report, cuts=marks, size=prepared.size)
     finally:
         rows = None
         shutil.rmtree(work_dir, ignore_errors=True)

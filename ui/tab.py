@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 #: The page's label of each choice (the choices themselves are ``options``'). Short labels: the middle
 #: column (with Extract and the status line) fits a 1280×720 screen.
 LABELS = {"flow": "Optical flow", "canny": "Canny edges", "raw": "Raw frames", "gray": "Gray levels", "depth": "Depth (near = bright)",
-          "contour": "Edges (Wan2GP model)", "scribble": "Shapes (Wan2GP model)",
+          "contour": "Edges (Wan2GP model)", "scribble": "Shapes (Wan2GP model)", "pose": "Pose (DWPose)",
           "adjust": "Adjust: spread over the whole video / range", "clip": "Clip: keep the source timing",
           "crop": "Crop to the target aspect", "pad": "Pad (letterbox)", "stretch": "Stretch",
           "auto": "Auto (RAFT if found, else DIS)", "raft": "RAFT (GPU, best)", "dis": "DIS (OpenCV, CPU, fast)"}

@@ -92,8 +92,9 @@ class Annotator:
     scratch_name: str = "rows"
     #: Inputs decoded ahead of the model.
     prefetch: int = 4
-    #: What a stored row means, for an export's sidecar.
+    #: What a stored row means, and the dtype of its export's ``.npy``.
     export_units: str = ""
+    export_dtype: str = "float16"
 
     # ---------------------------------------------------------------- the model
     def choose(self, request: GuideRequest, locator: Optional[WeightsLocator]) -> ModelChoice:

@@ -20,12 +20,13 @@ FLO_TAG_FLOAT = 202021.25
 PNG_MAX = 65535
 
 
-def write_npy_rows(path: Union[str, Path], shape: tuple[int, ...], row: Callable[[int], np.ndarray]) -> None:
-    """Write a float16 ``.npy`` of ``shape`` whose row ``i`` is ``row(i)`` (streamed into a mapping)."""
+def write_npy_rows(path: Union[str, Path], shape: tuple[int, ...], row: Callable[[int], np.ndarray],
+                   dtype: Union[str, np.dtype] = np.float16) -> None:
+    """Write a ``.npy`` of ``shape`` (float16 unless told) whose row ``i`` is ``row(i)`` (streamed into a mapping)."""
     if shape[0] == 0:
-        np.save(path, np.zeros(shape, dtype=np.float16), allow_pickle=False)
+        np.save(path, np.zeros(shape, dtype=dtype), allow_pickle=False)
         return
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
     try:
         for i in range(shape[0]):
             out[i] = row(i)

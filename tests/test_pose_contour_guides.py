@@ -1,0 +1,131 @@
+"""Pose, contour and scribble guides through the CLI, the cache and export (tiny models, CPU, no downloads)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wan2gp_structure_video.cli import main
+from wan2gp_structure_video.memory import AnnotatorPool
+from wan2gp_structure_video.options import GUIDE_TYPES
+from wan2gp_structure_video.pipeline.build import build_guide
+from wan2gp_structure_video.pipeline.context import RunContext
+from wan2gp_structure_video.pipeline.request import GuideRequest
+from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
+from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
+from wan2gp_structure_video.preprocessors.video.video_io import iter_frames
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pose_models import build_pose_models  # noqa: E402
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    return write_sample_video(tmp_path_factory.mktemp("src") / "s.mp4", width=160, height=96, frames=9, fps=16)
+
+
+@pytest.fixture(scope="module")
+def pose_dir(tmp_path_factory) -> Path:
+    return build_pose_models(tmp_path_factory.mktemp("pose"))
+
+
+@pytest.fixture(scope="module")
+def contour_file(tmp_path_factory) -> Path:
+    torch = pytest.importorskip("torch")
+    from wan2gp_structure_video.preprocessors.annotators.contour_model import build_contour_net
+
+    path = tmp_path_factory.mktemp("ckpts") / "scribble" / "netG_A_latest.pth"
+    path.parent.mkdir()
+    torch.save(build_contour_net(seed=3).state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def no_host(monkeypatch, tmp_path):
+    """Nothing found in Wan2GP folders: the machine's own ckpts stay out of the test."""
+    monkeypatch.setenv("WAN2GP_ROOT", str(tmp_path / "no-wan2gp"))
+    monkeypatch.delenv("WAN2GP_CKPTS", raising=False)
+    from wan2gp_structure_video.preprocessors.weights import raft_weights
+
+    monkeypatch.setattr(raft_weights, "default_search_dirs", lambda: [tmp_path / "no-wan2gp" / "ckpts"])
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    return list(iter_frames(str(path)))
+
+
+def test_pose_guide_has_the_requested_size_and_frames_and_retargets_from_the_cache(tmp_path, source, pose_dir):
+    cache = tmp_path / "cache"
+    out = tmp_path / "pose.mp4"
+    assert main(["guide", str(source), "-o", str(out), "--type", "pose", "--pose-weights", str(pose_dir),
+                 "--resolution", "128x64", "--frames", "7", "--fps", "12", "--cache-dir", str(cache), "-q"]) == 0
+    frames = _frames(out)
+    assert len(frames) == 7 and frames[0].shape == (64, 128, 3)
+    assert max(f.max() for f in frames) > 100, "no skeleton was drawn"
+    pool = AnnotatorPool(offload="plain")
+    again = build_guide(GuideRequest(input=source, output=tmp_path / "again.mp4", guide_type="pose",
+                                     pose_weights=str(pose_dir), resolution=(128, 64), frames=13, fps=24),
+                        RunContext(pool=pool, cache=FlowCache(cache)))
+    assert again.cache_hit and pool.names() == [], "a re-target ran the pose models again"
+    assert "onnxruntime CPU" in again.backend_reason
+    assert len(_frames(tmp_path / "again.mp4")) == 13
+
+
+def test_pose_without_weights_is_one_line_and_writes_nothing(tmp_path, source, no_host, capsys):
+    out = tmp_path / "pose.mp4"
+    assert main(["guide", str(source), "-o", str(out), "--type", "pose", "--resolution", "128x64",
+                 "--frames", "5", "--no-cache"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pose/yolox_l.onnx" in err[0] and "--pose-weights" in err[0]
+    assert not out.exists() and list(tmp_path.glob("*.mp4")) == []
+
+
+def test_pose_export_writes_keypoints_and_openpose_json(tmp_path, source, pose_dir):
+    out = tmp_path / "export"
+    assert main(["export", str(source), "--type", "pose", "--pose-weights", str(pose_dir), "--resolution", "128x64",
+                 "--out", str(out), "--no-cache", "-q"]) == 0
+    keypoints = np.load(out / "pose.npy")
+    assert keypoints.shape == (9, 8, 134, 3) and keypoints.dtype == np.float32
+    sidecar = json.loads((out / "export.json").read_text())
+    assert sidecar["dtype"] == "float32" and len(sidecar["files"]["json"]) == 9
+    frame = json.loads((out / sidecar["files"]["json"][0]).read_text())
+    people = frame["people"]
+    assert frame["canvas_width"] == 128 and people
+    assert len(people[0]["pose_keypoints_2d"]) == 18 * 3 and len(people[0]["face_keypoints_2d"]) == 68 * 3
+
+
+def test_contour_and_scribble_share_one_cached_map(tmp_path, source, contour_file):
+    cache = FlowCache(tmp_path / "cache")
+    pool = AnnotatorPool(offload="plain")
+    common = dict(input=source, contour_weights=str(contour_file), resolution=(128, 64), frames=5, fps=16)
+    contour = build_guide(GuideRequest(output=tmp_path / "c.mp4", guide_type="contour", **common),
+                          RunContext(pool=pool, cache=cache))
+    scribble = build_guide(GuideRequest(output=tmp_path / "s.mp4", guide_type="scribble", **common),
+                           RunContext(pool=AnnotatorPool(offload="plain"), cache=cache))
+    assert not contour.cache_hit and scribble.cache_hit and scribble.cache_key == contour.cache_key
+    edges, shapes = _frames(tmp_path / "c.mp4"), _frames(tmp_path / "s.mp4")
+    assert len(edges) == len(shapes) == 5 and edges[0].shape == (64, 128, 3)
+    # contour is the thresholded inverse of the scribble map (H.264 blurs the edges a little)
+    expected = np.where(255 - shapes[2][..., 0].astype(int) > 127.5, 255, 0)
+    assert np.mean(np.abs(edges[2][..., 0].astype(int) - expected) < 64) > 0.9
+
+
+def test_contour_without_weights_is_one_line(tmp_path, source, no_host, capsys):
+    assert main(["guide", str(source), "-o", str(tmp_path / "c.mp4"), "--type", "contour", "--resolution",
+                 "128x64", "--frames", "5", "--no-cache"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "netG_A_latest.pth" in err[0] and "--contour-weights" in err[0]
+
+
+def test_the_tab_offers_every_guide_type_in_its_words():
+    from wan2gp_structure_video.ui.tab import LABELS, labelled
+
+    words = dict((value, label) for label, value in labelled(GUIDE_TYPES))
+    assert words["pose"] == "Pose (DWPose)" and words["contour"] == "Edges (Wan2GP model)"
+    assert words["scribble"] == "Shapes (Wan2GP model)" and words["gray"] == "Gray levels"
+    assert set(GUIDE_TYPES) <= set(LABELS)
