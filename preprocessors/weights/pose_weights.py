@@ -16,7 +16,7 @@ from .weights_files import HostLocator, file_fingerprint, locate_with_host
 
 DETECTOR_FILE = "pose/yolox_l.onnx"
 POSE_FILE = "pose/dw-ll_ucoco_384.onnx"
-HOW_TO_GET = ("Wan2GP downloads them with its core files (repo DeepBeepMeep/Wan2.1, folder 'pose'); "
+POSE_HOW_TO_GET = ("Wan2GP downloads them with its core files (repo DeepBeepMeep/Wan2.1, folder 'pose'); "
               "or pass --pose-weights DIR holding yolox_l.onnx and dw-ll_ucoco_384.onnx")
 
 
@@ -50,7 +50,7 @@ def _explicit(paths: Sequence[str | os.PathLike[str]]) -> PoseWeights:
         pair = _pair_in(items[0])
         if pair is None:
             raise WeightsNotFoundError(f"Pose weights folder {items[0]} lacks yolox_l.onnx and/or "
-                                       f"dw-ll_ucoco_384.onnx (directly or in pose/): {HOW_TO_GET}.")
+                                       f"dw-ll_ucoco_384.onnx (directly or in pose/): {POSE_HOW_TO_GET}.")
         return PoseWeights(str(pair[0]), str(pair[1]), f"explicit folder {items[0]}")
     if len(items) == 2 and all(p.is_file() for p in items):
         by_name = {p.name: p for p in items}
@@ -87,4 +87,4 @@ def find_pose_weights(explicit: Optional[str | os.PathLike[str] | Sequence[str |
     looked = ", ".join(str(f / "pose") for f in folders) or "no ckpts folder"
     host = "Wan2GP's file locator, " if host_locator is not None else ""
     raise WeightsNotFoundError(f"DWPose weights ({DETECTOR_FILE}, {POSE_FILE}) not found (looked in {host}{looked}): "
-                               f"{HOW_TO_GET}.")
+                               f"{POSE_HOW_TO_GET}.")
