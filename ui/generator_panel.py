@@ -37,6 +37,40 @@ def depth_weights_text(deps: TabDeps) -> str:
             "Download them to use depth.")
 
 
+#: The tab's words for the host's other models.
+MODEL_WORDS = {"pose": ("DWPose models", "ckpts/pose/", "pose"),
+               "contour": ("Contour weights", "ckpts/scribble/netG_A_latest.pth", "edges (Wan2GP model) and shapes")}
+
+
+def model_text(deps: TabDeps, kind: str) -> str:
+    """The status line of the host's ``pose`` or ``contour`` model files."""
+    words, where, types = MODEL_WORDS[kind]
+    found = host_bridge.host_model_path(deps.plugin, kind)
+    if found:
+        return f"{words}: `{found}`"
+    return f"{words} `{where}` not found: the *{types}* types need them. Download them to use those types."
+
+
+def download_model(deps: TabDeps, kind: str):
+    """The "Download" button of the host's ``pose`` or ``contour`` model files."""
+    words = MODEL_WORDS[kind][0]
+    try:
+        found = host_bridge.download_host_model(deps.plugin, kind)
+    except Exception as exc:
+        raise gr.Error(ui_words(f"Downloading the {words} failed: {exc}")) from exc
+    return model_text(deps, kind), gr.update(visible=found is None)
+
+
+@ends_cleanly("Downloading the pose models")
+def download_pose_models(deps: TabDeps):
+    return download_model(deps, "pose")
+
+
+@ends_cleanly("Downloading the contour weights")
+def download_contour_weights(deps: TabDeps):
+    return download_model(deps, "contour")
+
+
 @ends_cleanly("Taking the target from the Video Generator")
 def take_target(deps: TabDeps, request: gr.Request = gr.Request()):
     """"Take from the Video Generator": the target from the generator's current model settings; from

@@ -188,6 +188,14 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
                         "Download depth weights (Wan2GP's ckpts/depth)", size="sm",
                         visible=host_bridge.host_depth_weights_path(deps.plugin) is None
                         and host_bridge.can_download_weights(deps.plugin))
+                for kind, button in (("pose", "Download pose models (Wan2GP's ckpts/pose)"),
+                                     ("contour", "Download contour weights (Wan2GP's ckpts/scribble)")):
+                    with gr.Row():
+                        c[f"{kind}_weights_info"] = gr.Markdown(generator_panel.model_text(deps, kind),
+                                                                elem_id=f"{ELEM}_{kind}_weights")
+                        c[f"download_{kind}_weights"] = gr.Button(
+                            button, size="sm", visible=host_bridge.host_model_path(deps.plugin, kind) is None
+                            and host_bridge.can_download_weights(deps.plugin))
         with gr.Column(scale=5, min_width=340):
             c["guide"] = gr.Video(label="Guide video", interactive=False, height=RESULT_HEIGHT,
                                   elem_id=f"{ELEM}_guide")
@@ -295,6 +303,11 @@ def _wire_generator(handles: TabHandles, deps: TabDeps, host: dict, plugin: Any)
     if "download_weights" in c:
         c["download_weights"].click(bind(generator_panel.download_weights, deps),
                                     outputs=[c["weights_info"], c["download_weights"]], **private)
+    for kind, handler in (("pose", generator_panel.download_pose_models),
+                          ("contour", generator_panel.download_contour_weights)):
+        if f"download_{kind}_weights" in c:
+            c[f"download_{kind}_weights"].click(bind(handler, deps), outputs=[c[f"{kind}_weights_info"],
+                                                                              c[f"download_{kind}_weights"]], **private)
     if "download_depth_weights" in c:
         c["download_depth_weights"].click(bind(generator_panel.download_depth_weights, deps),
                                           outputs=[c["depth_weights_info"], c["download_depth_weights"]], **private)

@@ -100,6 +100,40 @@ def download_host_depth_weights(plugin: Any) -> Optional[str]:
     return host_depth_weights_path(plugin)
 
 
+#: The host's files of its other control types (its core shared files): folder under ckpts → file names.
+HOST_MODEL_FILES = {"pose": ("pose", ("yolox_l.onnx", "dw-ll_ucoco_384.onnx")),
+                    "contour": ("scribble", ("netG_A_latest.pth",))}
+
+
+def host_model_path(plugin: Any, kind: str) -> Optional[str]:
+    """Where the host has all the files of ``kind`` (``pose``: the folder; ``contour``: the file), None when
+    one is missing or standalone."""
+    locator = weights_locator(plugin)
+    if locator is None:
+        return None
+    folder, names = HOST_MODEL_FILES[kind]
+    found = []
+    for name in names:
+        try:
+            path = locator(f"{folder}/{name}")
+        except Exception:
+            return None
+        if not path or not Path(str(path)).is_file():
+            return None
+        found.append(Path(str(path)))
+    return str(found[0].parent.parent) if kind == "pose" else str(found[0])
+
+
+def download_host_model(plugin: Any, kind: str) -> Optional[str]:
+    """Download the files of ``kind`` through the host's own downloader (the user asked for it)."""
+    download = host_callable(plugin, "process_files_def")
+    if download is None:
+        return None
+    folder, names = HOST_MODEL_FILES[kind]
+    download(repoId=HOST_WEIGHTS_REPO, sourceFolderList=[folder], fileList=[list(names)])
+    return host_model_path(plugin, kind)
+
+
 def host_save_path(plugin: Any) -> Optional[Path]:
     """The host's output folder (``server_config["save_path"]``, Wan2GP's default ``outputs``, relative
     to its working folder); None standalone (standalone hosts inject an empty config)."""
