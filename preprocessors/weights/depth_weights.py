@@ -101,7 +101,7 @@ def read_key_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
         try:
             from safetensors import safe_open
             with safe_open(str(path), framework="pt") as handle:
-                return {key: tuple(handle.get_slice(key).gettensor_shape()) for key in handle.keys()}
+                return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
         except Exception as exc:
             raise WeightsError(f"Cannot read depth weights {path} ({exc}): {HOW_TO_GET}.") from exc
     try:  # memory-mapped: only the names and the tensors' metadata are read
