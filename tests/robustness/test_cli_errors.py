@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from videogen import make_video
-from wan2gp_structure_video import cli
+from wan2gp_structure_video import cli, cli_outputs
 from wan2gp_structure_video.cli import main
 from wan2gp_structure_video.progress import ConsoleProgress, ProgressUpdate
 
@@ -90,7 +90,7 @@ def test_unwritable_output_folder_gets_permission_advice(tmp_path, source, capsy
     locked = tmp_path / "locked"
     locked.mkdir()
     real_access = os.access
-    monkeypatch.setattr(cli.os, "access", lambda path, mode: False if Path(path) == locked else real_access(path, mode))
+    monkeypatch.setattr(cli_outputs.os, "access", lambda path, mode: False if Path(path) == locked else real_access(path, mode))
     for args in (["--out", str(locked / "g.mp4")], ["--out-dir", str(locked / "guides")]):
         code = main(_guide(source, *args))
         err = capsys.readouterr().err
