@@ -44,6 +44,35 @@ class ModelChoice(Protocol):
     def annotator_name(self) -> str: ...
 
 
+@dataclass(frozen=True)
+class WeightsChoice:
+    """A model chosen by its weights (``source``: where they were found, with ``origin``, ``path`` and
+    ``identity()``) and why; a subclass names the model and its pool entry."""
+
+    source: Any
+    reason: str
+    #: The first part of its pool name (``<prefix>|<weights identity>``).
+    pool_prefix = "model"
+
+    @property
+    def name(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def weights_label(self) -> str:
+        """Human words for the weights in use."""
+        path = getattr(self.source, "path", None)
+        return self.source.origin + (f": {path}" if path else "")
+
+    def identity(self) -> str:
+        """Everything about the model that changes its rows (for cache keys)."""
+        return f"{self.name}|{self.source.identity()}"
+
+    def annotator_name(self) -> str:
+        """The name the model is registered under in the annotator pool."""
+        return f"{self.pool_prefix}|{self.source.identity()}"
+
+
 @dataclass
 class ExportPart:
     """What an annotator wrote into an export folder."""

@@ -11,7 +11,6 @@ does too.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import numpy as np
@@ -20,7 +19,7 @@ from ...options import RANDOM_WEIGHTS
 from ...preprocessors.weights.contour_weights import ContourWeightsSource, require_contour_weights
 from ..device_choice import WeightsLocator
 from ..request import GuideRequest
-from .base import Annotator, BatchFn, model_compute, model_precision
+from .base import Annotator, BatchFn, WeightsChoice, model_compute, model_precision
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from ..context import RunContext
@@ -30,23 +29,11 @@ if TYPE_CHECKING:  # pragma: no cover - types only
 CONTOUR_FORMAT = 1
 
 
-@dataclass(frozen=True)
-class ContourChoice:
-    """The contour network's weights picked for a request."""
+class ContourChoice(WeightsChoice):
+    """The contour network's weights picked for a request (``source``: a ``ContourWeightsSource``)."""
 
-    source: ContourWeightsSource
-    reason: str
-    name: str = "wan2gp-contour"
-
-    @property
-    def weights_label(self) -> str:
-        return self.source.origin + (f": {self.source.path}" if self.source.path else "")
-
-    def identity(self) -> str:
-        return f"{self.name}|{self.source.identity()}"
-
-    def annotator_name(self) -> str:
-        return f"contour|{self.source.identity()}"
+    pool_prefix = "contour"
+    name = "wan2gp-contour"
 
 
 def choose_contour(request: GuideRequest, locator: Optional[WeightsLocator] = None) -> ContourChoice:

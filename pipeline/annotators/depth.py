@@ -13,7 +13,6 @@ across a hard cut. Brightness: one range per timeline (or per shot), optionally 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
@@ -26,7 +25,7 @@ from ..depth_render import depth_brightness_note, depth_scale, iter_depth_guide
 from ..device_choice import WeightsLocator
 from ..request import GuideRequest
 from ..source_depth import SourceDepth
-from .base import Annotator, BatchFn, ExportPart, model_compute
+from .base import Annotator, BatchFn, ExportPart, WeightsChoice, model_compute
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from ..context import RunContext
@@ -40,29 +39,14 @@ RANDOM_VARIANT = "vits"
 ESTIMATE_FALLBACK_VARIANT = DEPTH_VARIANTS[-1]
 
 
-@dataclass(frozen=True)
-class DepthChoice:
-    """The depth model picked for a request."""
+class DepthChoice(WeightsChoice):
+    """The depth model picked for a request (``source``: a ``DepthWeightsSource``)."""
 
-    source: DepthWeightsSource
-    reason: str
+    pool_prefix = "depth"
 
     @property
     def name(self) -> str:
         return f"depth-anything-v2-{self.source.variant}"
-
-    @property
-    def weights_label(self) -> str:
-        """Human words for the weights in use."""
-        return self.source.origin + (f": {self.source.path}" if self.source.path else "")
-
-    def identity(self) -> str:
-        """Everything about the model that changes the depth maps (for cache keys)."""
-        return f"{self.name}|{self.source.identity()}"
-
-    def annotator_name(self) -> str:
-        """The name the model is registered under in the annotator pool."""
-        return f"depth|{self.source.identity()}"
 
 
 def choose_depth(request: GuideRequest, locator: Optional[WeightsLocator] = None) -> DepthChoice:

@@ -13,7 +13,6 @@ moving them destroys them (an ONNX session cannot change device); the next use r
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
@@ -23,7 +22,7 @@ from ...options import RANDOM_WEIGHTS
 from ...preprocessors.render.row_export import write_npy_rows
 from ..device_choice import WeightsLocator
 from ..request import GuideRequest
-from .base import Annotator, BatchFn, ExportPart
+from .base import Annotator, BatchFn, ExportPart, WeightsChoice
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from ..context import RunContext
@@ -35,23 +34,15 @@ POSE_FORMAT = 1
 BYTES_PER_FRAME = 600 << 20
 
 
-@dataclass(frozen=True)
-class PoseChoice:
-    """The DWPose files picked for a request."""
+class PoseChoice(WeightsChoice):
+    """The DWPose files picked for a request (``source``: a ``PoseWeights``)."""
 
-    weights: Any  # preprocessors.weights.pose_weights.PoseWeights
-    reason: str
-    name: str = "dwpose"
+    pool_prefix = "pose"
+    name = "dwpose"
 
     @property
     def weights_label(self) -> str:
-        return f"{self.weights.origin}: {Path(self.weights.detector).parent}"
-
-    def identity(self) -> str:
-        return f"{self.name}|{self.weights.identity()}"
-
-    def annotator_name(self) -> str:
-        return f"pose|{self.weights.identity()}"
+        return f"{self.source.origin}: {Path(self.source.detector).parent}"
 
 
 def choose_pose(request: GuideRequest, locator: Optional[WeightsLocator] = None) -> PoseChoice:
@@ -104,7 +95,7 @@ class PoseAnnotator(Annotator):
     def factory(self, choice: Any) -> Optional[Callable[[], Any]]:
         from ...preprocessors.annotators.pose_sessions import PoseSessions
 
-        weights = choice.weights
+        weights = choice.source
         return lambda: PoseSessions(weights)
 
     def batch_fn(self, choice: Any, model: Any, device: Any, request: GuideRequest, precision: str) -> BatchFn:
