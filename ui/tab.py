@@ -96,7 +96,7 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
             # The introduction heads the source column (which has room to spare), not the whole page: the
             # middle column (Extract, the status line) starts at the top of the screen.
             gr.Markdown("**Structure Video** — turn any video into a VACE control video "
-                        "(optical flow, canny, raw, depth or gray), "
+                        "(optical flow, depth, pose, edges, shapes, canny, gray or raw), "
                         "fitted to your generation's size, length and fps.")
             c["source"] = gr.File(label="Structure video", file_count="single", type="filepath", height=120,
                                   elem_id=f"{ELEM}_source")
