@@ -36,7 +36,9 @@ from .guide_render import dead_zone_for
 from .prepare import prepare
 from .request import GuideRequest, GuideResult
 
-NEUTRAL_VALUE = {"flow": 255, "canny": 0, "raw": 0, "depth": 0, "gray": 0}
+#: What a guide shows where no source covers it: no motion (white), no edges (white lines on black for canny,
+#: white paper for contour), no depth, no pose, no shapes (black).
+NEUTRAL_VALUE = {"flow": 255, "canny": 0, "raw": 0, "depth": 0, "gray": 0, "contour": 255, "scribble": 0, "pose": 0}
 
 
 @dataclass

@@ -160,3 +160,31 @@ def test_the_host_adapter_locates_and_downloads_pose_and_contour_files(tmp_path,
 
     assert Path(find_pose_weights(host_bridge.host_model_path(plugin, "pose")).detector).name == "yolox_l.onnx"
     assert host_bridge.host_model_path(SimpleNamespace(), "contour") is None  # standalone
+
+
+def test_pose_segments_equal_the_whole_guide_and_composites_run(tmp_path, source, pose_dir):
+    from wan2gp_structure_video.pipeline.multi import Placement, build_composite_guide, build_segment_guides
+    from wan2gp_structure_video.preprocessors.timeline.segments import sliding_windows
+
+    cache = FlowCache(tmp_path / "cache")
+    pool = AnnotatorPool(offload="plain")
+    request = GuideRequest(input=source, output=tmp_path / "whole.mp4", guide_type="pose", pose_weights=str(pose_dir),
+                           resolution=(128, 64), frames=12, fps=16)
+    whole = _frames(build_guide(request, RunContext(pool=pool, cache=cache)).output)
+    run = build_segment_guides(request, sliding_windows(12, 5, overlap=1), tmp_path / "segments",
+                               RunContext(pool=pool, cache=cache))
+    assert run.extraction_cached and all(r.cache_hit for r in run.segments)
+    first = _frames(run.segments[1].output)
+    assert len(first) == 5
+    assert np.abs(np.stack(first).astype(int) - np.stack(whole[4:9]).astype(int)).mean() < 2
+    composite = build_composite_guide(tmp_path / "comp.mp4", 10, [Placement(source, 2, 6)], resolution=(128, 64),
+                                      guide_type="pose", pose_weights=str(pose_dir),
+                                      context=RunContext(pool=pool, cache=cache))
+    frames = _frames(composite.output)
+    assert len(frames) == 10 and frames[0].max() < 30  # no source before frame 2: black
+
+
+def test_every_guide_type_has_a_composite_background():
+    from wan2gp_structure_video.pipeline.multi import NEUTRAL_VALUE
+
+    assert set(NEUTRAL_VALUE) == set(GUIDE_TYPES)
