@@ -96,19 +96,3 @@ def test_small_frames_count_every_pixel() -> None:
     assert guide_render.scale_sample(flow) is flow
     assert guide_render.scale_sample(np.ones((160, 256, 2), np.float32)).shape == (80, 128, 2)
 
-
-def test_rows_read_from_the_file_equal_the_mapped_ones(tmp_path) -> None:
-    """``RecentRows`` reads a mapped store's rows from the file (no page faults): same values; a
-    slice of a mapping (no whole file behind it) is read through the mapping."""
-    from wan2gp_structure_video.pipeline.recent_rows import RecentRows
-    from wan2gp_structure_video.preprocessors.cache.half_float import load_float32
-
-    values = np.random.default_rng(1).standard_normal((5, 6, 7, 2)).astype(np.float16)
-    np.save(tmp_path / "rows.npy", values)
-    mapped = np.load(tmp_path / "rows.npy", mmap_mode="r")
-    for rows in (mapped, mapped[1:4]):
-        recent = RecentRows(rows)
-        for j in range(len(rows)):
-            assert np.array_equal(recent(j), load_float32(np.asarray(rows[j])))
-    assert not isinstance(RecentRows(mapped)._read(3), np.memmap)  # read from the file
-    assert isinstance(RecentRows(mapped[1:4])._read(1), np.memmap)  # through the mapping
