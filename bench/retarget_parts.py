@@ -36,7 +36,7 @@ from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
 from wan2gp_structure_video.preprocessors.render.flow_viz import flow_to_rgb
 from wan2gp_structure_video.preprocessors.timeline.motion_resample import interval_flow
 from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
-from wan2gp_structure_video.preprocessors.video.video_io import write_frames
+from wan2gp_structure_video.preprocessors.video.guide_writer import write_frames
 
 SIZE = (832, 480)
 

@@ -53,7 +53,7 @@ def _depth_request(video: Path, output: Path, **changes) -> GuideRequest:
     return GuideRequest(**fields)
 
 
-def test_flow_entry_serves_a_retarget_and_the_render_is_reused(legacy, tmp_path):
+def test_flow_entry_serves_a_retarget_and_the_same_guide(legacy, tmp_path):
     cache, video, pool = legacy
     before = _entry_files(cache)
     ctx = RunContext(cache=cache, pool=pool)
@@ -64,9 +64,13 @@ def test_flow_entry_serves_a_retarget_and_the_render_is_reused(legacy, tmp_path)
     assert not retarget.render_cached
     same = build_guide(GuideRequest(input=video, output=tmp_path / "s.mp4", guide_type="flow", backend="dis",
                                     frames=8, fps=16, resolution=SIZE), ctx)
-    assert same.render_cached, "the legacy rendered guide was not reused"
+    # the render cache's version moved on (RENDER_VERSION 5), so the old rendered guide is drawn again — from
+    # the legacy flow entry, without extracting — and is the same picture within the scale's rounding
+    assert not same.render_cached and same.cache_hit and same.flows_from_cache and same.device == "cache"
     rendered = next((FIXTURE / "cache" / "v1" / "renders").glob("*.mp4"))
-    np.testing.assert_array_equal(read_all_frames(str(tmp_path / "s.mp4")), read_all_frames(str(rendered)))
+    ours, theirs = read_all_frames(str(tmp_path / "s.mp4")), read_all_frames(str(rendered))
+    assert ours.shape == theirs.shape
+    assert np.abs(ours.astype(int) - theirs.astype(int)).mean() < 3
     assert _entry_files(cache) == before, "a legacy entry was rewritten or a new one added"
 
 

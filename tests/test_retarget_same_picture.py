@@ -11,7 +11,8 @@ import pytest
 
 from wan2gp_structure_video import GuideRequest, RunContext
 from wan2gp_structure_video.pipeline import guide_render, iter_guide_flows
-from wan2gp_structure_video.pipeline.build import open_flows, timeline_scale
+from wan2gp_structure_video.pipeline.annotators.flow import timeline_scale
+from wan2gp_structure_video.pipeline.build import open_flows
 from wan2gp_structure_video.pipeline.prepare import prepare
 from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
 from wan2gp_structure_video.preprocessors.render.flow_viz import flow_to_rgb

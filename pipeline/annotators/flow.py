@@ -39,8 +39,9 @@ logger = logging.getLogger(__name__)
 FLOW_FORMAT = 2
 #: Bump when rendering from flows changes (v2: motion resampled in time; v3: dead zone, table colouring,
 #: x264 CRF 20 ultrafast; v4: hard cuts never drawn, bursts left out of the scale, variable frame rate
-#: placed by time), so old renders are not reused.
-RENDER_VERSION = 4
+#: placed by time; v5: the clip scale measured on a quarter of the pixels of frames from 128×128 up), so old
+#: renders are not reused.
+RENDER_VERSION = 5
 CPU_RAFT_BATCH = 2
 DIS_BATCH = 8
 #: Frame pairs decoded ahead of the flow model (a batch of DIS; a few MB at 832×480).
