@@ -26,7 +26,7 @@ def test_the_download_zips_the_last_runs_flows_without_running_the_annotator(tmp
     import gradio as gr
 
     deps = TabDeps(plugin=None, outputs=OutputFolder(tmp_path / "outputs"))
-    with pytest.raises(gr.Error, match="Extract a flow or depth guide first"):
+    with pytest.raises(gr.Error, match="Extract a flow, depth or pose guide first"):
         export_panel.export_raw(deps, _Req())
     source = str(write_sample_video(deps.outputs.ensure() / "s.mp4", width=160, height=96, frames=10, fps=12, seed=4242))
     tab.extract(deps, source, "128x96", 6, 8, "flow", "adjust", "crop", 0, 0, "frames", 1.0, "dis", 4, 0,

@@ -1,4 +1,4 @@
-"""The raw-data download under the details: the flows or depth maps of the last Extract, zipped.
+"""The raw-data download under the details: the flows, depth maps or pose keypoints of the last Extract, zipped.
 
 The run kept for this browser session carries its request; the export goes through the same
 ``pipeline.export.export_rows`` as the CLI and, right after an Extract, is served from the cache
@@ -20,7 +20,8 @@ from .cache_home import tab_cache
 from .failures import ends_cleanly
 
 #: What the button explains before there is anything to export.
-NOTHING_YET = "Extract a flow or depth guide first: the download holds its raw flows or depth maps."
+NOTHING_YET = ("Extract a flow, depth or pose guide first: the download holds its raw flows, depth maps or "
+               "keypoints.")
 
 
 def zip_folder(folder: Path, target: Path) -> Path:
@@ -35,7 +36,7 @@ def zip_folder(folder: Path, target: Path) -> Path:
 
 @ends_cleanly("Exporting the raw data")
 def export_raw(deps: TabDeps, request: gr.Request = gr.Request()):
-    """A zip of the last run's raw rows (float16 .npy, 16-bit PNGs for depth, export.json)."""
+    """A zip of the last run's raw rows (.npy, 16-bit PNGs for depth, OpenPose JSON for pose, export.json)."""
     from ..pipeline.context import RunContext
     from ..pipeline.export import EXPORT_TYPES, export_rows
 

@@ -204,7 +204,7 @@ def _layout(handles: TabHandles, deps: TabDeps) -> None:
             c["preview_frame"] = gr.Slider(0, 1, value=0, step=1, label="Preview frame", visible=False,
                                            elem_id=f"{ELEM}_preview_frame")
     c["details"] = gr.Markdown("", elem_id=f"{ELEM}_details")
-    with gr.Accordion("Raw data (flows or depth maps)", open=False, elem_id=f"{ELEM}_export_panel"):
+    with gr.Accordion("Raw data (flows, depth maps or keypoints)", open=False, elem_id=f"{ELEM}_export_panel"):
         with gr.Row():
             c["export"] = gr.Button("Export raw data (.zip)", size="sm", elem_id=f"{ELEM}_export")
             c["export_file"] = gr.File(label="Raw data", interactive=False, elem_id=f"{ELEM}_export_file")

@@ -266,7 +266,7 @@ def _guide_file(page) -> str:
 
 def test_the_raw_data_download_appears_after_extract(page, tmp_path):
     _extract_small(page, tmp_path)
-    page.locator("#structure_video_export_panel").get_by_text("Raw data (flows or depth maps)").click()
+    page.locator("#structure_video_export_panel").get_by_text("Raw data (flows, depth maps or keypoints)").click()
     page.locator("#structure_video_export").click()
     page.wait_for_function(
         "document.querySelector('#structure_video_export_status')?.innerText.includes('from the cache')")
