@@ -38,17 +38,18 @@ def depth_weights_text(deps: TabDeps) -> str:
 
 
 #: The tab's words for the host's other models.
-MODEL_WORDS = {"pose": ("DWPose models", "ckpts/pose/", "pose"),
-               "contour": ("Contour weights", "ckpts/scribble/netG_A_latest.pth", "edges (Wan2GP model) and shapes")}
+MODEL_WORDS = {"pose": ("DWPose models", "ckpts/pose/", "the *pose* type needs them"),
+               "contour": ("Contour weights", "ckpts/scribble/netG_A_latest.pth",
+                           "the *edges (Wan2GP model)* and *shapes* types need them")}
 
 
 def model_text(deps: TabDeps, kind: str) -> str:
     """The status line of the host's ``pose`` or ``contour`` model files."""
-    words, where, types = MODEL_WORDS[kind]
+    words, where, needs = MODEL_WORDS[kind]
     found = host_bridge.host_model_path(deps.plugin, kind)
     if found:
         return f"{words}: `{found}`"
-    return f"{words} `{where}` not found: the *{types}* types need them. Download them to use those types."
+    return f"{words} `{where}` not found: {needs}. Download them to use them."
 
 
 def download_model(deps: TabDeps, kind: str):
