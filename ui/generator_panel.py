@@ -49,7 +49,7 @@ def model_text(deps: TabDeps, kind: str) -> str:
     found = host_bridge.host_model_path(deps.plugin, kind)
     if found:
         return f"{words}: `{found}`"
-    return f"{words} `{where}` not found: {needs}. Download them to use them."
+    return f"{words} `{where}` not found: {needs} (the button downloads them)."
 
 
 def download_model(deps: TabDeps, kind: str):
