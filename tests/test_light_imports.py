@@ -110,3 +110,23 @@ def test_weights_lookup_spells_torchs_names_without_torch(tmp_path: Path) -> Non
         lines = proc.stdout.strip().splitlines()
         ours, found, torch_loaded = json.loads(lines[0])
         assert (ours, found, torch_loaded) == (lines[1], "None", False)  # looked everywhere, no torch
+
+
+def test_pose_and_contour_guides_drawn_from_the_cache_load_no_model_runtime(world) -> None:
+    """A re-target of a pose or contour guide draws from the cached rows: no onnxruntime, no torch."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from pose_models import build_pose_models
+    from wan2gp_structure_video.preprocessors.annotators.contour_model import build_contour_net
+
+    root, _, env = world
+    models = build_pose_models(root / "pose-models")
+    contour = root / "contour" / "netG_A_latest.pth"
+    contour.parent.mkdir()
+    torch.save(build_contour_net(seed=2).state_dict(), contour)
+    for kind, weights in (("pose", ["--pose-weights", str(models)]), ("contour", ["--contour-weights", str(contour)])):
+        first = run_fresh(guide(world, f"{kind}1", "--type", kind, "--frames", "9", *weights), root, env)
+        assert first & {"onnxruntime", "torch"}, f"the {kind} model did not run the first time"
+        again = run_fresh(guide(world, f"{kind}2", "--type", kind, "--frames", "13", "--fps", "24", *weights), root, env)
+        assert again == set(), f"a {kind} re-target loaded {again}"

@@ -92,7 +92,7 @@ class ContourAnnotator(Annotator):
         return {"model": choice.identity(), "compute": compute}
 
     def frames(self, stored: Any, prepared: "PreparedGuide", ctx: "RunContext") -> Iterator[np.ndarray]:
-        from ...preprocessors.annotators.contour_model import contour_maps_to_guide
+        from ...preprocessors.annotators.contour_guide import contour_maps_to_guide
 
         nodes = stored.nodes
         for k in range(*prepared.window):

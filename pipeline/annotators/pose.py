@@ -52,14 +52,11 @@ def choose_pose(request: GuideRequest, locator: Optional[WeightsLocator] = None)
 
     if request.pose_weights == RANDOM_WEIGHTS:
         raise OptionError("Pose has no random weights: pass --pose-weights DIR with the two DWPose ONNX files.")
-    import onnxruntime
-
-    from ...preprocessors.annotators.pose_sessions import choose_providers
+    from ...preprocessors.annotators.pose_sessions import choose_providers, installed_providers
     from ..device_choice import resolve_device
 
     weights = find_pose_weights(request.pose_weights, host_locator=locator)
-    _providers, runs_on = choose_providers(resolve_device(request.device).type,
-                                           list(onnxruntime.get_available_providers()))
+    _providers, runs_on = choose_providers(resolve_device(request.device).type, installed_providers())
     return PoseChoice(weights, f"DWPose on {runs_on}, models from {weights.origin}")
 
 

@@ -22,16 +22,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from .contour_guide import CONTOUR_MODES, contour_maps_to_guide
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["CONTOUR_MODES", "ContourNet", "ContourBackend", "build_contour_net", "load_contour_model",
            "contour_maps_to_guide"]
 
-#: ``contour``: the host's "Canny" (inverted, thresholded); ``scribble``: its "Shapes" (grey map).
-CONTOUR_MODES = ("contour", "scribble")
 RESIDUAL_BLOCKS = 3
-#: The host's threshold on the inverted map: above it white, else black.
-CONTOUR_THRESHOLD = 127.5
 #: Peak float32 activation bytes per input pixel, with a margin: 64-channel full-resolution maps (256 B/px
 #: each), several alive at once in the stem and the last up-sampling stage; measured ~940 B/px on the
 #: CPU (peak RSS growth per extra 512×512 frame in a batch). For sizing batches.
@@ -107,16 +105,6 @@ def load_contour_model(path: Optional[str] = None, *, seed: int = 0) -> ContourN
     net.eval()
     net.requires_grad_(False)
     return net
-
-
-def contour_maps_to_guide(maps: np.ndarray, mode: str) -> np.ndarray:
-    """The host's post-processing of (…, H, W) uint8 network maps: ``contour`` → 255 − map, then
-    > 127.5 → 255 else 0 (black lines on white); ``scribble`` → the map unchanged."""
-    if mode not in CONTOUR_MODES:
-        raise ValueError(f"contour mode must be one of {', '.join(CONTOUR_MODES)}, got {mode!r}")
-    if mode == "scribble":
-        return maps
-    return np.where(255 - maps.astype(np.int16) > CONTOUR_THRESHOLD, 255, 0).astype(np.uint8)
 
 
 class ContourBackend:

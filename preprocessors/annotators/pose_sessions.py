@@ -22,6 +22,21 @@ def choose_providers(device_type: str, available: list[str]) -> tuple[list[str],
     return ["CPUExecutionProvider"], "onnxruntime CPU"
 
 
+def installed_providers() -> list[str]:
+    """The providers the installed onnxruntime offers, read from its package name without importing it (a
+    cache hit never loads onnxruntime): ``onnxruntime-gpu`` adds CUDA; an onnxruntime already loaded is asked."""
+    import importlib.metadata
+    import sys
+
+    if "onnxruntime" in sys.modules:
+        return list(sys.modules["onnxruntime"].get_available_providers())
+    try:
+        importlib.metadata.distribution("onnxruntime-gpu")
+    except importlib.metadata.PackageNotFoundError:
+        return ["CPUExecutionProvider"]
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
 class PoseSessions:
     """Detector + pose sessions from a :class:`~..weights.pose_weights.PoseWeights` (or any object
     with ``detector`` and ``pose`` paths)."""
