@@ -88,11 +88,11 @@ def iter_node_pairs(path: str, info: VideoInfo, nodes: Sequence[int], fitter: Fr
 
 
 def choose_batch_size(annotator: Annotator, choice: ModelChoice, request: GuideRequest, memory: RunMemory,
-                      key: str, height: int, width: int) -> int:
+                      key: str, height: int, width: int, pooled: bool = True) -> int:
     """The one place a batch size is chosen: the request's, else the batch-size history's
-    recommendation, else a default (the CPU and model-free annotators: the annotator's constant;
-    CUDA: what free memory holds by the annotator's estimate)."""
-    if annotator.factory(choice) is None or not memory.on_cuda:
+    recommendation, else a default (the CPU and model-free annotators — ``pooled`` False: the
+    annotator's constant; CUDA: what free memory holds by the annotator's estimate)."""
+    if not pooled or not memory.on_cuda:
         default = cap = annotator.cpu_batch_size(choice)
     else:
         per_input = annotator.bytes_per_input(choice, request, height, width)
@@ -178,25 +178,28 @@ def extract_rows(annotator: Annotator, prepared: "PreparedGuide", choice: ModelC
         memory.check_pressure("before the input")  # between inputs of a batch run, before anything loads
         precision = annotator.precision(request, choice, device)
         key = memory.history_key(choice.identity(), height, width, precision)
-        batch = choose_batch_size(annotator, choice, request, memory, key, height, width)
-        if annotator.factory(choice) is None:
+        factory = annotator.factory(choice)
+        batch = choose_batch_size(annotator, choice, request, memory, key, height, width, pooled=factory is not None)
+        if factory is None:
             run_batches(annotator, inputs, total, put, annotator.batch_fn(choice, None, device, request, precision),
                         batch_size=batch, progress=ctx.progress, memory=memory)
             report = ExtractionReport("cpu", batch)
         else:
-            report = _with_pooled_model(annotator, choice, request, inputs, total, put, ctx, memory, batch, precision)
+            name = register(ctx, choice, factory)
+            report = _with_pooled_model(annotator, choice, name, request, inputs, total, put, ctx, memory, batch,
+                                        precision)
     memory.finish()
     report.add_memory(memory)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _with_pooled_model(annotator: Annotator, choice: ModelChoice, request: GuideRequest, inputs: Iterator[Any],
-                       total: int, put: Callable[[int, np.ndarray], None], ctx: RunContext, memory: RunMemory,
-                       batch_size: int, precision: str) -> ExtractionReport:
-    """The model through the annotator pool: loaded under the GPU lock, torn down in ``finally``."""
+def _with_pooled_model(annotator: Annotator, choice: ModelChoice, name: str, request: GuideRequest,
+                       inputs: Iterator[Any], total: int, put: Callable[[int, np.ndarray], None], ctx: RunContext,
+                       memory: RunMemory, batch_size: int, precision: str) -> ExtractionReport:
+    """The model (pool entry ``name``) through the annotator pool: loaded under the GPU lock, torn down in
+    ``finally``."""
     device = memory.device
-    name = register(ctx, annotator, choice)
     on_cuda = device.type == "cuda"
     report = ExtractionReport(str(device), batch_size)
     if on_cuda:
@@ -228,12 +231,10 @@ def _with_pooled_model(annotator: Annotator, choice: ModelChoice, request: Guide
 _REGISTER_LOCK = threading.Lock()
 
 
-def register(ctx: RunContext, annotator: Annotator, choice: ModelChoice) -> str:
-    """Register the factory of ``choice``'s model with the run's pool (once); return its pool name."""
+def register(ctx: RunContext, choice: ModelChoice, factory: Callable[[], Any]) -> str:
+    """Register ``factory`` (what builds ``choice``'s model) with the run's pool, once; return its pool name."""
     name = choice.annotator_name()
     with _REGISTER_LOCK:  # "register unless registered" is atomic when several requests start at once
         if not ctx.pool.is_registered(name):
-            factory = annotator.factory(choice)
-            assert factory is not None, f"{choice.name} holds no model"
             ctx.pool.register(name, factory)
     return name

@@ -106,7 +106,7 @@ def test_concurrent_first_uses_register_raft_once(monkeypatch) -> None:
 
     def first_use():
         start.wait(timeout=30)
-        return register(RunContext(pool=pool), FLOW, choice)
+        return register(RunContext(pool=pool), choice, FLOW.factory(choice))
 
     with ThreadPoolExecutor(max_workers=8) as executor:
         names = list(executor.map(lambda _: first_use(), range(8)))  # an "already registered" error fails here
