@@ -12,6 +12,7 @@ Hard-cut marks are kept in the entry's manifest (``shot_marks``), not in its key
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import math
 import shutil
@@ -69,6 +70,13 @@ class StoredRows:
     cuts_recomputed: bool = False
     #: The fitted (width, height) the rows were computed at.
     size: tuple[int, int] = (0, 0)
+
+    def nearest(self, index: int) -> int:
+        """The row of the node nearest to source frame ``index`` (for rows that are not blended: edges,
+        keypoints)."""
+        nodes = self.nodes
+        j = min(max(bisect.bisect_right(nodes, index) - 1, 0), len(nodes) - 1)
+        return j + 1 if j + 1 < len(nodes) and nodes[j + 1] - index < index - nodes[j] else j
 
 
 def source_identity(prepared: PreparedGuide) -> dict[str, Any]:

@@ -10,7 +10,6 @@ does too.
 """
 from __future__ import annotations
 
-import bisect
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import numpy as np
@@ -94,13 +93,8 @@ class ContourAnnotator(Annotator):
     def frames(self, stored: Any, prepared: "PreparedGuide", ctx: "RunContext") -> Iterator[np.ndarray]:
         from ...preprocessors.annotators.contour_guide import contour_maps_to_guide
 
-        nodes = stored.nodes
-        for k in range(*prepared.window):
-            index = prepared.plan.indices[k]
-            j = min(max(bisect.bisect_right(nodes, index) - 1, 0), len(nodes) - 1)
-            if j + 1 < len(nodes) and nodes[j + 1] - index < index - nodes[j]:
-                j += 1  # the nearer node's map (edges are not blended)
-            edges = contour_maps_to_guide(np.asarray(stored.rows[j]), self.mode)
+        for k in range(*prepared.window):  # the nearer node's map: edges are not blended
+            edges = contour_maps_to_guide(np.asarray(stored.rows[stored.nearest(prepared.plan.indices[k])]), self.mode)
             yield np.repeat(edges[..., None], 3, axis=-1)
 
 

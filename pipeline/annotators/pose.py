@@ -12,7 +12,6 @@ moving them destroys them (an ONNX session cannot change device); the next use r
 """
 from __future__ import annotations
 
-import bisect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
@@ -58,11 +57,6 @@ def choose_pose(request: GuideRequest, locator: Optional[WeightsLocator] = None)
     weights = find_pose_weights(request.pose_weights, host_locator=locator)
     _providers, runs_on = choose_providers(resolve_device(request.device).type, installed_providers())
     return PoseChoice(weights, f"DWPose on {runs_on}, models from {weights.origin}")
-
-
-def _nearest(nodes: tuple[int, ...], index: int) -> int:
-    j = min(max(bisect.bisect_right(nodes, index) - 1, 0), len(nodes) - 1)
-    return j + 1 if j + 1 < len(nodes) and nodes[j + 1] - index < index - nodes[j] else j
 
 
 class PoseAnnotator(Annotator):
@@ -124,10 +118,8 @@ class PoseAnnotator(Annotator):
             fps = prepared.info.fps / max(1, stored.stride)
             rows = filter_rows(rows, fps, width, height)
             prepared.result.memory_notes.append("Pose keypoints smoothed on the source timeline (One-Euro filter).")
-        nodes = stored.nodes
         for k in range(*prepared.window):
-            yield draw_like_host(rows[_nearest(nodes, prepared.plan.indices[k])], height, width,
-                                 hands=req.pose_hands)
+            yield draw_like_host(rows[stored.nearest(prepared.plan.indices[k])], height, width, hands=req.pose_hands)
 
     def export(self, stored: Any, j0: int, j1: int, folder: Path, *, flo: bool, png: bool) -> ExportPart:
         from ...preprocessors.render.pose_json import openpose_json
