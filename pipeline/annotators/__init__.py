@@ -15,7 +15,8 @@ from .pose import POSE
 __all__ = ["Annotator", "ANNOTATORS", "annotator_for"]
 
 #: Guide types whose frames come from an annotator's stored rows (the others are drawn from the frames).
-ANNOTATORS: dict[str, Annotator] = {annotator.guide_type: annotator for annotator in (FLOW, DEPTH, CONTOUR, SCRIBBLE, POSE)}
+ANNOTATORS: dict[str, Annotator] = {annotator.guide_type: annotator
+                                    for annotator in (FLOW, DEPTH, CONTOUR, SCRIBBLE, POSE)}
 
 
 def annotator_for(guide_type: str) -> Optional[Annotator]:

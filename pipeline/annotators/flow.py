@@ -21,6 +21,7 @@ from ...options import RANDOM_WEIGHTS
 from ...preprocessors.cache.cache_hashing import make_key
 from ...preprocessors.render.flow_bursts import burst_note
 from ...preprocessors.render.row_export import write_flo, write_npy_rows
+from ...preprocessors.timeline.motion_resample import guide_intervals, nodes_needed, source_nodes
 from ...preprocessors.weights.raft_weights import WeightsSource, default_search_dirs, find_raft_weights, load_raft
 from ..device_choice import WeightsLocator, resolve_device
 from ..guide_render import flow_histogram, guide_scale, iter_flow_guide
@@ -116,8 +117,6 @@ def timeline_scale(flows: SourceFlows, prepared: "PreparedGuide", lo: int, hi: i
 
 def flows_of(stored: Any, prepared: "PreparedGuide") -> SourceFlows:
     """The flow view of stored rows: every guide frame's interval placed on the rows' nodes."""
-    from ...preprocessors.timeline.motion_resample import guide_intervals
-
     return SourceFlows(stored.rows, stored.nodes, guide_intervals(prepared.motion, *stored.span_ends),
                        (prepared.size[1], prepared.size[0]), from_cache=stored.from_cache, key=stored.key,
                        stride=stored.stride, extraction=stored.extraction, read_seconds=stored.read_seconds,
@@ -174,13 +173,9 @@ class FlowAnnotator(Annotator):
         return (height, width, 2)
 
     def span_nodes(self, first: int, last: int, stride: int) -> tuple[int, ...]:
-        from ...preprocessors.timeline.motion_resample import source_nodes
-
         return source_nodes(first, last, stride)
 
     def needed_nodes(self, prepared: "PreparedGuide", nodes: Any) -> tuple[int, int]:
-        from ...preprocessors.timeline.motion_resample import guide_intervals, nodes_needed
-
         return nodes_needed(nodes, guide_intervals(prepared.motion, nodes[0], nodes[-1]), *prepared.window)
 
     def key_fields(self, prepared: "PreparedGuide", choice: Any) -> dict[str, Any]:
@@ -196,7 +191,8 @@ class FlowAnnotator(Annotator):
         from ..source_rows import planned_key
 
         req = prepared.request
-        return make_key({"kind": "render", "version": RENDER_VERSION, "flows": planned_key(self, prepared, choice, cache),
+        flows = planned_key(self, prepared, choice, cache)
+        return make_key({"kind": "render", "version": RENDER_VERSION, "flows": flows,
                          "treatment": req.treatment, "frames": req.frames, "fps": req.fps,
                          "range": [prepared.plan.first, prepared.plan.stop], "window": list(prepared.window),
                          "strength": req.motion_strength, "percentile": req.scale_percentile,
