@@ -298,21 +298,11 @@ def test_the_host_adapter_reads_the_variant_locates_and_downloads_depth_weights(
 
     from wan2gp_structure_video.ui import host_bridge
 
+    from ui_helpers import fake_host_files
+
     monkeypatch.delitem(sys.modules, "wgp", raising=False)
     ckpts = tmp_path / "ckpts"
-    downloads = []
-
-    def process_files_def(repoId, sourceFolderList, fileList):  # the host's downloader: writes the file
-        downloads.append((repoId, sourceFolderList, fileList))
-        (ckpts / sourceFolderList[0]).mkdir(parents=True, exist_ok=True)
-        (ckpts / sourceFolderList[0] / fileList[0][0]).write_bytes(b"weights")
-
-    def locate_file(name, error_if_none=True):
-        path = ckpts / name
-        return str(path) if path.is_file() else None
-
-    plugin = SimpleNamespace(server_config={"depth_anything_v2_variant": "vitb"},
-                             fl=SimpleNamespace(locate_file=locate_file), process_files_def=process_files_def)
+    plugin, downloads = fake_host_files(ckpts, server_config={"depth_anything_v2_variant": "vitb"})
     assert host_bridge.host_depth_variant(plugin) == "vitb"
     assert host_bridge.host_depth_weights_path(plugin) is None
     found = host_bridge.download_host_depth_weights(plugin)

@@ -134,22 +134,12 @@ def test_the_tab_offers_every_guide_type_in_its_words():
 def test_the_host_adapter_locates_and_downloads_pose_and_contour_files(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
+    from ui_helpers import fake_host_files
     from wan2gp_structure_video.ui import host_bridge
 
     monkeypatch.delitem(sys.modules, "wgp", raising=False)
     ckpts = tmp_path / "ckpts"
-    downloads = []
-
-    def process_files_def(repoId, sourceFolderList, fileList):  # the host's downloader: writes the files
-        downloads.append((repoId, sourceFolderList, fileList))
-        (ckpts / sourceFolderList[0]).mkdir(parents=True, exist_ok=True)
-        for name in fileList[0]:
-            (ckpts / sourceFolderList[0] / name).write_bytes(b"model")
-
-    def locate_file(name, error_if_none=True):
-        return str(ckpts / name) if (ckpts / name).is_file() else None
-
-    plugin = SimpleNamespace(fl=SimpleNamespace(locate_file=locate_file), process_files_def=process_files_def)
+    plugin, downloads = fake_host_files(ckpts)
     assert host_bridge.host_model_path(plugin, "pose") is None
     assert host_bridge.download_host_model(plugin, "pose") == str(ckpts)
     assert host_bridge.download_host_model(plugin, "contour") == str(ckpts / "scribble" / "netG_A_latest.pth")

@@ -1,10 +1,32 @@
-"""Shared helpers of the UI tests: a standalone app running in-process on a free port."""
+"""Shared helpers of the UI tests: a standalone app running in-process on a free port; a fake host's
+file locator and downloader."""
 from __future__ import annotations
 
 import contextlib
 import socket
 import time
 import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+
+def fake_host_files(ckpts: Path, **host: Any) -> tuple[SimpleNamespace, list]:
+    """A plugin whose host locates files under ``ckpts`` (``fl.locate_file``) and whose downloader
+    (``process_files_def``) writes the files it is asked for there; and the list of its downloads."""
+    downloads: list = []
+
+    def process_files_def(repoId, sourceFolderList, fileList):
+        downloads.append((repoId, sourceFolderList, fileList))
+        (ckpts / sourceFolderList[0]).mkdir(parents=True, exist_ok=True)
+        for name in fileList[0]:
+            (ckpts / sourceFolderList[0] / name).write_bytes(b"weights")
+
+    def locate_file(name, error_if_none=True):
+        return str(ckpts / name) if (ckpts / name).is_file() else None
+
+    return SimpleNamespace(fl=SimpleNamespace(locate_file=locate_file), process_files_def=process_files_def,
+                           **host), downloads
 
 
 def free_port() -> int:
