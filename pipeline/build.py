@@ -54,9 +54,7 @@ def _record_rows(annotator: Annotator, result: GuideResult, stored: StoredRows) 
     if stored.from_cache:
         result.device = "cache"
         result.timings["cache_read"] = stored.read_seconds
-        words = "Flows" if annotator is FLOW else f"{annotator.guide_type.capitalize()} rows"
-        model = "flow model" if annotator is FLOW else f"{annotator.guide_type} model"
-        result.memory_notes.append(f"{words} read from the cache: nothing was extracted, no {model} loaded.")
+        result.memory_notes.append(annotator.cache_note())
     elif report is not None:
         result.device, result.batch_size = report.device, report.batch_size
         result.timings[annotator.phase] = report.seconds

@@ -174,6 +174,11 @@ class Annotator:
         input size, precision, device class) — never what only changes the guide."""
         raise NotImplementedError
 
+    def cache_note(self) -> str:
+        """What the summary says when its rows came from the cache."""
+        return (f"{self.guide_type.capitalize()} rows read from the cache: nothing was extracted, no {self.guide_type} "
+                "model loaded.")
+
     def manifest_fields(self, choice: ModelChoice) -> dict[str, Any]:
         """Facts kept beside the rows in a cache entry (model name, weights)."""
         return {"model": choice.name, "weights": choice.weights_label}

@@ -183,6 +183,9 @@ class FlowAnnotator(Annotator):
                    else {**model_compute(prepared.request), "iterations": prepared.request.iterations})
         return {"backend": choice.identity(), "compute": compute}
 
+    def cache_note(self) -> str:
+        return "Flows read from the cache: nothing was extracted, no flow model loaded."
+
     def manifest_fields(self, choice: Any) -> dict[str, Any]:
         return {"backend": choice.name, "backend_reason": choice.reason}
 
