@@ -178,3 +178,19 @@ def test_every_guide_type_has_a_composite_background():
     from wan2gp_structure_video.pipeline.multi import NEUTRAL_VALUE
 
     assert set(NEUTRAL_VALUE) == set(GUIDE_TYPES)
+
+
+def test_pose_smoothing_never_crosses_a_hard_cut():
+    from wan2gp_structure_video.pipeline.annotators.pose import smoothed_by_shot
+    from wan2gp_structure_video.preprocessors.timeline.keypoint_filter import filter_rows
+
+    rows = np.zeros((20, 8, 134, 3), dtype=np.float32)
+    rows[:, 0, :18, 2] = 0.9
+    rows[:, 0, :18, 0], rows[:, 0, :18, 1] = 0.40, 0.5
+    rows[10:, 0, :18, 0] = 0.46  # the next shot: the same person framed 6 % further right (within a track's reach)
+    across = filter_rows(rows, 30, 640, 480)
+    assert abs(across[10, 0, 0, 0] - 0.46) > 0.003, "the filter no longer carries a track: the test shows nothing"
+    by_shot = smoothed_by_shot(rows, frozenset({9}), 30, 640, 480)
+    np.testing.assert_allclose(by_shot[10:, 0, :18, :2], rows[10:, 0, :18, :2], atol=1e-6)
+    np.testing.assert_allclose(by_shot[:10], filter_rows(rows[:10], 30, 640, 480))
+    np.testing.assert_allclose(smoothed_by_shot(rows, frozenset(), 30, 640, 480), across)

@@ -59,6 +59,15 @@ def choose_pose(request: GuideRequest, locator: Optional[WeightsLocator] = None)
     return PoseChoice(weights, f"DWPose on {runs_on}, models from {weights.origin}")
 
 
+def smoothed_by_shot(rows: np.ndarray, cuts: frozenset[int], fps: float, width: int, height: int) -> np.ndarray:
+    """The keypoint tracks filtered shot by shot (row ``j`` in ``cuts``: a hard cut between rows j and j+1),
+    so no track is carried from one shot into the next."""
+    from ...preprocessors.timeline.keypoint_filter import filter_rows
+
+    starts = [0] + sorted(j + 1 for j in cuts if 0 <= j < len(rows) - 1) + [len(rows)]
+    return np.concatenate([filter_rows(rows[a:b], fps, width, height) for a, b in zip(starts, starts[1:]) if b > a])
+
+
 class PoseAnnotator(Annotator):
     guide_type = "pose"
     per_pair = False
@@ -109,15 +118,14 @@ class PoseAnnotator(Annotator):
 
     def frames(self, stored: Any, prepared: "PreparedGuide", ctx: "RunContext") -> Iterator[np.ndarray]:
         from ...preprocessors.render.pose_draw import draw_like_host
-        from ...preprocessors.timeline.keypoint_filter import filter_rows
 
         req = prepared.request
         width, height = prepared.size
         rows = np.asarray(stored.rows, dtype=np.float32)  # a few KB per frame: the whole track is small
         if req.pose_filter and len(rows) > 1:
-            fps = prepared.info.fps / max(1, stored.stride)
-            rows = filter_rows(rows, fps, width, height)
-            prepared.result.memory_notes.append("Pose keypoints smoothed on the source timeline (One-Euro filter).")
+            rows = smoothed_by_shot(rows, stored.cuts, prepared.info.fps / max(1, stored.stride), width, height)
+            prepared.result.memory_notes.append("Pose keypoints smoothed on the source timeline (One-Euro filter, "
+                                                "never across a hard cut).")
         for k in range(*prepared.window):
             yield draw_like_host(rows[stored.nearest(prepared.plan.indices[k])], height, width, hands=req.pose_hands)
 
