@@ -200,36 +200,52 @@ def _coordinate(nodes: Sequence[int], position: float) -> float:
     return min(max(coordinate, 0.0), len(nodes) - 1.0)
 
 
+#: OpenCV 4.10+ samples at ``x + map(x)`` itself (``WARP_RELATIVE_MAP``): no pixel grid to add first.
+_RELATIVE_MAP = getattr(cv2, "WARP_RELATIVE_MAP", None)
+
+
 class _Warper:
     """Samples a flow field at ``x + displacement`` (bilinear, edges replicated).
 
-    The pixel grid, the sampling map and the warped result live in buffers kept per thread and
-    reused from call to call: a re-target warps a few rows per guide frame, and allocating (and
-    page-faulting) two fresh frame-sized arrays per warp cost about a fifth of the warp itself."""
+    The warped result (and, on OpenCV without relative maps, the pixel grid and the sampling map)
+    live in buffers kept per thread and reused from call to call: a re-target warps a few rows per
+    guide frame, and allocating (and page-faulting) fresh frame-sized arrays per warp cost about a
+    fifth of the warp itself."""
 
     def __init__(self) -> None:
         self._local = threading.local()
 
-    def _buffers(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _buffers(self, height: int, width: int) -> tuple[np.ndarray, ...]:
         buffers = getattr(self._local, "buffers", None)
         if buffers is None or buffers[0].shape[:2] != (height, width):
-            ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-            grid = np.dstack([xs, ys])
-            buffers = self._local.buffers = (grid, np.empty_like(grid), np.empty_like(grid))
+            warped = np.empty((height, width, 2), dtype=np.float32)
+            if _RELATIVE_MAP is not None:
+                buffers = (warped,)
+            else:
+                ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+                buffers = (warped, np.dstack([xs, ys]), np.empty_like(warped))
+            self._local.buffers = buffers
         return buffers
 
     def add_into(self, total: np.ndarray, flow: np.ndarray, fraction: np.float32) -> None:
         """``total += fraction * flow(x + total)``: ``flow`` sampled where ``total`` carried each pixel.
 
-        One interleaved (x, y) map (one contiguous add instead of two strided ones); a whole row
-        (``fraction`` 1) adds as it is (no product, same numbers)."""
+        With a relative map OpenCV adds the pixel position itself (one pass less over the frame, and
+        the position is not rounded to float32 first); the scaled add is one fused pass. A whole row
+        (``fraction`` 1) adds as it is."""
         height, width = flow.shape[:2]
-        grid, sample_at, warped = self._buffers(height, width)
-        np.add(grid, total, out=sample_at)
-        warped = cv2.remap(flow, sample_at, None, cv2.INTER_LINEAR, dst=warped, borderMode=cv2.BORDER_REPLICATE)
+        buffers = self._buffers(height, width)
+        if _RELATIVE_MAP is not None:
+            warped = cv2.remap(flow, total, None, cv2.INTER_LINEAR | _RELATIVE_MAP, dst=buffers[0],
+                               borderMode=cv2.BORDER_REPLICATE)
+        else:
+            warped, grid, sample_at = buffers
+            np.add(grid, total, out=sample_at)
+            warped = cv2.remap(flow, sample_at, None, cv2.INTER_LINEAR, dst=warped, borderMode=cv2.BORDER_REPLICATE)
         if fraction != 1.0:
-            warped *= fraction
-        total += warped
+            cv2.scaleAdd(warped, float(fraction), total, dst=total)
+        else:
+            total += warped
 
 
 _WARP = _Warper()
