@@ -15,12 +15,13 @@ The anchor is Wan2GP's own ``preprocessing.flow.FlowAnnotator`` (``--wan2gp /pat
 ``$WAN2GP_ROOT``), loaded from the same weights in the princeton layout (random weights are saved
 in that layout first); without a checkout, a host-style loop on torchvision's RAFT stands in.
 
-    python bench/raft_warm_start.py --frames 9 --size 256x144 --candidates 4,6,8,12
+    python bench/raft_warm_start.py --frames 9 --size 256x144 --candidates 4,6,8,12 [--repeat 3]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -131,6 +132,7 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="RAFT weights (.pth); default: found locally")
     parser.add_argument("--wan2gp", default=os.environ.get("WAN2GP_ROOT"), help="Wan2GP checkout (the anchor)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved host/ours runs (medians)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -154,15 +156,27 @@ def main() -> None:
             run_ours(model, footage["sample"][:2], 2, None)
             for name, frames in footage.items():
                 pairs = len(frames) - 1
-                anchor, t_host, m_host = timed(lambda: host(frames))
-                cold, t_cold, m_cold = timed(lambda: run_ours(model, frames, COLD_ITERATIONS, None))
+                host_runs, cold_runs = [], []
+                for _ in range(args.repeat):  # interleaved, host then ours: medians of each
+                    anchor, t_host, m_host = timed(lambda: host(frames))
+                    cold, t_cold, m_cold = timed(lambda: run_ours(model, frames, COLD_ITERATIONS, None))
+                    host_runs.append((t_host, m_host))
+                    cold_runs.append((t_cold, m_cold))
+                t_host, m_host = medians(host_runs)
+                t_cold, m_cold = medians(cold_runs)
                 print(f"[{name}] host {pairs / t_host[0]:6.3f} pairs/s, RSS +{m_host / 2**20:6.1f} MiB | ours cold-20 "
                       f"{speed(pairs, t_cold, t_host)}, RSS +{m_cold / 2**20:6.1f} MiB "
                       f"({m_cold / max(1, m_host):4.2f}x); difference to host {mean_epe(cold, anchor):.4f} px")
-                for n in (int(v) for v in args.candidates.split(",")):
+                for n in (int(v) for v in args.candidates.split(",") if v):
                     warm, t_warm, _ = timed(lambda: run_ours(model, frames, COLD_ITERATIONS, n))
                     print(f"[{name}] warm {n:2d} updates: {speed(pairs, t_warm, t_host)} vs host, "
                           f"mean EPE to cold-20 over pairs 2+: {mean_epe(warm[1:], cold[1:]):.4f} px (goal < 0.1)")
+
+
+def medians(runs: list[tuple[tuple[float, float], int]]) -> tuple[tuple[float, float], int]:
+    """Median wall and CPU seconds and median peak RSS growth of repeated runs."""
+    return ((statistics.median(t[0] for t, _ in runs), statistics.median(t[1] for t, _ in runs)),
+            int(statistics.median(m for _, m in runs)))
 
 
 if __name__ == "__main__":

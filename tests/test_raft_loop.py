@@ -53,9 +53,9 @@ def test_warm_start_only_for_a_pair_that_follows(monkeypatch: pytest.MonkeyPatch
     calls: list[tuple[int, bool]] = []
     real = flow_raft.refine
 
-    def spy(model_, image1, image2, iterations, flow_init=None):
+    def spy(model_, image1, image2, iterations, flow_init=None, features=None):
         calls.append((iterations, flow_init is not None))
-        return real(model_, image1, image2, iterations, flow_init=flow_init)
+        return real(model_, image1, image2, iterations, flow_init=flow_init, features=features)
 
     monkeypatch.setattr(flow_raft, "refine", spy)
     cold = RaftFlowBackend(model, iterations=4).compute(first, second)
@@ -71,3 +71,28 @@ def test_warm_start_only_for_a_pair_that_follows(monkeypatch: pytest.MonkeyPatch
     assert calls == [(4, False)]
     with pytest.raises(Exception, match="warm-start iterations"):
         RaftFlowBackend(model, warm_iterations=0)
+
+
+def test_each_frame_is_encoded_once_and_the_flow_is_unchanged() -> None:
+    """Consecutive pairs share a frame: its feature map is computed once, also across batches, and
+    the flows are those of encoding every pair on its own."""
+    model = load_raft(None, "large", seed=3)
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 255, (136, 168, 3), dtype=np.uint8)
+    frames = [np.roll(base, (k, 2 * k), axis=(0, 1)) for k in range(6)]
+    encoded: list[int] = []
+    model.feature_encoder.register_forward_pre_hook(lambda module, inputs: encoded.append(len(inputs[0])))
+    backend = RaftFlowBackend(model, iterations=3)
+    flows = [*backend.compute(np.stack(frames[0:3]), np.stack(frames[1:4])),
+             *backend.compute(np.stack(frames[3:5]), np.stack(frames[4:6]))]
+    assert encoded == [4, 2]  # 6 frames, each once: 4, then 2 (frame 3 carried over)
+    encoded.clear()
+    alone = [RaftFlowBackend(model, iterations=3).compute(a[None], b[None])[0]
+             for a, b in zip(frames[:-1], frames[1:])]
+    assert encoded == [2] * 5
+    for ours, reference in zip(flows, alone):
+        np.testing.assert_allclose(ours, reference, atol=1e-3)
+    encoded.clear()
+    shuffled = RaftFlowBackend(model, iterations=3)
+    shuffled.compute(np.stack([frames[0], frames[3]]), np.stack([frames[1], frames[4]]))
+    assert encoded == [4]  # pairs that do not follow each other: every frame encoded

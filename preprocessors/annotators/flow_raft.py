@@ -95,6 +95,9 @@ class RaftFlowBackend:
         #: Updates of a pair that starts from the previous pair's flow (None: every pair starts cold).
         self.warm_iterations = warm_iterations if has_raft_modules(model) else None
         self._carry: Optional[tuple[np.ndarray, torch.Tensor]] = None  # (last second frame, its projected flow)
+        #: The last batch's last frame and its feature map (kept on the CPU between calls): the next
+        #: batch of consecutive pairs starts with that frame.
+        self._last_features: Optional[tuple[np.ndarray, torch.Tensor]] = None
 
     estimate_bytes_per_pair = staticmethod(estimate_bytes_per_pair)
 
@@ -135,18 +138,43 @@ class RaftFlowBackend:
         with warm start, pair by pair, each from the previous pair's flow when it follows it."""
         if not has_raft_modules(self.model):
             return self.model(image1, image2, num_flow_updates=self.iterations)[-1]
+        fmap1, fmap2 = self._features(first, second, image1, image2)
         if self.warm_iterations is None:
-            return refine(self.model, image1, image2, self.iterations)[1]
+            return refine(self.model, image1, image2, self.iterations, features=(fmap1, fmap2))[1]
         flows = []
         for k in range(image1.shape[0]):
             carry = self._carry
             follows = carry is not None and np.array_equal(carry[0], first[k])
             low, full = refine(self.model, image1[k:k + 1], image2[k:k + 1],
                                self.warm_iterations if follows else self.iterations,
-                               flow_init=carry[1] if follows else None)
-            self._carry = (np.array(second[k], copy=True), forward_project(low))
+                               flow_init=carry[1].to(image1.device) if follows else None,
+                               features=(fmap1[k:k + 1], fmap2[k:k + 1]))
+            self._carry = (np.array(second[k], copy=True), forward_project(low).to("cpu"))
             flows.append(full)
         return torch.cat(flows)
+
+    def _features(self, first: np.ndarray, second: np.ndarray, image1: torch.Tensor,
+                  image2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both images' feature maps, every distinct frame encoded once.
+
+        Consecutive pairs share a frame (pair k's second is pair k+1's first, and the previous
+        batch's last frame starts this one): its map is reused instead of encoded again, a third
+        of the encoders' work on video. The feature encoder normalises each image on its own
+        (instance norm), so a map does not depend on the batch it was computed in."""
+        reused: dict[int, torch.Tensor] = {}
+        last = self._last_features
+        if last is not None and np.array_equal(last[0], first[0]):
+            reused[0] = last[1].to(image1.device)
+        follows = [k for k in range(1, len(first)) if np.array_equal(first[k], second[k - 1])]
+        encode = [k for k in range(len(first)) if k not in reused and k not in follows]
+        maps = self.model.feature_encoder(torch.cat([image1[encode], image2]) if encode else image2)
+        fmap2 = maps[len(encode):]
+        rows = dict(zip(encode, maps[:len(encode)]))
+        rows.update({k: fmap2[k - 1] for k in follows})
+        rows.update({k: value[0] for k, value in reused.items()})
+        fmap1 = torch.stack([rows[k] for k in range(len(first))])
+        self._last_features = (np.array(second[-1], copy=True), fmap2[-1:].to("cpu", copy=True))
+        return fmap1, fmap2
 
     def _drop_correlation_pyramid(self) -> None:
         """torchvision's CorrBlock keeps the last pyramid (4/3 of the volume) as an attribute: free it."""
