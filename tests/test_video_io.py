@@ -300,3 +300,21 @@ def test_sample_video_file_matches_generator_and_validates(tmp_path) -> None:
     for bad in (dict(width=8), dict(frames=0)):
         with pytest.raises(ValueError):
             list(sample_frames(**{"width": 64, "height": 48, "frames": 3, **bad}))
+
+
+def test_an_unchanged_file_is_probed_once_an_edited_one_again(tmp_path, monkeypatch) -> None:
+    """Re-targets and segments probe the same source again and again: answered from memory while the
+    file is unchanged; replaced by another video of the same name, it is read anew."""
+    path = make_video(tmp_path / "source.mp4", 64, 48, frames=7, fps=12)
+    opened: list[object] = []
+    real_open = video_io._open
+    monkeypatch.setattr(video_io, "_open", lambda file: opened.append(file) or real_open(file))
+    first = probe_video(path)
+    reads = len(opened)
+    assert reads >= 1 and probe_video(str(path)) is first and len(opened) == reads
+    make_video(tmp_path / "other.mp4", 80, 64, frames=9, fps=12).replace(path)  # same name, new file
+    second = probe_video(path)
+    assert len(opened) > reads and (second.width, second.frame_count) == (80, 9)
+    path.unlink()
+    with pytest.raises(InvalidVideoError, match="does not exist"):
+        probe_video(path)  # a file that went away is an error, not an answer from memory

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
@@ -119,13 +121,39 @@ def _rate(value: object) -> float:
     return rate if math.isfinite(rate) and 0.0 < rate <= SOURCE_MAX_FPS else 0.0
 
 
+#: Files probed in this process, newest last: the app, the API and farm workers make many guides
+#: (segments, re-targets) from one source, and probing opens it twice and decodes a frame.
+_PROBED: "OrderedDict[tuple[object, ...], VideoInfo]" = OrderedDict()
+_PROBED_KEEP = 32
+_PROBED_LOCK = threading.Lock()
+
+
 def probe_video(path: PathLike) -> VideoInfo:
     """Read size, fps, frame count, duration, rotation and codec; raises :class:`InvalidVideoError`.
 
     The frame count comes from counting the stream's packets (fast, no decoding), not the container's
     header, which is often missing or wrong. One frame is decoded to prove the stream is readable.
+    A file probed before in this process, unchanged since (same device, inode, size and modification
+    time in nanoseconds), is answered from memory; an edited or replaced file is probed again.
     """
     file = _check_path(path)
+    stat = file.stat()
+    identity = (str(file.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    with _PROBED_LOCK:
+        known = _PROBED.get(identity)
+        if known is not None:
+            _PROBED.move_to_end(identity)
+            return known
+    info = _probe_file(file)
+    with _PROBED_LOCK:
+        _PROBED[identity] = info
+        while len(_PROBED) > _PROBED_KEEP:
+            _PROBED.popitem(last=False)
+    return info
+
+
+def _probe_file(file: Path) -> VideoInfo:
+    """:func:`probe_video` of a checked path, read from the file."""
     container = _open(file)
     try:
         if not container.streams.video:
