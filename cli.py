@@ -237,6 +237,7 @@ def run_guide(args: argparse.Namespace) -> int:
                     end=args.end, range_unit=args.range_unit, motion_strength=args.motion_strength,
                     max_motion=args.max_motion, scale_percentile=args.scale_percentile, backend=args.backend,
                     raft_model=args.raft_model, raft_weights=args.raft_weights, iterations=args.iterations,
+                    raft_warm_updates=args.raft_warm_updates,
                     device=args.device, batch_size=batch_size, precision=args.precision,
                     canny_intensity=args.canny_intensity, depth_weights=args.depth_weights,
                     contour_weights=args.contour_weights, pose_weights=args.pose_weights,

@@ -114,6 +114,8 @@ def check_source_args(args: Any) -> None:
     if args.start is not None and args.end is not None and args.end <= args.start:
         raise OptionError(f"--end {args.end:g} is not after --start {args.start:g}: give an end after the start.")
     _whole("--iterations", args.iterations, 1, MAX_ITERATIONS, "iterations")
+    if args.raft_warm_updates is not None:
+        _whole("--raft-warm-updates", args.raft_warm_updates, 1, args.iterations, "updates (at most --iterations)")
     if args.depth_input_size != 0:
         _whole("--depth-input-size", args.depth_input_size, *DEPTH_INPUT_SIZES, "pixels (or 0: the frame's own size)")
     if not args.no_cache:

@@ -83,7 +83,8 @@ def run_export(args: argparse.Namespace) -> int:
         request = GuideRequest(
             input=source, resolution=args.resolution, guide_type=args.guide_type, fit=args.fit, start=args.start,
             end=args.end, range_unit=args.range_unit, backend=args.backend, raft_model=args.raft_model,
-            raft_weights=args.raft_weights, iterations=args.iterations, device=args.device,
+            raft_weights=args.raft_weights, iterations=args.iterations,
+            raft_warm_updates=args.raft_warm_updates, device=args.device,
             batch_size=automatic_batch_size(args.batch_size), precision=args.precision, teardown=args.teardown,
             depth_weights=args.depth_weights, depth_variant=args.depth_variant,
             depth_input_size=args.depth_input_size or None, pose_weights=args.pose_weights, cuts=args.cuts,

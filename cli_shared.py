@@ -73,6 +73,11 @@ def add_backend_options(group: Any) -> None:
     group.add_argument("--raft-weights", metavar="PATH",
                        help="RAFT weights file, princeton-vl (raft-things.pth) or torchvision layout")
     group.add_argument("--iterations", type=int, default=DEFAULTS["iterations"], help="RAFT refinement iterations (default 20)")
+    group.add_argument("--raft-warm-updates", type=int, metavar="N",
+                       help="RAFT warm start: a pair that follows the previous one starts from that pair's flow "
+                            "carried forward and runs N updates (the first pair runs --iterations); default off. "
+                            "Not validated against a cold start with real weights yet: bench/raft_warm_start.py "
+                            "measures the difference on your footage")
     group.add_argument("--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:N (default auto)")
     group.add_argument("--batch-size", type=int, default=AUTO_BATCH_SIZE,
                        help="frame pairs per RAFT batch; 0 (the default) = automatic: fitted to free GPU memory, "

@@ -45,6 +45,9 @@ class GuideRequest:
     raft_model: str = DEFAULTS["raft_model"]
     raft_weights: Optional[str] = None
     iterations: int = DEFAULTS["iterations"]
+    #: RAFT warm start: updates of a pair that follows the previous one, started from its flow carried
+    #: forward (the first pair of a run gets ``iterations``); None: every pair starts cold.
+    raft_warm_updates: Optional[int] = None
     device: str = DEFAULTS["device"]
     batch_size: Optional[int] = None
     precision: str = DEFAULTS["precision"]
@@ -109,6 +112,11 @@ class GuideRequest:
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) \
                 or not 1 <= self.iterations <= MAX_ITERATIONS:
             raise OptionError(f"Iterations {self.iterations!r} must be a whole number from 1 to {MAX_ITERATIONS}.")
+        if self.raft_warm_updates is not None and (
+                isinstance(self.raft_warm_updates, bool) or not isinstance(self.raft_warm_updates, int)
+                or not 1 <= self.raft_warm_updates <= self.iterations):
+            raise OptionError(f"RAFT warm-start updates {self.raft_warm_updates!r} must be a whole number from 1 to "
+                              f"the iterations ({self.iterations}), or unset for no warm start.")
         if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
                                             or self.batch_size < 1):
             raise OptionError(f"Batch size {self.batch_size!r} must be a whole number of at least 1 (or unset).")

@@ -9,7 +9,7 @@ composed from the rows, coloured with one clip-wide scale (bursts left out); ren
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
@@ -137,7 +137,12 @@ class FlowAnnotator(Annotator):
                     "frames[i] to frames[i+1]")
 
     def choose(self, request: GuideRequest, locator: Optional[WeightsLocator]) -> BackendChoice:
-        return choose_backend(request, locator)
+        choice = choose_backend(request, locator)
+        if choice.kind == "raft" and request.raft_warm_updates is not None:
+            updates = request.raft_warm_updates
+            choice = replace(choice, reason=f"{choice.reason}; warm start: {updates} update{'s' * (updates != 1)} for "
+                                            f"a pair that follows the previous one ({request.iterations} for the first)")
+        return choice
 
     def device_for(self, request: GuideRequest, choice: Any) -> Any:
         return as_device("cpu") if choice.kind == "dis" else resolve_device(request.device)
@@ -162,7 +167,7 @@ class FlowAnnotator(Annotator):
         from ...preprocessors.annotators.flow_raft import RaftFlowBackend  # torch and torchvision: only when RAFT runs
 
         return _pairs_to_rows(RaftFlowBackend(model, device, iterations=request.iterations, precision=precision,
-                                              name=choice.name).compute)
+                                              name=choice.name, warm_iterations=request.raft_warm_updates).compute)
 
     def bytes_per_input(self, choice: Any, request: GuideRequest, height: int, width: int) -> int:
         from ...preprocessors.annotators.flow_raft import estimate_bytes_per_pair  # RAFT on CUDA: torch is loaded
@@ -179,8 +184,11 @@ class FlowAnnotator(Annotator):
         return nodes_needed(nodes, guide_intervals(prepared.motion, nodes[0], nodes[-1]), *prepared.window)
 
     def key_fields(self, prepared: "PreparedGuide", choice: Any) -> dict[str, Any]:
+        req = prepared.request
         compute = ({"device": "cpu", "precision": "fp32"} if choice.kind != "raft"
-                   else {**model_compute(prepared.request), "iterations": prepared.request.iterations})
+                   else {**model_compute(req), "iterations": req.iterations})
+        if choice.kind == "raft" and req.raft_warm_updates is not None:  # other flows; cold keys stay as they were
+            compute["warm_updates"] = req.raft_warm_updates
         return {"backend": choice.identity(), "compute": compute}
 
     def cache_note(self) -> str:
