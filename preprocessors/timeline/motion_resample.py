@@ -245,7 +245,7 @@ class _Warper:
         if fraction != 1.0:
             cv2.scaleAdd(warped, float(fraction), total, dst=total)
         else:
-            total += warped
+            cv2.add(total, warped, dst=total)  # the same sums as NumPy's +=, on both cores
 
 
 _WARP = _Warper()
