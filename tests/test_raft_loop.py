@@ -96,3 +96,26 @@ def test_each_frame_is_encoded_once_and_the_flow_is_unchanged() -> None:
     shuffled = RaftFlowBackend(model, iterations=3)
     shuffled.compute(np.stack([frames[0], frames[3]]), np.stack([frames[1], frames[4]]))
     assert encoded == [4]  # pairs that do not follow each other: every frame encoded
+
+
+def test_feature_maps_are_freed_before_the_update_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Encoded once and handed over, the maps live no longer than before: the correlation volume holds
+    what the updates need, so neither map of the batch is alive when the first update runs."""
+    import weakref
+
+    model = load_raft(None, "small", seed=4)
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 255, (128, 136, 3), dtype=np.uint8) for _ in range(3)]
+    given: list[weakref.ref] = []
+    alive_at_updates: list[int] = []
+    build = model.corr_block.build_pyramid
+
+    def watched(fmap1, fmap2):
+        given.extend((weakref.ref(fmap1), weakref.ref(fmap2)))
+        return build(fmap1, fmap2)
+
+    monkeypatch.setattr(model.corr_block, "build_pyramid", watched)
+    model.update_block.register_forward_pre_hook(
+        lambda module, inputs: alive_at_updates.append(sum(ref() is not None for ref in given)))
+    RaftFlowBackend(model, iterations=2).compute(np.stack(frames[:2]), np.stack(frames[1:]))
+    assert len(given) == 2 and alive_at_updates == [0, 0]

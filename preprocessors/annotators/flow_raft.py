@@ -138,9 +138,10 @@ class RaftFlowBackend:
         with warm start, pair by pair, each from the previous pair's flow when it follows it."""
         if not has_raft_modules(self.model):
             return self.model(image1, image2, num_flow_updates=self.iterations)[-1]
+        if self.warm_iterations is None:  # the maps go to refine alone: freed once the volume is built
+            return refine(self.model, image1, image2, self.iterations,
+                          features=list(self._features(first, second, image1, image2)))[1]
         fmap1, fmap2 = self._features(first, second, image1, image2)
-        if self.warm_iterations is None:
-            return refine(self.model, image1, image2, self.iterations, features=(fmap1, fmap2))[1]
         flows = []
         for k in range(image1.shape[0]):
             carry = self._carry
@@ -148,7 +149,7 @@ class RaftFlowBackend:
             low, full = refine(self.model, image1[k:k + 1], image2[k:k + 1],
                                self.warm_iterations if follows else self.iterations,
                                flow_init=carry[1].to(image1.device) if follows else None,
-                               features=(fmap1[k:k + 1], fmap2[k:k + 1]))
+                               features=[fmap1[k:k + 1], fmap2[k:k + 1]])
             self._carry = (np.array(second[k], copy=True), forward_project(low).to("cpu"))
             flows.append(full)
         return torch.cat(flows)

@@ -48,19 +48,22 @@ def upsample_convex(flow: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.T
 
 def refine(model: Any, image1: torch.Tensor, image2: torch.Tensor, iterations: int,
            flow_init: Optional[torch.Tensor] = None,
-           features: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+           features: Optional[list[torch.Tensor]] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(flow at 1/8 size, full-size flow)`` of image1 → image2 after ``iterations`` updates.
 
     Inputs are (B, 3, H, W) in [-1, 1], H and W multiples of 8. Without ``flow_init`` the full-size
     flow is the last of torchvision's ``model(image1, image2, num_flow_updates=iterations)``.
-    ``features`` are both images' ``feature_encoder`` maps when the caller has them already (on
-    video, a frame is the second image of one pair and the first of the next: encoded once).
+    ``features`` is ``[fmap1, fmap2]``, both images' ``feature_encoder`` maps, when the caller has
+    them already (on video, a frame is the second image of one pair and the first of the next:
+    encoded once). The list is emptied as it is read, so that (the caller keeping no other
+    reference) the maps are freed once the correlation volume is built, before the update loop,
+    as maps encoded here are.
     """
     batch, _, height, width = image1.shape
     if features is None:
-        features = torch.chunk(model.feature_encoder(torch.cat([image1, image2], dim=0)), chunks=2, dim=0)
+        features = list(torch.chunk(model.feature_encoder(torch.cat([image1, image2], dim=0)), chunks=2, dim=0))
     fmap1, fmap2 = features
-    del features
+    features.clear()
     corr_block = model.corr_block
     corr_block.build_pyramid(fmap1, fmap2)
     try:
