@@ -1,6 +1,7 @@
 """Streaming decode, probing (sizes, fps, rotation, damaged files) and the guide writer."""
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 
 import av
@@ -11,6 +12,7 @@ from videogen import (make_alpha_video, make_audio_only, make_fps_metadata_video
                       make_one_frame, make_png, make_text_mp4, make_truncated, make_vfr_video, make_video, read_mark)
 from wan2gp_structure_video.preprocessors.video import video_io
 from wan2gp_structure_video.errors import InvalidVideoError
+from wan2gp_structure_video.preprocessors.cache.cache_hashing import FileStamp
 from wan2gp_structure_video.preprocessors.video.sample_video import sample_frames, write_sample_video
 from wan2gp_structure_video.preprocessors.video.guide_writer import GuideVideoWriter, write_frames
 from wan2gp_structure_video.preprocessors.video.video_io import iter_frames, iter_planned_frames, probe_video
@@ -306,6 +308,8 @@ def test_an_unchanged_file_is_probed_once_an_edited_one_again(tmp_path, monkeypa
     """Re-targets and segments probe the same source again and again: answered from memory while the
     file is unchanged; replaced by another video of the same name, it is read anew."""
     path = make_video(tmp_path / "source.mp4", 64, 48, frames=7, fps=12)
+    while FileStamp.of(path).racy(time.time_ns()):  # just written: a change in the same tick could go unseen
+        time.sleep(0.05)
     opened: list[object] = []
     real_open = video_io._open
     monkeypatch.setattr(video_io, "_open", lambda file: opened.append(file) or real_open(file))

@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 
 from ...errors import InvalidVideoError
 from ...paths import is_url
+from ..cache.cache_hashing import FileStamp
 from ..timeline.source_time import evenly_spaced
 
 logger = logging.getLogger(__name__)
@@ -123,7 +125,7 @@ def _rate(value: object) -> float:
 
 #: Files probed in this process, newest last: the app, the API and farm workers make many guides
 #: (segments, re-targets) from one source, and probing opens it twice and decodes a frame.
-_PROBED: "OrderedDict[tuple[object, ...], VideoInfo]" = OrderedDict()
+_PROBED: "OrderedDict[tuple[str, FileStamp], VideoInfo]" = OrderedDict()
 _PROBED_KEEP = 32
 _PROBED_LOCK = threading.Lock()
 
@@ -133,22 +135,25 @@ def probe_video(path: PathLike) -> VideoInfo:
 
     The frame count comes from counting the stream's packets (fast, no decoding), not the container's
     header, which is often missing or wrong. One frame is decoded to prove the stream is readable.
-    A file probed before in this process, unchanged since (same device, inode, size and modification
-    time in nanoseconds), is answered from memory; an edited or replaced file is probed again.
+    A file probed before in this process, unchanged since (the cache's :class:`FileStamp` of the file
+    a link points to: size, inode, modification and change times), is answered from memory; an
+    edited or replaced file is probed again, and one changed too recently to tell is not remembered.
     """
     file = _check_path(path)
-    stat = file.stat()
-    identity = (str(file.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    resolved = file.resolve()
+    stamp = FileStamp.of(resolved)
+    identity = (str(resolved), stamp)
     with _PROBED_LOCK:
         known = _PROBED.get(identity)
         if known is not None:
             _PROBED.move_to_end(identity)
             return known
     info = _probe_file(file)
-    with _PROBED_LOCK:
-        _PROBED[identity] = info
-        while len(_PROBED) > _PROBED_KEEP:
-            _PROBED.popitem(last=False)
+    if not stamp.racy(time.time_ns()):
+        with _PROBED_LOCK:
+            _PROBED[identity] = info
+            while len(_PROBED) > _PROBED_KEEP:
+                _PROBED.popitem(last=False)
     return info
 
 
