@@ -6,11 +6,13 @@ flows back and composes them anew. Each stage of that re-target is timed on its 
 interleaved over ``--repeat`` rounds (medians), and printed as a share of the whole re-target
 (``build_guide``) measured in the same rounds:
 
-* ``rows``: reading every stored row (memory-mapped) and converting it from float16 to float32;
-* ``compose``: every guide frame's motion (rows warped onto each other, ``interval_flow``);
+* ``rows``: reading every stored row (memory-mapped) and converting it from float16 to float32 (as
+  u and v planes where warps run planar, see ``flow_warp``);
+* ``compose``: every guide frame's motion (rows warped onto each other, ``interval_flow``), in the
+  layout this OpenCV warps fastest, and for comparison as two-channel warps (interleaved);
 * ``scale``: the burst-robust histogram of the magnitudes (``flow_histogram``), on the sampled
   pixels the build uses and, for comparison, on every pixel;
-* ``colour``: ``flow_to_rgb`` of every composed motion;
+* ``colour``: ``planes_to_rgb`` of every composed motion;
 * ``encode``: libx264 encoding of the 49 coloured frames (``write_frames``).
 
 Usage::
@@ -33,7 +35,8 @@ from wan2gp_structure_video.pipeline.build import open_flows
 from wan2gp_structure_video.pipeline.prepare import prepare
 from wan2gp_structure_video.pipeline.recent_rows import RecentRows
 from wan2gp_structure_video.preprocessors.cache.flow_cache import FlowCache
-from wan2gp_structure_video.preprocessors.render.flow_viz import flow_to_rgb
+from wan2gp_structure_video.preprocessors.render.flow_viz import planes_to_rgb
+from wan2gp_structure_video.preprocessors.timeline import flow_warp
 from wan2gp_structure_video.preprocessors.timeline.motion_resample import interval_flow
 from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 from wan2gp_structure_video.preprocessors.video.guide_writer import write_frames
@@ -69,19 +72,27 @@ def main() -> None:
             with open_flows(prepared, RunContext(cache=cache).resolved()) as flows:
                 n = len(flows.intervals)
                 every_row = range(len(flows.nodes) - 1)
-                recent = RecentRows(flows.rows)  # keeps 3 rows, as the build does (freed memory is reused)
+                # keeps 3 rows, as the build does (freed memory is reused)
+                recent = RecentRows(flows.rows, planar=flow_warp.PLANAR_WARPS)
                 times.setdefault("rows", []).append(seconds(
                     lambda: all(recent(j) is not None for j in every_row)))
                 composed: list = []
                 times.setdefault("compose", []).append(seconds(lambda: composed.extend(
                     interval_flow(flows.row, flows.nodes, flows.intervals, k, flows.shape, fresh=False,
-                                  cuts=flows.cuts) for k in range(n))))
+                                  cuts=flows.cuts, planes=flows.planes, as_planes=True) for k in range(n))))
+                planar, flow_warp.PLANAR_WARPS = flow_warp.PLANAR_WARPS, False
+                try:
+                    times.setdefault("compose (2-channel warps)", []).append(seconds(lambda: [
+                        interval_flow(flows.row, flows.nodes, flows.intervals, k, flows.shape, fresh=False,
+                                      cuts=flows.cuts) for k in range(n)]))
+                finally:
+                    flow_warp.PLANAR_WARPS = planar
                 for k in range(n):  # kept by the flows, as in the build: the scale pass times the histogram
-                    flows.guide_flow(k, fresh=False)
+                    flows.guide_planes(k)
                 times.setdefault("scale (sampled)", []).append(seconds(
                     lambda: guide_render.flow_histogram(flows, 0, n, 99.0, prepared.motion.step)))
                 sample = guide_render.scale_sample
-                guide_render.scale_sample = lambda flow: flow
+                guide_render.scale_sample = lambda planes: planes
                 try:
                     times.setdefault("scale (every pixel)", []).append(seconds(
                         lambda: guide_render.flow_histogram(flows, 0, n, 99.0, prepared.motion.step)))
@@ -89,7 +100,7 @@ def main() -> None:
                     guide_render.scale_sample = sample
                 coloured: list = []
                 times.setdefault("colour", []).append(seconds(lambda: coloured.extend(
-                    flow_to_rgb(flow, 20.0) for flow in composed)))
+                    planes_to_rgb(planes, 20.0) for planes in composed)))
             times.setdefault("encode", []).append(seconds(lambda: write_frames(work / "enc.mp4", coloured, 24)))
         whole = statistics.median(times["whole re-target"])
         print(f"first run 81@16 (cache empty): {first:.2f} s; medians of {args.repeat} rounds; shared machine")

@@ -10,15 +10,22 @@ from ..preprocessors.annotators.canny import canny_edges
 from ..preprocessors.annotators.gray import gray_levels
 from ..preprocessors.video.fit import FrameFitter
 from ..preprocessors.render.flow_bursts import ClipMagnitudes
-from ..preprocessors.render.flow_viz import DEAD_ZONE, MIN_SCALE, MagnitudeHistogram, clip_scale, flow_to_rgb
+from ..preprocessors.render.flow_viz import DEAD_ZONE, MIN_SCALE, MagnitudeHistogram, clip_scale, planes_to_rgb
 from ..preprocessors.video.video_io import VideoInfo, iter_planned_frames
 from .source_flows import SourceFlows
 
 
-def iter_resampled_flows(flows: SourceFlows, lo: int, hi: int, fresh: bool = True) -> Iterator[np.ndarray]:
-    """The float32 motion of guide frames ``[lo, hi)``, one at a time (``fresh=False``: read only)."""
+def iter_resampled_flows(flows: SourceFlows, lo: int, hi: int) -> Iterator[np.ndarray]:
+    """The (H, W, 2) float32 motion of guide frames ``[lo, hi)``, one at a time (new arrays)."""
     for k in range(lo, hi):
-        yield flows.guide_flow(k, fresh=fresh)
+        yield flows.guide_flow(k)
+
+
+def iter_resampled_planes(flows: SourceFlows, lo: int, hi: int) -> Iterator[np.ndarray]:
+    """The motion of guide frames ``[lo, hi)`` as read-only ``(2, H, W)`` u and v planes: the layout
+    composing and colouring work in (no channel split per frame)."""
+    for k in range(lo, hi):
+        yield flows.guide_planes(k)
 
 
 def flow_histogram(flows: SourceFlows, lo: int, hi: int, percentile: float = 99.0,
@@ -27,8 +34,8 @@ def flow_histogram(flows: SourceFlows, lo: int, hi: int, percentile: float = 99.
     and how many frames were bursts."""
     floor = (MIN_SCALE * step + dead_zone_for(step)) if step > 0 else MIN_SCALE + DEAD_ZONE
     magnitudes = ClipMagnitudes(percentile, floor)
-    for flow in iter_resampled_flows(flows, lo, hi, fresh=False):
-        magnitudes.add_frame(scale_sample(flow))
+    for planes in iter_resampled_planes(flows, lo, hi):
+        magnitudes.add_planes(scale_sample(planes))
     histogram = magnitudes.histogram()
     return histogram, len(magnitudes.bursts)
 
@@ -40,18 +47,12 @@ def flow_histogram(flows: SourceFlows, lo: int, hi: int, percentile: float = 99.
 SAMPLE_FROM_PIXELS = 128 * 128
 
 
-def scale_sample(flow: np.ndarray) -> np.ndarray:
-    """The pixels of ``flow`` whose magnitudes the scale pass counts (see :data:`SAMPLE_FROM_PIXELS`),
-    as a contiguous array.
-
-    A float32 (u, v) pair is 8 bytes: gathered as one 64-bit word per pixel, the quarter is copied
-    about 15× faster than NumPy's element-by-element strided copy, with the same values."""
-    if flow.shape[0] * flow.shape[1] < SAMPLE_FROM_PIXELS:
-        return flow
-    if flow.dtype == np.float32 and flow.ndim == 3 and flow.shape[2] == 2 and flow.flags.c_contiguous:
-        pairs = flow.view(np.uint64).reshape(flow.shape[:2])[::2, ::2]
-        return np.ascontiguousarray(pairs).view(np.float32).reshape(pairs.shape + (2,))
-    return np.ascontiguousarray(flow[::2, ::2])
+def scale_sample(planes: np.ndarray) -> np.ndarray:
+    """The pixels of the ``(2, H, W)`` flow ``planes`` whose magnitudes the scale pass counts (see
+    :data:`SAMPLE_FROM_PIXELS`), as contiguous planes."""
+    if planes.shape[1] * planes.shape[2] < SAMPLE_FROM_PIXELS:
+        return planes
+    return np.ascontiguousarray(planes[:, ::2, ::2])
 
 
 def dead_zone_for(step: float) -> float:
@@ -77,8 +78,8 @@ def iter_flow_guide(flows: SourceFlows, lo: int, hi: int, scale: float, strength
                     step: float = 1.0) -> Iterator[np.ndarray]:
     """Colour-wheel frames, all with the same scale, so colours do not flicker and strength matters."""
     dead_zone = dead_zone_for(step)
-    for flow in iter_resampled_flows(flows, lo, hi, fresh=False):
-        yield flow_to_rgb(flow, scale, strength, dead_zone=dead_zone)
+    for planes in iter_resampled_planes(flows, lo, hi):
+        yield planes_to_rgb(planes, scale, strength, dead_zone=dead_zone)
 
 
 def iter_image_guide(path: str, info: VideoInfo, indices: Sequence[int], fitter: FrameFitter,

@@ -42,11 +42,16 @@ class ClipMagnitudes:
         self.bursts: list[int] = []
 
     def add_frame(self, flow: np.ndarray) -> None:
-        """One guide frame's flow, in order (an all-zero flow, a frame on a cut alone, is not counted)."""
-        if not np.any(flow):
+        """One guide frame's (H, W, 2) flow, in order (an all-zero flow, a frame on a cut alone, is not counted)."""
+        flow = np.asarray(flow)
+        self.add_planes(np.stack([flow[..., 0], flow[..., 1]]))
+
+    def add_planes(self, planes: np.ndarray) -> None:
+        """One guide frame's flow as ``(2, H, W)`` u and v planes, in order (all zero: not counted)."""
+        if not np.any(planes):
             return
         histogram = MagnitudeHistogram(self._total.lo, self._total.hi, self._total.bins)
-        histogram.add(flow)
+        histogram.add_components(planes[0], planes[1])
         self._values.append(histogram.percentile(self.percentile))
         slots = np.flatnonzero(histogram.counts)
         self._frames.append((slots, histogram.counts[slots], histogram.count, histogram.max))

@@ -139,14 +139,15 @@ def _colour_table() -> np.ndarray:
     return np.ascontiguousarray(_wheel_colours(x, y, radius).reshape(-1, 3))
 
 
-def _components_and_magnitude(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The x and y components and the magnitude, float32. Non-finite components count as still;
-    a magnitude too large for float32's squares is measured without overflow."""
-    flow = np.ascontiguousarray(flow, dtype=np.float32)
-    u, v = cv2.split(flow)
+def _components_and_magnitude(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The x and y components (float32, contiguous) and the magnitude. Non-finite components count as
+    still; a magnitude too large for float32's squares is measured without overflow."""
+    u = np.ascontiguousarray(u, dtype=np.float32)
+    v = np.ascontiguousarray(v, dtype=np.float32)
     magnitude = cv2.magnitude(u, v)
     if not math.isfinite(float(np.add.reduce(magnitude, axis=None))):  # NaN, inf and overflow propagate
-        u, v = _finite_components(flow)
+        u = np.nan_to_num(u, nan=0.0, posinf=0.0, neginf=0.0)
+        v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
         magnitude = np.hypot(u, v)
     return u, v, magnitude
 
@@ -161,7 +162,24 @@ def flow_to_rgb(flow: np.ndarray, scale: float, strength: float = 1.0, *,
     :func:`flow_to_rgb_exact`.
     """
     flow = _check(flow, scale, strength, dead_zone)
-    u, v, magnitude = _components_and_magnitude(flow)
+    u, v = cv2.split(np.ascontiguousarray(flow, dtype=np.float32))
+    return _colour(u, v, scale, strength, dead_zone)
+
+
+def planes_to_rgb(planes: np.ndarray, scale: float, strength: float = 1.0, *,
+                  dead_zone: float = DEAD_ZONE) -> np.ndarray:
+    """:func:`flow_to_rgb` of a flow given as ``(2, H, W)`` u and v planes (the same colours; no
+    channel split needed)."""
+    planes = np.asarray(planes)
+    if planes.ndim != 3 or planes.shape[0] != 2:
+        raise ValueError(f"flow planes must have shape (2, H, W), got {planes.shape}")
+    _check(np.empty((1, 1, 2), np.float32), scale, strength, dead_zone)
+    return _colour(planes[0], planes[1], scale, strength, dead_zone)
+
+
+def _colour(u: np.ndarray, v: np.ndarray, scale: float, strength: float, dead_zone: float) -> np.ndarray:
+    """The table-lookup colouring of components ``u`` and ``v`` (arguments already checked)."""
+    u, v, magnitude = _components_and_magnitude(u, v)
     radius = _radius(magnitude, scale, strength, dead_zone)
     # gain maps (u, v) to table units: the vector drawn at ``radius``, times the half-size of the table.
     # Where the magnitude is 0 the radius is 0 too, so the tiny floor only avoids 0/0.
@@ -176,7 +194,7 @@ def flow_to_rgb(flow: np.ndarray, scale: float, strength: float = 1.0, *,
     # past the rim read the rim (border replicated).
     column = cv2.multiply(u, gain)
     column += half
-    row = cv2.multiply(v, gain)
+    row = cv2.multiply(v, gain, dst=magnitude)
     row += half - np.float32(0.5)
     return cv2.remap(_colour_image(), column, row, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
 
@@ -215,16 +233,27 @@ class MagnitudeHistogram:
         flow = np.asarray(flow)
         if flow.shape[-1] != 2:
             raise ValueError(f"flow must end with 2 components, got shape {flow.shape}")
+        if flow.dtype in (np.float32, np.float16):
+            u, v = cv2.split(np.ascontiguousarray(flow, dtype=np.float32).reshape(-1, 1, 2))
+            self.add_components(u, v)
+        else:
+            self.add_components(flow[..., 0], flow[..., 1])
+
+    def add_components(self, u: np.ndarray, v: np.ndarray) -> None:
+        """Count the magnitudes of motions with components ``u`` and ``v`` (same shape; e.g. the two
+        planes of a flow); non-finite values are skipped."""
+        u, v = np.asarray(u), np.asarray(v)
+        if u.shape != v.shape:
+            raise ValueError(f"components must have one shape, got {u.shape} and {v.shape}")
         # Flows as stored (float32/float16) are measured in float32 with OpenCV (SIMD, ~10x faster
         # than numpy's hypot); anything else in float64.
-        work = np.float32 if flow.dtype in (np.float32, np.float16) else np.float64
+        work = np.float32 if u.dtype in (np.float32, np.float16) and v.dtype in (np.float32, np.float16) \
+            else np.float64
         if work is np.float32:
-            u, v = cv2.split(np.ascontiguousarray(flow, dtype=np.float32).reshape(-1, 1, 2))
-            magnitude = cv2.magnitude(u, v).reshape(-1)
+            magnitude = cv2.magnitude(np.ascontiguousarray(u, dtype=np.float32).reshape(-1, 1),
+                                      np.ascontiguousarray(v, dtype=np.float32).reshape(-1, 1)).reshape(-1)
         else:
-            u = np.ascontiguousarray(flow[..., 0], dtype=work).reshape(-1)
-            v = np.ascontiguousarray(flow[..., 1], dtype=work).reshape(-1)
-            magnitude = np.hypot(u, v)
+            magnitude = np.hypot(np.asarray(u, dtype=work).reshape(-1), np.asarray(v, dtype=work).reshape(-1))
         if not math.isfinite(float(np.add.reduce(magnitude))):  # one cheap pass; NaN and inf propagate
             magnitude = magnitude[np.isfinite(magnitude)]
         if magnitude.size == 0:

@@ -50,14 +50,13 @@ from __future__ import annotations
 
 import bisect
 import math
-import threading
 from dataclasses import dataclass
 from typing import Callable, Collection, Optional, Sequence
 
-import cv2
 import numpy as np
 
 from ...errors import OptionError
+from . import flow_warp
 
 __all__ = ["MotionTimeline", "Interval", "guide_timeline", "choose_stride", "source_nodes", "guide_intervals",
            "nodes_needed", "compose_motion", "interval_flow", "within_shot"]
@@ -200,57 +199,6 @@ def _coordinate(nodes: Sequence[int], position: float) -> float:
     return min(max(coordinate, 0.0), len(nodes) - 1.0)
 
 
-#: OpenCV 4.10+ samples at ``x + map(x)`` itself (``WARP_RELATIVE_MAP``): no pixel grid to add first.
-_RELATIVE_MAP = getattr(cv2, "WARP_RELATIVE_MAP", None)
-
-
-class _Warper:
-    """Samples a flow field at ``x + displacement`` (bilinear, edges replicated).
-
-    The warped result (and, on OpenCV without relative maps, the pixel grid and the sampling map)
-    live in buffers kept per thread and reused from call to call: a re-target warps a few rows per
-    guide frame, and allocating (and page-faulting) fresh frame-sized arrays per warp cost about a
-    fifth of the warp itself."""
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    def _buffers(self, height: int, width: int) -> tuple[np.ndarray, ...]:
-        buffers = getattr(self._local, "buffers", None)
-        if buffers is None or buffers[0].shape[:2] != (height, width):
-            warped = np.empty((height, width, 2), dtype=np.float32)
-            if _RELATIVE_MAP is not None:
-                buffers = (warped,)
-            else:
-                ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-                buffers = (warped, np.dstack([xs, ys]), np.empty_like(warped))
-            self._local.buffers = buffers
-        return buffers
-
-    def add_into(self, total: np.ndarray, flow: np.ndarray, fraction: np.float32) -> None:
-        """``total += fraction * flow(x + total)``: ``flow`` sampled where ``total`` carried each pixel.
-
-        With a relative map OpenCV adds the pixel position itself (one pass less over the frame, and
-        the position is not rounded to float32 first); the scaled add is one fused pass. A whole row
-        (``fraction`` 1) adds as it is."""
-        height, width = flow.shape[:2]
-        buffers = self._buffers(height, width)
-        if _RELATIVE_MAP is not None:
-            warped = cv2.remap(flow, total, None, cv2.INTER_LINEAR | _RELATIVE_MAP, dst=buffers[0],
-                               borderMode=cv2.BORDER_REPLICATE)
-        else:
-            warped, grid, sample_at = buffers
-            np.add(grid, total, out=sample_at)
-            warped = cv2.remap(flow, sample_at, None, cv2.INTER_LINEAR, dst=warped, borderMode=cv2.BORDER_REPLICATE)
-        if fraction != 1.0:
-            cv2.scaleAdd(warped, float(fraction), total, dst=total)
-        else:
-            cv2.add(total, warped, dst=total)  # the same sums as NumPy's +=, on both cores
-
-
-_WARP = _Warper()
-
-
 def within_shot(u: float, stop: float, cuts: Collection[int]) -> Optional[tuple[float, float]]:
     """The part of ``[u, stop]`` (node coordinates) that a guide frame shows when rows in ``cuts`` are
     hard cuts: the part after the last cut it overlaps (the shot the frame ends in), else the part
@@ -265,44 +213,65 @@ def within_shot(u: float, stop: float, cuts: Collection[int]) -> Optional[tuple[
     return (u, before) if before > u + 1e-7 else None
 
 
-def compose_motion(row: Callable[[int], np.ndarray], nodes: Sequence[int], start: float, end: float,
-                   shape: tuple[int, int], *, fresh: bool = True, cuts: Collection[int] = ()) -> np.ndarray:
-    """Motion (H, W, 2) float32 from source time ``start`` to ``end``, in the coordinates of ``start``.
-
-    ``row(j)`` is the float32 flow from node ``j`` to node ``j+1``. Whole rows are composed by
-    warping; a partly covered row counts with the covered fraction. With ``fresh=False`` a motion
-    that is exactly one whole row may be that row itself (read-only; saves a copy per frame).
-    Rows in ``cuts`` (hard cuts between shots) are never drawn: the motion is that of the part of
-    the interval inside one shot (:func:`within_shot`), zero when there is none.
-    """
-    height, width = shape
-    total: Optional[np.ndarray] = None
+def _segments(nodes: Sequence[int], start: float, end: float,
+              cuts: Collection[int]) -> list[tuple[int, np.float32]]:
+    """The rows ``[start, end]`` covers, in order, with the fraction of each it covers (inside one shot)."""
     part = None
     if len(nodes) >= 2 and end - start > _EPS:
         part = within_shot(_coordinate(nodes, start), _coordinate(nodes, end), cuts)
+    segments: list[tuple[int, np.float32]] = []
     if part is not None:
         u, stop = part
         while u < stop - 1e-7:
             j = min(int(math.floor(u + 1e-7)), len(nodes) - 2)
             segment_end = min(stop, j + 1.0)
-            fraction = np.float32(segment_end - u)
-            flow = row(j)
-            if total is None:
-                whole_row = fraction == 1.0 and segment_end >= stop - 1e-7
-                total = flow if whole_row and not fresh else flow * fraction
-            else:
-                _WARP.add_into(total, flow, fraction)
+            segments.append((j, np.float32(segment_end - u)))
             u = segment_end
-    return total if total is not None else np.zeros((height, width, 2), dtype=np.float32)
+    return segments
+
+
+def compose_motion(row: Callable[[int], np.ndarray], nodes: Sequence[int], start: float, end: float,
+                   shape: tuple[int, int], *, fresh: bool = True, cuts: Collection[int] = (),
+                   planes: Optional[Callable[[int], np.ndarray]] = None, as_planes: bool = False) -> np.ndarray:
+    """Motion from source time ``start`` to ``end``, in the coordinates of ``start``: (H, W, 2) float32,
+    or its ``(2, H, W)`` u and v planes with ``as_planes=True``.
+
+    ``row(j)`` is the float32 flow from node ``j`` to node ``j+1``; ``planes(j)``, when given, the same
+    flow as planes (read-only; a store that keeps converted rows passes them, else rows are split
+    here when they are needed as planes). Whole rows are composed by warping, in the layout that
+    warps fastest on this OpenCV (:mod:`.flow_warp`); a partly covered row counts with the covered
+    fraction. With ``fresh=False`` a motion that is exactly one whole row may be that row itself
+    (read-only; saves a copy per frame).
+    Rows in ``cuts`` (hard cuts between shots) are never drawn: the motion is that of the part of
+    the interval inside one shot (:func:`within_shot`), zero when there is none.
+    """
+    plane_rows = planes or (lambda index: flow_warp.to_planes(row(index)))
+    segments = _segments(nodes, start, end, cuts)
+    if not segments:
+        return np.zeros((2, shape[0], shape[1]) if as_planes else (shape[0], shape[1], 2), dtype=np.float32)
+    j, fraction = segments[0]
+    if len(segments) == 1:
+        flow = plane_rows(j) if as_planes else row(j)
+        return flow if fraction == 1.0 and not fresh else flow * fraction
+    if flow_warp.PLANAR_WARPS:
+        total = plane_rows(j) * fraction
+        for j, fraction in segments[1:]:
+            flow_warp.WARPER.add_planes_into(total, plane_rows(j), fraction)
+        return total if as_planes else flow_warp.from_planes(total)
+    total = row(j) * fraction
+    for j, fraction in segments[1:]:
+        flow_warp.WARPER.add_into(total, row(j), fraction)
+    return flow_warp.to_planes(total) if as_planes else total
 
 
 def interval_flow(row: Callable[[int], np.ndarray], nodes: Sequence[int], intervals: Sequence[Interval], k: int,
-                  shape: tuple[int, int], *, fresh: bool = True, cuts: Collection[int] = ()) -> np.ndarray:
-    """The flow guide frame ``k`` shows (float32; a fresh array unless ``fresh=False``, then read-only);
-    rows in ``cuts`` are hard cuts (see :func:`compose_motion`)."""
+                  shape: tuple[int, int], *, fresh: bool = True, cuts: Collection[int] = (),
+                  planes: Optional[Callable[[int], np.ndarray]] = None, as_planes: bool = False) -> np.ndarray:
+    """The flow guide frame ``k`` shows (float32, (H, W, 2) or planes with ``as_planes``; a fresh array
+    unless ``fresh=False``, then read-only); rows in ``cuts`` are hard cuts (see :func:`compose_motion`)."""
     interval = _resolve(intervals, k)
     flow = compose_motion(row, nodes, interval.start, interval.end, shape, fresh=fresh or interval.scale != 1.0,
-                          cuts=cuts)
+                          cuts=cuts, planes=planes, as_planes=as_planes)
     if interval.scale != 1.0:
         flow *= np.float32(interval.scale)
     return flow
