@@ -134,8 +134,8 @@ def _steps(folder: Path, source: Path) -> None:
     print(f"  colouring        exact wheel {_per_item(lambda f: flow_to_rgb_exact(f, 4.0), flows):6.2f} -> "
           f"table remap {_per_item(lambda f: flow_to_rgb(f, 4.0), flows):5.2f}   (max difference {levels} levels)")
     print(f"  float16 store    numpy {_per_item(lambda f: np.copyto(half, f, casting='unsafe'), flows):6.2f} -> "
-          f"torch {_per_item(lambda f: store_half(half, f), flows):5.2f};  load: numpy "
-          f"{_per_item(lambda r: r.astype(np.float32), rows):5.2f} -> torch {_per_item(load_float32, rows):5.2f}")
+          f"OpenCV {_per_item(lambda f: store_half(half, f), flows):5.2f};  load: numpy "
+          f"{_per_item(lambda r: r.astype(np.float32), rows):5.2f} -> OpenCV {_per_item(load_float32, rows):5.2f}")
     print(f"  histogram add    {_per_item(histogram.add, flows):6.2f}")
     scaler = _per_item(lambda g: av.VideoFrame.from_ndarray(g, format="rgb24").reformat(format="yuv420p"), guide)
     print(f"  RGB -> YUV 4:2:0 encoder's scaler {scaler:6.2f} -> OpenCV {_per_item(rgb_to_i420, guide):5.2f}")

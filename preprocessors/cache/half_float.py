@@ -2,7 +2,7 @@
 
 NumPy converts half floats element by element (about 2 ms to store one 832×480 flow, 1.3 ms to
 load it); OpenCV's vectorised conversion takes 0.1–0.2 ms and gives the same bits as NumPy (round
-to nearest even, overflow to infinity) — ``bench/half_float.py`` measures both. OpenCV is loaded
+to nearest even, overflow to infinity) — ``bench/end_to_end.py`` measures both. OpenCV is loaded
 on every guide path already, so no path needs torch for this (cache hits and re-targets never
 import it).
 
