@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torchvision.utils import flow_to_image
 
 from wan2gp_structure_video.preprocessors.render.flow_viz import (
-    DEAD_ZONE, MIN_SCALE, MagnitudeHistogram, clip_scale, colour_wheel, flow_to_rgb, flow_to_rgb_exact)
+    DEAD_ZONE, MIN_SCALE, MagnitudeHistogram, clip_scale, colour_wheel, flow_to_rgb, flow_to_rgb_exact, planes_to_rgb)
 
 
 def _oracle(flow: np.ndarray) -> np.ndarray:
@@ -277,3 +277,24 @@ def test_clip_scale() -> None:
     assert clip_scale(still, min_scale=1e-6) == 1e-6
     with pytest.raises(ValueError):
         clip_scale(histogram, max_motion=0.0)
+
+
+def test_planes_colour_and_count_exactly_as_the_interleaved_flow() -> None:
+    """The passes read composed motions as (2, H, W) planes: the same colours (non-finite and
+    overflowing components included) and the same histogram as the (H, W, 2) flow."""
+    flow = np.array(_structured_flows()[0], dtype=np.float32)
+    flow[0, :3] = [[np.nan, 3.0], [np.inf, -3.0], [1e30, 1e30]]
+    planes = np.ascontiguousarray(np.moveaxis(flow, -1, 0))
+    planes.flags.writeable = False  # as kept composed motions are
+    for scale, strength, dead_zone in ((2.0, 1.0, DEAD_ZONE), (5.0, 2.5, 0.0)):
+        assert np.array_equal(planes_to_rgb(planes, scale, strength, dead_zone=dead_zone),
+                              flow_to_rgb(flow, scale, strength, dead_zone=dead_zone))
+    by_flow, by_planes = MagnitudeHistogram(), MagnitudeHistogram()
+    by_flow.add(flow)
+    by_planes.add_components(planes[0], planes[1])
+    assert np.array_equal(by_flow.counts, by_planes.counts) and by_flow.max == by_planes.max
+    assert by_flow.count == by_planes.count == flow.size // 2 - 3  # NaN, inf and the float32 overflow skipped
+    with pytest.raises(ValueError, match=r"\(2, H, W\)"):
+        planes_to_rgb(np.zeros((3, 2, 2), np.float32), 1.0)
+    with pytest.raises(ValueError, match="scale"):
+        planes_to_rgb(planes, 0.0)

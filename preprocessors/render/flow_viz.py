@@ -72,13 +72,17 @@ def _check(flow: np.ndarray, scale: float, strength: float, dead_zone: float) ->
     flow = np.asarray(flow)
     if flow.ndim != 3 or flow.shape[-1] != 2:
         raise ValueError(f"flow must have shape (H, W, 2), got {flow.shape}")
+    _check_drawing(scale, strength, dead_zone)
+    return flow
+
+
+def _check_drawing(scale: float, strength: float, dead_zone: float) -> None:
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a positive number of pixels, got {scale!r}")
     if not (math.isfinite(strength) and strength >= 0):
         raise ValueError(f"strength must be zero or positive, got {strength!r}")
     if not (math.isfinite(dead_zone) and dead_zone >= 0):
         raise ValueError(f"dead_zone must be zero or a positive number of pixels, got {dead_zone!r}")
-    return flow
 
 
 def _finite_components(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -173,7 +177,7 @@ def planes_to_rgb(planes: np.ndarray, scale: float, strength: float = 1.0, *,
     planes = np.asarray(planes)
     if planes.ndim != 3 or planes.shape[0] != 2:
         raise ValueError(f"flow planes must have shape (2, H, W), got {planes.shape}")
-    _check(np.empty((1, 1, 2), np.float32), scale, strength, dead_zone)
+    _check_drawing(scale, strength, dead_zone)
     return _colour(planes[0], planes[1], scale, strength, dead_zone)
 
 
