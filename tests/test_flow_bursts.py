@@ -20,7 +20,7 @@ def _both(flows) -> tuple[MagnitudeHistogram, ClipMagnitudes]:
     plain, robust = MagnitudeHistogram(), ClipMagnitudes(99.0, floor=0.8)
     for flow in flows:
         plain.add(flow)
-        robust.add_frame(flow)
+        robust.add_planes(np.moveaxis(flow, -1, 0))
     return plain, robust
 
 
@@ -49,6 +49,6 @@ def test_a_still_clip_with_one_move_has_no_burst() -> None:
 
 def test_all_zero_frames_are_not_counted() -> None:
     robust = ClipMagnitudes(99.0)
-    robust.add_frame(np.zeros((4, 4, 2), np.float32))
-    robust.add_frame(_flow(2.0, 0))
+    robust.add_planes(np.zeros((2, 4, 4), np.float32))
+    robust.add_planes(np.moveaxis(_flow(2.0, 0), -1, 0))
     assert robust.histogram().count == 24 * 32

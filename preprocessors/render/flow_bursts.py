@@ -41,13 +41,9 @@ class ClipMagnitudes:
         self._frames: list[tuple[np.ndarray, np.ndarray, int, float]] = []  # nonzero slots, counts, count, max
         self.bursts: list[int] = []
 
-    def add_frame(self, flow: np.ndarray) -> None:
-        """One guide frame's (H, W, 2) flow, in order (an all-zero flow, a frame on a cut alone, is not counted)."""
-        flow = np.asarray(flow)
-        self.add_planes(np.stack([flow[..., 0], flow[..., 1]]))
-
     def add_planes(self, planes: np.ndarray) -> None:
-        """One guide frame's flow as ``(2, H, W)`` u and v planes, in order (all zero: not counted)."""
+        """One guide frame's flow as ``(2, H, W)`` u and v planes, in order (an all-zero flow, a frame
+        on a cut alone, is not counted)."""
         if not np.any(planes):
             return
         histogram = MagnitudeHistogram(self._total.lo, self._total.hi, self._total.bins)

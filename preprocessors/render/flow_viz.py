@@ -85,10 +85,10 @@ def _check_drawing(scale: float, strength: float, dead_zone: float) -> None:
         raise ValueError(f"dead_zone must be zero or a positive number of pixels, got {dead_zone!r}")
 
 
-def _finite_components(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The x and y components as float32; non-finite values count as still."""
-    u = np.ascontiguousarray(flow[..., 0], dtype=np.float32)
-    v = np.ascontiguousarray(flow[..., 1], dtype=np.float32)
+def _finite_components(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The x and y components as contiguous float32; non-finite values count as still."""
+    u = np.ascontiguousarray(u, dtype=np.float32)
+    v = np.ascontiguousarray(v, dtype=np.float32)
     if not (np.isfinite(u).all() and np.isfinite(v).all()):
         u = np.nan_to_num(u, nan=0.0, posinf=0.0, neginf=0.0)
         v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
@@ -129,7 +129,7 @@ def flow_to_rgb_exact(flow: np.ndarray, scale: float, strength: float = 1.0, *,
     ``torchvision.utils.flow_to_image`` within one level.
     """
     flow = _check(flow, scale, strength, dead_zone)
-    u, v = _finite_components(flow)
+    u, v = _finite_components(flow[..., 0], flow[..., 1])
     radius = _radius(np.hypot(u, v), scale, strength, dead_zone)
     return _wheel_colours(u, v, radius)
 
@@ -150,8 +150,7 @@ def _components_and_magnitude(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray,
     v = np.ascontiguousarray(v, dtype=np.float32)
     magnitude = cv2.magnitude(u, v)
     if not math.isfinite(float(np.add.reduce(magnitude, axis=None))):  # NaN, inf and overflow propagate
-        u = np.nan_to_num(u, nan=0.0, posinf=0.0, neginf=0.0)
-        v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+        u, v = _finite_components(u, v)
         magnitude = np.hypot(u, v)
     return u, v, magnitude
 
