@@ -80,6 +80,22 @@ def _fill(page, elem_id: str, value: str) -> None:
     field.press("Tab")
 
 
+def _type_into_revealed(page, field, value: str, tries: int = 20) -> None:
+    """Type into a field that opening an accordion just revealed, until the value holds. Gradio 6 renders
+    an accordion's children when it first opens and, once they have settled and one animation frame later,
+    hands each its stored properties again: a value typed in between is put back to the old one, on screen
+    and in what the next event sends (a robot types that fast; a person does not)."""
+    frames = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done())))"
+    for _ in range(tries):
+        field.fill(value)
+        field.press("Enter")
+        page.evaluate(frames)
+        page.wait_for_timeout(100)
+        if field.input_value() == value:
+            return
+    raise AssertionError(f"{value!r} typed {tries} times did not hold: {field.input_value()!r}")
+
+
 def test_upload_extract_shows_guide_and_chart(page, tmp_path):
     from wan2gp_structure_video.preprocessors.video.sample_video import write_sample_video
 
@@ -241,8 +257,7 @@ def test_depth_with_contrast_from_more_settings(page, tmp_path, monkeypatch):
     contrast = page.locator("#structure_video_depth_contrast input[type=number]")
     contrast.wait_for()
     assert page.locator("#structure_video_depth_smoothing").is_visible()
-    contrast.fill("2")
-    contrast.press("Enter")
+    _type_into_revealed(page, contrast, "2")
     screenshot(page, "depth_settings")
     page.locator("#structure_video_extract").click()
     page.wait_for_selector("#structure_video_guide video[src]", timeout=180_000)
